@@ -1,0 +1,382 @@
+use crate::model::Change;
+
+use super::mapping::{BodyShape, EventMapping};
+use super::{FlumeEvent, write};
+
+/// How many of the offered changes fit in one request under the byte limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// The first `n` changes were encoded (all of them, or as many as fit).
+    Events(usize),
+    /// The first change alone encodes to `encoded_len` bytes, over the limit; nothing
+    /// was encoded. It can never be sent under this limit.
+    FirstTooLarge {
+        /// The size of the request holding only this change.
+        encoded_len: usize,
+    },
+}
+
+/// A request body ready to send: a JSON array of Flume events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedBatch<'a> {
+    /// The encoded JSON array.
+    pub body: &'a [u8],
+    /// How many events it holds.
+    pub events: usize,
+}
+
+/// Encodes changes into Flume's JSON array in one pass into one reused buffer.
+///
+/// ```
+/// use headwater_core::flume::{BatchEncoder, EventMapping, Fit, decode_batch, DecodeLimits};
+/// use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, Seq};
+///
+/// let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+/// let data = ChangeData::insert("todos", "1", &serde_json::json!({"done": false})).unwrap();
+/// let id = ChangeIdGenerator::from_seed(1).next_id(now);
+/// let change = Change::new(Seq(1), Captured { id, captured_at: now, data });
+///
+/// let mut encoder = BatchEncoder::new(EventMapping::with_source("phone-7"));
+/// assert_eq!(encoder.encode(&[change], 1 << 20), Fit::Events(1));
+/// let body = std::str::from_utf8(encoder.batch().body).unwrap();
+/// let events = decode_batch(body, &DecodeLimits::default()).unwrap();
+/// assert_eq!(events[0].headers["timestamp"], "1700000000000");
+/// assert_eq!(events[0].headers["source"], "phone-7");
+/// assert_eq!(events[0].body, r#"{"done":false}"#);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchEncoder {
+    mapping: EventMapping,
+    buf: Vec<u8>,
+    scratch: Vec<u8>,
+    events: usize,
+}
+
+/// The bytes of `[` and `]` around the events.
+const ARRAY_OVERHEAD: usize = 2;
+
+impl BatchEncoder {
+    /// An encoder for `mapping`.
+    pub fn new(mapping: EventMapping) -> Self {
+        BatchEncoder {
+            mapping,
+            buf: Vec::with_capacity(64 * 1024),
+            scratch: Vec::new(),
+            events: 0,
+        }
+    }
+
+    /// The mapping in use.
+    pub fn mapping(&self) -> &EventMapping {
+        &self.mapping
+    }
+
+    /// Encodes as many of `changes`, from the front, as fit in `max_bytes`, replacing
+    /// what the buffer held.
+    pub fn encode(&mut self, changes: &[Change], max_bytes: usize) -> Fit {
+        self.buf.clear();
+        self.buf.push(b'[');
+        self.events = 0;
+        for change in changes {
+            let mark = self.buf.len();
+            if self.events > 0 {
+                self.buf.push(b',');
+            }
+            self.write_event(change);
+            if self.buf.len() + 1 > max_bytes {
+                if self.events == 0 {
+                    let encoded_len = self.buf.len() + 1;
+                    self.buf.truncate(1);
+                    self.buf.push(b']');
+                    return Fit::FirstTooLarge { encoded_len };
+                }
+                self.buf.truncate(mark);
+                break;
+            }
+            self.events += 1;
+        }
+        self.buf.push(b']');
+        Fit::Events(self.events)
+    }
+
+    /// The batch the last [`encode`](Self::encode) produced.
+    pub fn batch(&self) -> EncodedBatch<'_> {
+        EncodedBatch {
+            body: &self.buf,
+            events: self.events,
+        }
+    }
+
+    /// The size of a request that holds `change` alone.
+    pub fn encoded_len(&mut self, change: &Change) -> usize {
+        let before = self.buf.len();
+        self.write_event(change);
+        let len = self.buf.len() - before + ARRAY_OVERHEAD;
+        self.buf.truncate(before);
+        len
+    }
+
+    fn write_event(&mut self, change: &Change) {
+        let mapping = &self.mapping;
+        let names = &mapping.headers;
+        let buf = &mut self.buf;
+        buf.extend_from_slice(b"{\"headers\":{");
+        let mut first = true;
+        let mut sep = |buf: &mut Vec<u8>| {
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+        };
+        if let Some(name) = &names.id {
+            sep(buf);
+            write::key(buf, name);
+            let mut id = [0u8; 36];
+            write::string(buf, change.id.encode(&mut id));
+        }
+        if let Some(name) = &names.timestamp {
+            sep(buf);
+            write::key(buf, name);
+            write::quoted_i64(buf, change.captured_at.timestamp_millis());
+        }
+        if let Some(name) = &names.op {
+            sep(buf);
+            write::key(buf, name);
+            write::string(buf, change.data.op.as_str());
+        }
+        if let Some(name) = &names.collection {
+            sep(buf);
+            write::key(buf, name);
+            write::string(buf, &change.data.collection);
+        }
+        if let Some(name) = &names.key {
+            sep(buf);
+            write::key(buf, name);
+            write::string(buf, &change.data.key);
+        }
+        if let Some(name) = &names.seq {
+            sep(buf);
+            write::key(buf, name);
+            write::quoted_u64(buf, change.seq.0);
+        }
+        if let Some(name) = &names.source {
+            sep(buf);
+            write::key(buf, name);
+            write::string(buf, &mapping.source);
+        }
+        for (name, value) in &change.data.headers {
+            if !names.sets(name) {
+                sep(buf);
+                write::key(buf, name);
+                write::string(buf, value);
+            }
+        }
+        for (name, value) in &mapping.static_headers {
+            if !change.data.headers.contains_key(name) {
+                sep(buf);
+                write::key(buf, name);
+                write::string(buf, value);
+            }
+        }
+        buf.extend_from_slice(b"},\"body\":");
+        match mapping.body {
+            BodyShape::Value => write::string(buf, change.data.value_json().unwrap_or("")),
+            BodyShape::Envelope => {
+                let scratch = &mut self.scratch;
+                scratch.clear();
+                write_envelope(scratch, change);
+                // The envelope is built from JSON text we wrote ourselves: valid UTF-8.
+                let text = std::str::from_utf8(scratch).unwrap_or_default();
+                write::string(buf, text);
+            }
+        }
+        buf.push(b'}');
+    }
+}
+
+fn write_envelope(buf: &mut Vec<u8>, change: &Change) {
+    let mut id = [0u8; 36];
+    buf.push(b'{');
+    write::key(buf, "id");
+    write::string(buf, change.id.encode(&mut id));
+    buf.push(b',');
+    write::key(buf, "seq");
+    let mut digits = itoa::Buffer::new();
+    buf.extend_from_slice(digits.format(change.seq.0).as_bytes());
+    buf.push(b',');
+    write::key(buf, "op");
+    write::string(buf, change.data.op.as_str());
+    buf.push(b',');
+    write::key(buf, "collection");
+    write::string(buf, &change.data.collection);
+    buf.push(b',');
+    write::key(buf, "key");
+    write::string(buf, &change.data.key);
+    buf.push(b',');
+    write::key(buf, "captured_at");
+    buf.extend_from_slice(digits.format(change.captured_at.timestamp_millis()).as_bytes());
+    buf.push(b',');
+    write::key(buf, "value");
+    buf.extend_from_slice(change.data.value_json().unwrap_or("null").as_bytes());
+    buf.push(b'}');
+}
+
+/// Encodes arbitrary Flume events (as a client other than headwater would send them)
+/// into `buf`, replacing its contents.
+pub fn encode_events(events: &[FlumeEvent], buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.push(b'[');
+    for (index, event) in events.iter().enumerate() {
+        if index > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"headers\":{");
+        for (position, (name, value)) in event.headers.iter().enumerate() {
+            if position > 0 {
+                buf.push(b',');
+            }
+            write::key(buf, name);
+            write::string(buf, value);
+        }
+        buf.extend_from_slice(b"},\"body\":");
+        write::string(buf, &event.body);
+        buf.push(b'}');
+    }
+    buf.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flume::{DecodeLimits, decode_batch};
+    use crate::model::{Captured, ChangeData, ChangeIdGenerator, Seq};
+    use chrono::DateTime;
+
+    fn change(seq: u64, data: ChangeData) -> Change {
+        let now = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let id = ChangeIdGenerator::from_seed(seq).next_id(now);
+        Change::new(
+            Seq(seq),
+            Captured {
+                id,
+                captured_at: now,
+                data,
+            },
+        )
+    }
+
+    fn decode(encoder: &BatchEncoder) -> Vec<FlumeEvent> {
+        let body = std::str::from_utf8(encoder.batch().body).unwrap();
+        decode_batch(body, &DecodeLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn default_headers_and_value_body() {
+        let data = ChangeData::insert("todos", "k\"1", &serde_json::json!({"t": "é\n"}))
+            .unwrap()
+            .with_header("tenant", "acme");
+        let change = change(9, data);
+        let mut encoder = BatchEncoder::new(EventMapping::with_source("tab-1"));
+        assert_eq!(encoder.encode(std::slice::from_ref(&change), 4096), Fit::Events(1));
+        let events = decode(&encoder);
+        let headers = &events[0].headers;
+        assert_eq!(headers["id"], change.id.to_string());
+        assert_eq!(headers["timestamp"], "1700000000123");
+        assert_eq!(headers["op"], "insert");
+        assert_eq!(headers["collection"], "todos");
+        assert_eq!(headers["key"], "k\"1");
+        assert_eq!(headers["seq"], "9");
+        assert_eq!(headers["source"], "tab-1");
+        assert_eq!(headers["tenant"], "acme");
+        assert_eq!(headers.len(), 8);
+        assert_eq!(events[0].body, r#"{"t":"é\n"}"#);
+    }
+
+    #[test]
+    fn delete_has_empty_body() {
+        let mut encoder = BatchEncoder::new(EventMapping::default());
+        encoder.encode(&[change(1, ChangeData::delete("todos", "1").unwrap())], 4096);
+        assert_eq!(decode(&encoder)[0].body, "");
+    }
+
+    #[test]
+    fn mapped_fields_win_over_own_and_static_headers() {
+        let mut mapping = EventMapping::default();
+        mapping.static_headers.insert("region".into(), "eu".into());
+        mapping.static_headers.insert("tenant".into(), "default".into());
+        let data = ChangeData::delete("c", "k")
+            .unwrap()
+            .with_header("op", "spoofed")
+            .with_header("tenant", "acme");
+        let mut encoder = BatchEncoder::new(mapping);
+        encoder.encode(&[change(1, data)], 4096);
+        let headers = &decode(&encoder)[0].headers;
+        assert_eq!(headers["op"], "delete");
+        assert_eq!(headers["tenant"], "acme");
+        assert_eq!(headers["region"], "eu");
+    }
+
+    #[test]
+    fn renamed_and_omitted_headers() {
+        let mut mapping = EventMapping::default();
+        mapping.headers.id = Some("eventId".into());
+        mapping.headers.seq = None;
+        let mut encoder = BatchEncoder::new(mapping);
+        encoder.encode(&[change(1, ChangeData::delete("c", "k").unwrap())], 4096);
+        let headers = &decode(&encoder)[0].headers;
+        assert!(headers.contains_key("eventId"));
+        assert!(!headers.contains_key("id"));
+        assert!(!headers.contains_key("seq"));
+    }
+
+    #[test]
+    fn envelope_body_holds_every_field() {
+        let mapping = EventMapping {
+            body: BodyShape::Envelope,
+            ..EventMapping::default()
+        };
+        let data = ChangeData::insert("c", "k", &serde_json::json!([1, "two"])).unwrap();
+        let change = change(3, data);
+        let mut encoder = BatchEncoder::new(mapping);
+        encoder.encode(std::slice::from_ref(&change), 4096);
+        let body: serde_json::Value = serde_json::from_str(&decode(&encoder)[0].body).unwrap();
+        assert_eq!(body["id"], change.id.to_string());
+        assert_eq!(body["seq"], 3);
+        assert_eq!(body["op"], "insert");
+        assert_eq!(body["captured_at"], 1_700_000_000_123_i64);
+        assert_eq!(body["value"], serde_json::json!([1, "two"]));
+    }
+
+    #[test]
+    fn stops_at_the_byte_limit_and_reports_an_oversized_first_change() {
+        let changes: Vec<Change> = (1..=10)
+            .map(|seq| change(seq, ChangeData::insert("c", "k", &"x".repeat(100)).unwrap()))
+            .collect();
+        let mut encoder = BatchEncoder::new(EventMapping::default());
+        let one = encoder.encoded_len(&changes[0]);
+        let Fit::Events(n) = encoder.encode(&changes, one * 3) else {
+            panic!("three events should fit")
+        };
+        assert!((2..=3).contains(&n), "{n} events in three events' room");
+        assert!(encoder.batch().body.len() <= one * 3);
+        assert_eq!(decode(&encoder).len(), n);
+        assert_eq!(
+            encoder.encode(&changes, one - 1),
+            Fit::FirstTooLarge { encoded_len: one }
+        );
+        assert_eq!(encoder.batch().body, b"[]");
+    }
+
+    #[test]
+    fn encode_events_round_trips() {
+        let events = vec![
+            FlumeEvent::with_body("a\u{0}b").header("h", "v\"").header("", ""),
+            FlumeEvent::default(),
+        ];
+        let mut buf = Vec::new();
+        encode_events(&events, &mut buf);
+        let decoded =
+            decode_batch(std::str::from_utf8(&buf).unwrap(), &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded, events);
+    }
+}

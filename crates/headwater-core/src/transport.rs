@@ -1,0 +1,67 @@
+//! The [`Transport`] trait: how an encoded batch reaches Flume, and what came back.
+
+use crate::flume::EncodedBatch;
+use crate::policy::RetryAfter;
+
+/// An HTTP answer, as far as delivery cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The `Retry-After` header, if any and parsable.
+    pub retry_after: Option<RetryAfter>,
+    /// The response text (Flume puts the exception message there), bounded by the
+    /// transport.
+    pub message: String,
+}
+
+impl Response {
+    /// A response with only a status (and no message).
+    pub fn status(status: u16) -> Self {
+        Response {
+            status,
+            retry_after: None,
+            message: String::new(),
+        }
+    }
+
+    /// A response with a status and a message.
+    pub fn with_message(status: u16, message: impl Into<String>) -> Self {
+        Response {
+            status,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// What happened to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The server answered.
+    Response(Response),
+    /// No answer in time. Flume may or may not have committed the batch: a retry can
+    /// produce duplicates, which the `id` header lets consumers drop.
+    TimedOut {
+        /// What the transport saw.
+        message: String,
+    },
+    /// The request could not be completed (refused, reset, DNS, TLS, a browser network
+    /// error). If the connection dropped after the request was sent, Flume may still have
+    /// committed it.
+    ConnectionFailed {
+        /// What the transport saw.
+        message: String,
+    },
+}
+
+/// Sends one encoded batch to Flume. Implementations never retry by themselves: the
+/// engine owns retries, backoff and batch sizing.
+///
+/// On wasm32 the trait does not require `Send`, so browser `fetch` can implement it.
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+pub trait Transport: crate::MaybeSendSync {
+    /// Sends `batch` and reports the outcome.
+    async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome;
+}
