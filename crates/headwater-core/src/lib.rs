@@ -50,6 +50,8 @@ pub mod flume;
 pub mod model;
 pub mod policy;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 
 /// `Send + Sync` natively; nothing on wasm32, where IndexedDB handles and browser

@@ -21,7 +21,7 @@
 //! }
 //!
 //! futures::executor::block_on(async {
-//!     let now = chrono::Utc::now();
+//!     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
 //!     let mut syncer = Syncer::new(MemoryStore::new(), AcceptAll, SyncConfig::new("doc", 1)).unwrap();
 //!     let outbox = syncer.outbox();
 //!     outbox.capture(now, ChangeData::delete("todos", "1").unwrap()).await.unwrap();
@@ -139,13 +139,14 @@ impl ChangeStore for MemoryStore {
         for seq in seqs {
             if let Some(entry) = inner.outbox.remove(seq) {
                 let data = entry.change.data;
-                let marker = inner
-                    .markers
-                    .entry((data.collection, data.key))
-                    .or_insert(SyncMarker {
-                        last_acked_seq: *seq,
-                        acked_at: now,
-                    });
+                let marker =
+                    inner
+                        .markers
+                        .entry((data.collection, data.key))
+                        .or_insert(SyncMarker {
+                            last_acked_seq: *seq,
+                            acked_at: now,
+                        });
                 if marker.last_acked_seq <= *seq {
                     *marker = SyncMarker {
                         last_acked_seq: *seq,
@@ -160,7 +161,11 @@ impl ChangeStore for MemoryStore {
     async fn release(&self, owner: &str, seqs: &[Seq]) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for seq in seqs {
-            if let Some(entry) = inner.outbox.get_mut(seq).filter(|entry| holds(entry, owner)) {
+            if let Some(entry) = inner
+                .outbox
+                .get_mut(seq)
+                .filter(|entry| holds(entry, owner))
+            {
                 entry.delivery.state = DeliveryState::Pending;
             }
         }
@@ -176,7 +181,11 @@ impl ChangeStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for seq in seqs {
-            if let Some(entry) = inner.outbox.get_mut(seq).filter(|entry| holds(entry, owner)) {
+            if let Some(entry) = inner
+                .outbox
+                .get_mut(seq)
+                .filter(|entry| holds(entry, owner))
+            {
                 let delivery = &mut entry.delivery;
                 delivery.state = DeliveryState::Pending;
                 delivery.attempts = delivery.attempts.saturating_add(1);
@@ -196,7 +205,11 @@ impl ChangeStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         for seq in seqs {
-            if inner.outbox.get(seq).is_some_and(|entry| holds(entry, owner)) {
+            if inner
+                .outbox
+                .get(seq)
+                .is_some_and(|entry| holds(entry, owner))
+            {
                 if let Some(mut entry) = inner.outbox.remove(seq) {
                     entry.delivery.state = DeliveryState::DeadLettered {
                         reason: reason.to_owned(),

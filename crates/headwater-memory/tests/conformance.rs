@@ -1,6 +1,6 @@
 //! The shared store conformance suite, run against the in-memory store.
 
-use headwater_core::store::conformance;
+use headwater_core::testing::conformance;
 use headwater_memory::MemoryStore;
 
 #[test]

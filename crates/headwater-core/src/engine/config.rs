@@ -170,7 +170,10 @@ mod tests {
                 min: 512,
             },
         );
-        check(|c| c.lease = Duration::ZERO, ConfigError::ZeroDuration("lease"));
+        check(
+            |c| c.lease = Duration::ZERO,
+            ConfigError::ZeroDuration("lease"),
+        );
         check(
             |c| c.backoff.cap = Duration::from_millis(1),
             ConfigError::BackoffCapBelowBase,

@@ -89,11 +89,15 @@ impl<S: ChangeStore> Outbox<S> {
 
     /// Captures one change at `now`: gives it its idempotency id, appends it to the
     /// store and wakes the syncer.
-    pub async fn capture(&self, now: DateTime<Utc>, data: ChangeData) -> Result<Change, CaptureError> {
+    pub async fn capture(
+        &self,
+        now: DateTime<Utc>,
+        data: ChangeData,
+    ) -> Result<Change, CaptureError> {
         let mut changes = self.capture_all(now, vec![data]).await?;
-        changes
-            .pop()
-            .ok_or_else(|| CaptureError::Store(StoreError::Backend("append returned nothing".into())))
+        changes.pop().ok_or_else(|| {
+            CaptureError::Store(StoreError::Backend("append returned nothing".into()))
+        })
     }
 
     /// Captures several changes atomically (all or none), in order.
@@ -116,7 +120,11 @@ impl<S: ChangeStore> Outbox<S> {
         now: DateTime<Utc>,
         changes: Vec<ChangeData>,
     ) -> Result<Vec<Captured>, CaptureError> {
-        let mut ids = self.shared.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ids = self
+            .shared
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         changes
             .into_iter()
             .map(|data| {
@@ -163,7 +171,11 @@ impl<S: ChangeStore> Outbox<S> {
 
     /// The last acknowledged change of a record: it is synced once this reaches the seq
     /// of its latest capture.
-    pub async fn sync_marker(&self, collection: &str, key: &str) -> Result<Option<SyncMarker>, StoreError> {
+    pub async fn sync_marker(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<SyncMarker>, StoreError> {
         self.store.sync_marker(collection, key).await
     }
 

@@ -181,8 +181,13 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 .is_some_and(|age| now - entry.change.captured_at > delta(age));
             if too_many || too_old {
                 let last = entry.delivery.last_error.as_deref().unwrap_or("none");
-                let why = if too_many { "attempt limit" } else { "age limit" };
-                let reason = format!("gave up at the {why} after {attempts} attempts; last error: {last}");
+                let why = if too_many {
+                    "attempt limit"
+                } else {
+                    "age limit"
+                };
+                let reason =
+                    format!("gave up at the {why} after {attempts} attempts; last error: {last}");
                 tracing::warn!(seq = %entry.change.seq, id = %entry.change.id, %reason, "dead-lettering change");
                 self.store
                     .dead_letter(&self.owner, &[entry.change.seq], &reason, now)
@@ -241,12 +246,18 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     ) -> Result<(), StoreError> {
         let mut queue: VecDeque<Range<usize>> = VecDeque::from([0..changes.len()]);
         let mut isolating = false;
+        // 500s in a row for one change sent alone while isolating: a 400 condemns a
+        // change at once, a 500 (which may be passing) only when it repeats.
+        let mut lone_server_errors = 0;
         while let Some(range) = queue.pop_front() {
             if range.is_empty() {
                 continue;
             }
             let take = range.len().min(self.sizer.max_events());
-            let sent = match self.encoder.encode(&changes[range.start..range.start + take], self.sizer.max_bytes()) {
+            let sent = match self.encoder.encode(
+                &changes[range.start..range.start + take],
+                self.sizer.max_bytes(),
+            ) {
                 Fit::FirstTooLarge { encoded_len } => {
                     let change = &changes[range.start];
                     let reason = format!(
@@ -272,31 +283,50 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             };
             let action = classify(&outcome, previous, &self.config.classify);
             self.server_errors_in_row = match &outcome {
-                SendOutcome::Response(response) if response.status == 500 => self.server_errors_in_row + 1,
+                SendOutcome::Response(response) if response.status == 500 => {
+                    self.server_errors_in_row + 1
+                }
                 _ => 0,
             };
-            let seqs: Vec<Seq> = changes[sent.clone()].iter().map(|change| change.seq).collect();
+            let seqs: Vec<Seq> = changes[sent.clone()]
+                .iter()
+                .map(|change| change.seq)
+                .collect();
             match action {
                 Action::Ack => {
+                    lone_server_errors = 0;
                     self.unblock();
                     self.store.ack(&seqs, now).await?;
                     self.sizer.on_success();
                     report.delivered += seqs.len();
                 }
-                Action::Retry { overload: Overload::Capacity(capacity), .. } if sent.len() > capacity => {
+                Action::Retry {
+                    overload: Overload::Capacity(capacity),
+                    ..
+                } if sent.len() > capacity => {
                     // A batch over the channel's transactionCapacity fails every time:
                     // resend at once at the size Flume named.
-                    self.sizer.on_overload(sent.len(), Overload::Capacity(capacity));
+                    self.sizer
+                        .on_overload(sent.len(), Overload::Capacity(capacity));
                     queue.push_front(sent);
                 }
-                Action::Retry { overload, retry_after, reason } => {
+                Action::Retry {
+                    overload,
+                    retry_after,
+                    reason,
+                } => {
                     self.sizer.on_overload(sent.len(), overload);
                     let wait = match retry_after {
                         Some(retry_after) => retry_after.delay_from(now),
-                        None => self.config.backoff.delay(attempts[sent.start], &mut self.rng),
+                        None => self
+                            .config
+                            .backoff
+                            .delay(attempts[sent.start], &mut self.rng),
                     };
                     let next = now + delta(wait);
-                    self.store.schedule_retry(&self.owner, &seqs, next, &reason).await?;
+                    self.store
+                        .schedule_retry(&self.owner, &seqs, next, &reason)
+                        .await?;
                     report.retrying += seqs.len();
                     let mut view = self.shared.view();
                     view.last_error = Some(reason);
@@ -308,7 +338,8 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 }
                 Action::TooLarge { reason } => {
                     if sent.len() == 1 {
-                        self.dead_letter(&changes[sent.start], &reason, now, report).await?;
+                        self.dead_letter(&changes[sent.start], &reason, now, report)
+                            .await?;
                     } else {
                         let first_alone = self.encoder.encoded_len(&changes[sent.start]);
                         self.sizer.on_too_large((body_len / 2).max(first_alone));
@@ -317,7 +348,19 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 }
                 Action::Isolate { reason } => {
                     isolating = true;
-                    self.bisect(sent, changes, &reason, now, &mut queue, report).await?;
+                    let server_error =
+                        matches!(&outcome, SendOutcome::Response(r) if r.status == 500);
+                    if sent.len() == 1 && server_error {
+                        lone_server_errors += 1;
+                        if lone_server_errors < self.config.classify.isolate_after_server_errors {
+                            queue.push_front(sent);
+                            continue;
+                        }
+                    }
+                    lone_server_errors = 0;
+                    self.bisect(sent, changes, &reason, now, &mut queue, report)
+                        .await?;
+                    continue;
                 }
                 Action::Block { reason } => {
                     let until = now + delta(self.config.blocked_probe_interval);
@@ -351,7 +394,9 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         if sent.len() == 1 {
             // The 500s that led here were this change's; the next batch starts afresh.
             self.server_errors_in_row = 0;
-            return self.dead_letter(&changes[sent.start], reason, now, report).await;
+            return self
+                .dead_letter(&changes[sent.start], reason, now, report)
+                .await;
         }
         let middle = sent.start + sent.len() / 2;
         queue.push_front(middle..sent.end);
@@ -367,7 +412,9 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         report: &mut SyncReport,
     ) -> Result<(), StoreError> {
         tracing::warn!(seq = %change.seq, id = %change.id, %reason, "dead-lettering change");
-        self.store.dead_letter(&self.owner, &[change.seq], reason, now).await?;
+        self.store
+            .dead_letter(&self.owner, &[change.seq], reason, now)
+            .await?;
         report.dead_lettered += 1;
         Ok(())
     }

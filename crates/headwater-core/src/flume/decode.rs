@@ -664,8 +664,8 @@ mod tests {
 
     #[test]
     fn numbers_and_booleans_are_coerced_to_their_text() {
-        let events = decode(r#"[{"headers":{"a":42,"b":-1.5e3,"c":true,"d":false},"body":7}]"#)
-            .unwrap();
+        let events =
+            decode(r#"[{"headers":{"a":42,"b":-1.5e3,"c":true,"d":false},"body":7}]"#).unwrap();
         let headers = &events[0].headers;
         assert_eq!(headers["a"], "42");
         assert_eq!(headers["b"], "-1.5e3");
@@ -695,8 +695,11 @@ mod tests {
 
     #[test]
     fn duplicate_header_is_a_400() {
-        let error = decode_batch(r#"[{"headers":{"a":"1","a":"2"}}]"#, &DecodeLimits::default())
-            .unwrap_err();
+        let error = decode_batch(
+            r#"[{"headers":{"a":"1","a":"2"}}]"#,
+            &DecodeLimits::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             error.kind,
             DecodeErrorKind::DuplicateHeader { name: "a".into() }
@@ -752,13 +755,20 @@ mod tests {
 
     #[test]
     fn escapes_and_unicode() {
-        let events =
-            decode(r#"[{"body":"a\"\\\/\b\f\n\r\t\u00e9\ud83c\udf89 é","headers":{"\u0041":"1"}}]"#)
-                .unwrap();
+        let events = decode(
+            r#"[{"body":"a\"\\\/\b\f\n\r\t\u00e9\ud83c\udf89 é","headers":{"\u0041":"1"}}]"#,
+        )
+        .unwrap();
         assert_eq!(events[0].body, "a\"\\/\u{8}\u{c}\n\r\té🎉 é");
         assert_eq!(events[0].headers["A"], "1");
-        assert_eq!(decode(r#"[{"body":"\ud800"}]"#).unwrap()[0].body, "\u{fffd}");
-        assert_eq!(decode(r#"[{"body":"\udc00x"}]"#).unwrap()[0].body, "\u{fffd}x");
+        assert_eq!(
+            decode(r#"[{"body":"\ud800"}]"#).unwrap()[0].body,
+            "\u{fffd}"
+        );
+        assert_eq!(
+            decode(r#"[{"body":"\udc00x"}]"#).unwrap()[0].body,
+            "\u{fffd}x"
+        );
         assert_eq!(
             decode(r#"[{"body":"\ud800\u0041"}]"#).unwrap()[0].body,
             "\u{fffd}A"

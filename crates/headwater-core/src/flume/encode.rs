@@ -214,7 +214,11 @@ fn write_envelope(buf: &mut Vec<u8>, change: &Change) {
     write::string(buf, &change.data.key);
     buf.push(b',');
     write::key(buf, "captured_at");
-    buf.extend_from_slice(digits.format(change.captured_at.timestamp_millis()).as_bytes());
+    buf.extend_from_slice(
+        digits
+            .format(change.captured_at.timestamp_millis())
+            .as_bytes(),
+    );
     buf.push(b',');
     write::key(buf, "value");
     buf.extend_from_slice(change.data.value_json().unwrap_or("null").as_bytes());
@@ -277,7 +281,10 @@ mod tests {
             .with_header("tenant", "acme");
         let change = change(9, data);
         let mut encoder = BatchEncoder::new(EventMapping::with_source("tab-1"));
-        assert_eq!(encoder.encode(std::slice::from_ref(&change), 4096), Fit::Events(1));
+        assert_eq!(
+            encoder.encode(std::slice::from_ref(&change), 4096),
+            Fit::Events(1)
+        );
         let events = decode(&encoder);
         let headers = &events[0].headers;
         assert_eq!(headers["id"], change.id.to_string());
@@ -295,7 +302,10 @@ mod tests {
     #[test]
     fn delete_has_empty_body() {
         let mut encoder = BatchEncoder::new(EventMapping::default());
-        encoder.encode(&[change(1, ChangeData::delete("todos", "1").unwrap())], 4096);
+        encoder.encode(
+            &[change(1, ChangeData::delete("todos", "1").unwrap())],
+            4096,
+        );
         assert_eq!(decode(&encoder)[0].body, "");
     }
 
@@ -303,7 +313,9 @@ mod tests {
     fn mapped_fields_win_over_own_and_static_headers() {
         let mut mapping = EventMapping::default();
         mapping.static_headers.insert("region".into(), "eu".into());
-        mapping.static_headers.insert("tenant".into(), "default".into());
+        mapping
+            .static_headers
+            .insert("tenant".into(), "default".into());
         let data = ChangeData::delete("c", "k")
             .unwrap()
             .with_header("op", "spoofed")
@@ -370,7 +382,9 @@ mod tests {
     #[test]
     fn encode_events_round_trips() {
         let events = vec![
-            FlumeEvent::with_body("a\u{0}b").header("h", "v\"").header("", ""),
+            FlumeEvent::with_body("a\u{0}b")
+                .header("h", "v\"")
+                .header("", ""),
             FlumeEvent::default(),
         ];
         let mut buf = Vec::new();

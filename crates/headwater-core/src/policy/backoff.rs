@@ -90,7 +90,10 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let delays: Vec<Duration> = (0..200).map(|_| backoff.delay(2, &mut rng)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(1000)));
-        let low = delays.iter().filter(|d| **d < Duration::from_millis(500)).count();
+        let low = delays
+            .iter()
+            .filter(|d| **d < Duration::from_millis(500))
+            .count();
         assert!((50..150).contains(&low), "{low} of 200 below half");
     }
 
@@ -100,7 +103,10 @@ mod tests {
         let mut a = ChaCha8Rng::seed_from_u64(3);
         let mut b = ChaCha8Rng::seed_from_u64(3);
         for attempt in 0..10 {
-            assert_eq!(backoff.delay(attempt, &mut a), backoff.delay(attempt, &mut b));
+            assert_eq!(
+                backoff.delay(attempt, &mut a),
+                backoff.delay(attempt, &mut b)
+            );
         }
     }
 }

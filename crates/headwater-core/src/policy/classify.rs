@@ -75,14 +75,22 @@ impl Default for ClassifyRules {
 /// | 400 | [`Action::Isolate`] |
 /// | 500 | retry; the `isolate_after_server_errors`-th in a row isolates |
 /// | 401, 403, 404, 405, other 4xx, 1xx, 3xx | [`Action::Block`] |
-pub fn classify(outcome: &SendOutcome, previous_server_errors: u32, rules: &ClassifyRules) -> Action {
+pub fn classify(
+    outcome: &SendOutcome,
+    previous_server_errors: u32,
+    rules: &ClassifyRules,
+) -> Action {
     let response = match outcome {
         SendOutcome::Response(response) => response,
         SendOutcome::TimedOut { message } => {
             return retry(Overload::None, None, format!("timed out: {message}"));
         }
         SendOutcome::ConnectionFailed { message } => {
-            return retry(Overload::None, None, format!("connection failed: {message}"));
+            return retry(
+                Overload::None,
+                None,
+                format!("connection failed: {message}"),
+            );
         }
     };
     let Response {
@@ -207,7 +215,10 @@ mod tests {
             }
         ));
         assert!(matches!(
-            answer(503, "Put queue for FileBackedTransaction of capacity 10000 full, ..."),
+            answer(
+                503,
+                "Put queue for FileBackedTransaction of capacity 10000 full, ..."
+            ),
             Action::Retry {
                 overload: Overload::Capacity(10000),
                 ..
@@ -284,7 +295,10 @@ mod tests {
         let outcome = SendOutcome::Response(Response::with_message(500, "interceptor"));
         assert!(is_retry(&classify(&outcome, 0, &rules)));
         assert!(is_retry(&classify(&outcome, 1, &rules)));
-        assert!(matches!(classify(&outcome, 2, &rules), Action::Isolate { .. }));
+        assert!(matches!(
+            classify(&outcome, 2, &rules),
+            Action::Isolate { .. }
+        ));
     }
 
     #[test]
@@ -308,7 +322,10 @@ mod tests {
     fn capacity_hint_edge_cases() {
         assert_eq!(parse_capacity_hint("of capacity "), None);
         assert_eq!(parse_capacity_hint("of capacity 0 full"), None);
-        assert_eq!(parse_capacity_hint("of capacity 99999999999999999999999"), None);
+        assert_eq!(
+            parse_capacity_hint("of capacity 99999999999999999999999"),
+            None
+        );
         assert_eq!(parse_capacity_hint("of capacity 7"), Some(7));
     }
 }

@@ -1,8 +1,5 @@
 //! The [`ChangeStore`] trait: where captured changes wait, durably, until Flume has them.
 
-#[cfg(feature = "conformance")]
-pub mod conformance;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +44,8 @@ pub struct OutboxStats {
 
 /// Durable storage of an outbox.
 ///
-/// The contract every backend keeps (checked by the conformance suite behind the
-/// `conformance` feature):
+/// The contract every backend keeps (checked by [`testing::conformance`](crate::testing), behind the `testing`
+/// feature):
 ///
 /// - every method is atomic;
 /// - `append` assigns strictly increasing sequence numbers, never above [`crate::model::MAX_SEQ`];

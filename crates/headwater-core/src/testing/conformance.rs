@@ -15,10 +15,8 @@ use std::future::Future;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::ChangeStore;
-use crate::model::{
-    Captured, ChangeData, ChangeIdGenerator, DeliveryState, MAX_SEQ, Op, Seq,
-};
+use crate::model::{Captured, ChangeData, ChangeIdGenerator, DeliveryState, MAX_SEQ, Op, Seq};
+use crate::store::{ChangeStore, OutboxStats, StoreError};
 
 /// A fixed instant the checks measure time from.
 pub fn epoch() -> DateTime<Utc> {
@@ -36,7 +34,11 @@ pub fn sample(count: usize, collection: &str) -> Vec<Captured> {
         .map(|index| {
             let key = format!("k{index}");
             let data = match index % 3 {
-                0 => ChangeData::insert(collection, key, &serde_json::json!({"n": index, "text": "é \"q\" 🎉"})),
+                0 => ChangeData::insert(
+                    collection,
+                    key,
+                    &serde_json::json!({"n": index, "text": "é \"q\" 🎉"}),
+                ),
                 1 => ChangeData::upsert(collection, key, &serde_json::json!([index, null, true])),
                 _ => ChangeData::delete(collection, key),
             }
@@ -79,15 +81,31 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
     let stored = store.append(captured.clone()).await.expect("append");
     assert_eq!(stored.len(), 5, "append returns every change");
     let more = store.append(sample(2, "d")).await.expect("append");
-    let seqs: Vec<u64> = stored.iter().chain(&more).map(|change| change.seq.0).collect();
-    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "seqs must grow strictly: {seqs:?}");
-    assert!(seqs.iter().all(|seq| *seq >= 1 && *seq <= MAX_SEQ), "seqs in 1..=2^53-1: {seqs:?}");
-    let claimed = store.claim("a", at(100), at(200), 100).await.expect("claim");
+    let seqs: Vec<u64> = stored
+        .iter()
+        .chain(&more)
+        .map(|change| change.seq.0)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "seqs must grow strictly: {seqs:?}"
+    );
+    assert!(
+        seqs.iter().all(|seq| *seq >= 1 && *seq <= MAX_SEQ),
+        "seqs in 1..=2^53-1: {seqs:?}"
+    );
+    let claimed = store
+        .claim("a", at(100), at(200), 100)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 7, "every appended change is claimable");
     for (entry, original) in claimed.iter().zip(&captured) {
         assert_eq!(entry.change.id, original.id, "the id never changes");
         assert_eq!(entry.change.captured_at, original.captured_at);
-        assert_eq!(entry.change.data, original.data, "content survives the store");
+        assert_eq!(
+            entry.change.data, original.data,
+            "content survives the store"
+        );
         assert_eq!(entry.delivery.attempts, 0);
     }
     assert_eq!(claimed[2].change.data.op, Op::Delete);
@@ -98,7 +116,10 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
 pub async fn claim_serves_the_head_in_order<S: ChangeStore>(store: S) {
     let stored = store.append(sample(10, "c")).await.expect("append");
     let first = store.claim("a", at(0), at(60), 4).await.expect("claim");
-    assert_eq!(seqs_of(&first), stored[..4].iter().map(|c| c.seq).collect::<Vec<_>>());
+    assert_eq!(
+        seqs_of(&first),
+        stored[..4].iter().map(|c| c.seq).collect::<Vec<_>>()
+    );
     for entry in &first {
         assert!(
             matches!(&entry.delivery.state, DeliveryState::InFlight { owner, lease_until } if owner == "a" && *lease_until == at(60)),
@@ -116,9 +137,21 @@ pub async fn a_lease_keeps_others_out_until_it_lapses<S: ChangeStore>(store: S) 
     let first = store.claim("a", at(0), at(60), 2).await.expect("claim");
     assert_eq!(first.len(), 2);
     let blocked = store.claim("b", at(59), at(120), 10).await.expect("claim");
-    assert!(blocked.is_empty(), "the head is held: one batch in flight per outbox, got {:?}", seqs_of(&blocked));
+    assert!(
+        blocked.is_empty(),
+        "the head is held: one batch in flight per outbox, got {:?}",
+        seqs_of(&blocked)
+    );
     let after = store.claim("b", at(60), at(120), 10).await.expect("claim");
-    assert_eq!(seqs_of(&after), [first[0].change.seq, first[1].change.seq, Seq(first[1].change.seq.0 + 1)], "a lapsed lease frees the changes in order");
+    assert_eq!(
+        seqs_of(&after),
+        [
+            first[0].change.seq,
+            first[1].change.seq,
+            Seq(first[1].change.seq.0 + 1)
+        ],
+        "a lapsed lease frees the changes in order"
+    );
 }
 
 /// Ack removes changes, and each record's marker holds its highest acked seq.
@@ -126,28 +159,65 @@ pub async fn ack_removes_and_marks_records_synced<S: ChangeStore>(store: S) {
     let mut twice = sample(2, "c");
     twice[1].data.key = twice[0].data.key.clone();
     let stored = store.append(twice).await.expect("append");
-    assert_eq!(store.sync_marker("c", "k0").await.expect("marker"), None, "no marker before an ack");
+    assert_eq!(
+        store.sync_marker("c", "k0").await.expect("marker"),
+        None,
+        "no marker before an ack"
+    );
     let claimed = store.claim("a", at(0), at(60), 10).await.expect("claim");
-    store.ack(&[stored[1].seq, stored[0].seq], at(5)).await.expect("ack");
-    let marker = store.sync_marker("c", "k0").await.expect("marker").expect("a marker after ack");
-    assert_eq!(marker.last_acked_seq, stored[1].seq, "the marker keeps the highest seq");
+    store
+        .ack(&[stored[1].seq, stored[0].seq], at(5))
+        .await
+        .expect("ack");
+    let marker = store
+        .sync_marker("c", "k0")
+        .await
+        .expect("marker")
+        .expect("a marker after ack");
+    assert_eq!(
+        marker.last_acked_seq, stored[1].seq,
+        "the marker keeps the highest seq"
+    );
     assert_eq!(marker.acked_at, at(5));
     assert_eq!(claimed.len(), 2);
-    assert!(store.claim("a", at(100), at(160), 10).await.expect("claim").is_empty(), "acked changes are gone");
+    assert!(
+        store
+            .claim("a", at(100), at(160), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "acked changes are gone"
+    );
     let stats = store.stats(at(100)).await.expect("stats");
     assert_eq!((stats.pending, stats.in_flight), (0, 0));
-    store.ack(&[Seq(999_999)], at(6)).await.expect("acking an unknown seq is harmless");
+    store
+        .ack(&[Seq(999_999)], at(6))
+        .await
+        .expect("acking an unknown seq is harmless");
 }
 
 /// Release returns claimed changes to pending with no attempt counted.
 pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
     let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
-    store.release("a", &seqs_of(&claimed)[1..]).await.expect("release");
-    store.ack(&[claimed[0].change.seq], at(1)).await.expect("ack");
+    store
+        .release("a", &seqs_of(&claimed)[1..])
+        .await
+        .expect("release");
+    store
+        .ack(&[claimed[0].change.seq], at(1))
+        .await
+        .expect("ack");
     let again = store.claim("b", at(1), at(60), 3).await.expect("claim");
-    assert_eq!(seqs_of(&again), seqs_of(&claimed)[1..], "released changes are claimable at once");
-    assert!(again.iter().all(|entry| entry.delivery.attempts == 0), "release does not count an attempt");
+    assert_eq!(
+        seqs_of(&again),
+        seqs_of(&claimed)[1..],
+        "released changes are claimable at once"
+    );
+    assert!(
+        again.iter().all(|entry| entry.delivery.attempts == 0),
+        "release does not count an attempt"
+    );
 }
 
 /// A scheduled retry counts an attempt, records the error, and holds the whole line
@@ -155,8 +225,18 @@ pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
 pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
     store.append(sample(4, "c")).await.expect("append");
     let claimed = store.claim("a", at(0), at(60), 2).await.expect("claim");
-    store.schedule_retry("a", &seqs_of(&claimed), at(30), "HTTP 503").await.expect("retry");
-    assert!(store.claim("a", at(29), at(90), 10).await.expect("claim").is_empty(), "nothing is sent past a head that waits for its retry");
+    store
+        .schedule_retry("a", &seqs_of(&claimed), at(30), "HTTP 503")
+        .await
+        .expect("retry");
+    assert!(
+        store
+            .claim("a", at(29), at(90), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "nothing is sent past a head that waits for its retry"
+    );
     let stats = store.stats(at(10)).await.expect("stats");
     assert_eq!(stats.next_attempt_at, Some(at(30)));
     assert_eq!(stats.last_error.as_deref(), Some("HTTP 503"));
@@ -171,11 +251,21 @@ pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
 pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(store: S) {
     let stored = store.append(sample(3, "c")).await.expect("append");
     let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
-    store.dead_letter("a", &[stored[1].seq], "HTTP 400: bad", at(2)).await.expect("dead-letter");
-    store.release("a", &[stored[0].seq, stored[2].seq]).await.expect("release");
+    store
+        .dead_letter("a", &[stored[1].seq], "HTTP 400: bad", at(2))
+        .await
+        .expect("dead-letter");
+    store
+        .release("a", &[stored[0].seq, stored[2].seq])
+        .await
+        .expect("release");
     assert_eq!(claimed.len(), 3);
     let line = store.claim("a", at(3), at(60), 10).await.expect("claim");
-    assert_eq!(seqs_of(&line), [stored[0].seq, stored[2].seq], "a dead letter does not block the rest");
+    assert_eq!(
+        seqs_of(&line),
+        [stored[0].seq, stored[2].seq],
+        "a dead letter does not block the rest"
+    );
     let dead = store.dead_letters(10).await.expect("dead letters");
     assert_eq!(seqs_of(&dead), [stored[1].seq]);
     assert!(
@@ -183,12 +273,31 @@ pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(sto
         "the reason is kept: {:?}",
         dead[0].delivery.state
     );
-    assert_eq!(dead[0].change.data, stored[1].data, "a dead letter keeps its content");
+    assert_eq!(
+        dead[0].change.data, stored[1].data,
+        "a dead letter keeps its content"
+    );
     store.ack(&seqs_of(&line), at(4)).await.expect("ack");
-    assert_eq!(store.requeue(&[stored[1].seq, Seq(424_242)]).await.expect("requeue"), 1);
-    assert!(store.dead_letters(10).await.expect("dead letters").is_empty());
+    assert_eq!(
+        store
+            .requeue(&[stored[1].seq, Seq(424_242)])
+            .await
+            .expect("requeue"),
+        1
+    );
+    assert!(
+        store
+            .dead_letters(10)
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
     let back = store.claim("a", at(5), at(60), 10).await.expect("claim");
-    assert_eq!(seqs_of(&back), [stored[1].seq], "a requeued change is sent again");
+    assert_eq!(
+        seqs_of(&back),
+        [stored[1].seq],
+        "a requeued change is sent again"
+    );
     assert_eq!(back[0].delivery.attempts, 0, "requeue resets attempts");
 }
 
@@ -200,13 +309,35 @@ pub async fn only_the_holder_can_move_a_claimed_change<S: ChangeStore>(store: S)
     assert_eq!(seqs_of(&first), seqs_of(&second));
     let seqs = seqs_of(&first);
     store.release("a", &seqs).await.expect("release");
-    store.schedule_retry("a", &seqs, at(500), "late").await.expect("retry");
-    store.dead_letter("a", &seqs, "late", at(11)).await.expect("dead-letter");
-    assert!(store.dead_letters(10).await.expect("dead letters").is_empty(), "a former holder cannot dead-letter");
+    store
+        .schedule_retry("a", &seqs, at(500), "late")
+        .await
+        .expect("retry");
+    store
+        .dead_letter("a", &seqs, "late", at(11))
+        .await
+        .expect("dead-letter");
+    assert!(
+        store
+            .dead_letters(10)
+            .await
+            .expect("dead letters")
+            .is_empty(),
+        "a former holder cannot dead-letter"
+    );
     let stats = store.stats(at(11)).await.expect("stats");
     assert_eq!(stats.in_flight, 2, "the new holder keeps its claim");
-    assert_eq!(stats.next_attempt_at, None, "a former holder cannot schedule a retry");
-    assert!(store.claim("c", at(11), at(70), 2).await.expect("claim").is_empty());
+    assert_eq!(
+        stats.next_attempt_at, None,
+        "a former holder cannot schedule a retry"
+    );
+    assert!(
+        store
+            .claim("c", at(11), at(70), 2)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
 }
 
 /// release_expired makes lapsed leases pending and counts them.
@@ -221,21 +352,41 @@ pub async fn release_expired_frees_lapsed_leases<S: ChangeStore>(store: S) {
 
 /// Stats count pending, in flight and dead-lettered changes.
 pub async fn stats_count_every_state<S: ChangeStore>(store: S) {
-    assert_eq!(store.stats(at(0)).await.expect("stats"), super::OutboxStats::default());
+    assert_eq!(
+        store.stats(at(0)).await.expect("stats"),
+        OutboxStats::default()
+    );
     store.append(sample(6, "c")).await.expect("append");
     let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
-    store.dead_letter("a", &[claimed[0].change.seq], "bad", at(1)).await.expect("dead-letter");
+    store
+        .dead_letter("a", &[claimed[0].change.seq], "bad", at(1))
+        .await
+        .expect("dead-letter");
     let stats = store.stats(at(1)).await.expect("stats");
-    assert_eq!((stats.pending, stats.in_flight, stats.dead_lettered), (3, 2, 1));
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.dead_lettered),
+        (3, 2, 1)
+    );
     let later = store.stats(at(61)).await.expect("stats");
-    assert_eq!((later.pending, later.in_flight), (5, 0), "a lapsed lease counts as pending");
+    assert_eq!(
+        (later.pending, later.in_flight),
+        (5, 0),
+        "a lapsed lease counts as pending"
+    );
 }
 
 /// Given a store whose next seq is `MAX_SEQ`, one more append works and the next fails
-/// with [`super::StoreError::SeqExhausted`] without writing anything.
+/// with [`StoreError::SeqExhausted`] without writing anything.
 pub async fn seq_stays_below_2_pow_53<S: ChangeStore>(store: S) {
     let last = store.append(sample(1, "c")).await.expect("append");
     assert_eq!(last[0].seq, Seq(MAX_SEQ));
-    assert_eq!(store.append(sample(2, "c")).await, Err(super::StoreError::SeqExhausted));
-    assert_eq!(store.stats(at(0)).await.expect("stats").pending, 1, "a failed append writes nothing");
+    assert_eq!(
+        store.append(sample(2, "c")).await,
+        Err(StoreError::SeqExhausted)
+    );
+    assert_eq!(
+        store.stats(at(0)).await.expect("stats").pending,
+        1,
+        "a failed append writes nothing"
+    );
 }
