@@ -244,7 +244,8 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         now: DateTime<Utc>,
         report: &mut SyncReport,
     ) -> Result<(), StoreError> {
-        let mut queue: VecDeque<Range<usize>> = VecDeque::from([0..changes.len()]);
+        let mut queue: VecDeque<Range<usize>> = VecDeque::new();
+        queue.push_back(0..changes.len());
         let mut isolating = false;
         // 500s in a row for one change sent alone while isolating: a 400 condemns a
         // change at once, a 500 (which may be passing) only when it repeats.
@@ -328,11 +329,12 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                         .schedule_retry(&self.owner, &seqs, next, &reason)
                         .await?;
                     report.retrying += seqs.len();
-                    let mut view = self.shared.view();
-                    view.last_error = Some(reason);
-                    view.next_attempt_at = Some(next);
-                    view.counters.retries += 1;
-                    drop(view);
+                    {
+                        let mut view = self.shared.view();
+                        view.last_error = Some(reason);
+                        view.next_attempt_at = Some(next);
+                        view.counters.retries += 1;
+                    }
                     self.release_rest(changes, &mut queue).await?;
                     return Ok(());
                 }
@@ -366,11 +368,12 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                     let until = now + delta(self.config.blocked_probe_interval);
                     tracing::warn!(%reason, %until, "outbox blocked by a configuration problem; every change is kept");
                     self.blocked_until = Some(until);
-                    let mut view = self.shared.view();
-                    view.blocked = Some(reason.clone());
-                    view.last_error = Some(reason);
-                    view.next_attempt_at = Some(until);
-                    drop(view);
+                    {
+                        let mut view = self.shared.view();
+                        view.blocked = Some(reason.clone());
+                        view.last_error = Some(reason);
+                        view.next_attempt_at = Some(until);
+                    }
                     queue.push_front(sent);
                     self.release_rest(changes, &mut queue).await?;
                     report.blocked = true;
