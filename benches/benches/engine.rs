@@ -1,1 +1,73 @@
-fn main() {}
+//! CPU cost of the core's bookkeeping per change: claim → batch → encode → ack over the
+//! memory store, with a transport that accepts at once (no I/O).
+//!
+//! Run: `cargo bench -p headwater-benches --bench engine`
+
+use std::hint::black_box;
+
+use chrono::DateTime;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use futures::executor::block_on;
+use headwater_core::engine::{SyncConfig, Syncer};
+use headwater_core::flume::EncodedBatch;
+use headwater_core::model::ChangeData;
+use headwater_core::transport::{Response, SendOutcome, Transport};
+use headwater_memory::MemoryStore;
+
+struct AcceptAll;
+
+#[async_trait::async_trait]
+impl Transport for AcceptAll {
+    async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome {
+        black_box(batch.body.len());
+        SendOutcome::Response(Response::status(200))
+    }
+}
+
+const CHANGES: usize = 10_000;
+
+fn value(index: usize) -> serde_json::Value {
+    serde_json::json!({
+        "id": index,
+        "title": "Buy oat milk and a loaf of sourdough on the way home",
+        "done": index % 2 == 0,
+        "tags": ["errand", "food", "weekly"],
+        "updated_by": "user-4711@example.org",
+        "priority": 3
+    })
+}
+
+fn filled_syncer() -> Syncer<MemoryStore, AcceptAll> {
+    let now = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+    let syncer = Syncer::new(MemoryStore::new(), AcceptAll, SyncConfig::new("bench", 1)).unwrap();
+    let changes = (0..CHANGES)
+        .map(|index| ChangeData::upsert("todos", format!("todo-{index}"), &value(index)).unwrap())
+        .collect();
+    block_on(syncer.outbox().capture_all(now, changes)).unwrap();
+    syncer
+}
+
+fn sync_all(syncer: &mut Syncer<MemoryStore, AcceptAll>) {
+    let now = DateTime::from_timestamp_millis(1_700_000_001_000).unwrap();
+    block_on(async {
+        loop {
+            let report = syncer.sync_once(now).await.unwrap();
+            if report.idle {
+                break;
+            }
+        }
+    });
+}
+
+fn engine(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(CHANGES as u64));
+    group.sample_size(20);
+    group.bench_function("claim_encode_ack_per_10k_changes", |b| {
+        b.iter_batched(filled_syncer, |mut syncer| sync_all(&mut syncer), BatchSize::LargeInput)
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);

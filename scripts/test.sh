@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs headwater's whole test suite on a fresh machine, installing what it needs.
+#
+#   bash scripts/test.sh
+#
+# Environment:
+#   PROPTEST_CASES   cases per property test (default here: 1024; the tests' own default is 256)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-unknown-unknown target"
+rustup target add wasm32-unknown-unknown >/dev/null
+
+step "native tests (unit, integration, property, doc)"
+PROPTEST_CASES="${PROPTEST_CASES:-1024}" cargo test --workspace --all-targets
+cargo test --workspace --doc
+
+step "the core and the memory store build for wasm32"
+cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory
+
+step "the core depends on no runtime, HTTP client, browser API or OS randomness"
+forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \
+  | grep -E '^(tokio|reqwest|web-sys|getrandom) ' || true)
+if [ -n "$forbidden" ]; then
+  echo "headwater-core must stay pure, but depends on:" >&2
+  echo "$forbidden" >&2
+  exit 1
+fi
+
+echo
+echo "all tests passed"
