@@ -64,7 +64,11 @@ fn engine(c: &mut Criterion) {
     group.throughput(Throughput::Elements(CHANGES as u64));
     group.sample_size(20);
     group.bench_function("claim_encode_ack_per_10k_changes", |b| {
-        b.iter_batched(filled_syncer, |mut syncer| sync_all(&mut syncer), BatchSize::LargeInput)
+        b.iter_batched(
+            filled_syncer,
+            |mut syncer| sync_all(&mut syncer),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }

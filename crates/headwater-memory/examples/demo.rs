@@ -23,15 +23,23 @@ fn main() {
             _ => Fault::Status(502, "Bad Gateway".into()),
         });
     }
-    let mut syncer = Syncer::new(MemoryStore::new(), flume.clone(), SyncConfig::new("demo", 42))
-        .expect("the default configuration is valid");
+    let mut syncer = Syncer::new(
+        MemoryStore::new(),
+        flume.clone(),
+        SyncConfig::new("demo", 42),
+    )
+    .expect("the default configuration is valid");
     let outbox = syncer.outbox();
     let mut now = DateTime::from_timestamp_millis(1_700_000_000_000).expect("a valid time");
     let started = Instant::now();
     let batch: Vec<ChangeData> = (0..changes)
         .map(|index| {
-            ChangeData::upsert("todos", format!("todo-{index}"), &serde_json::json!({"n": index}))
-                .expect("JSON value")
+            ChangeData::upsert(
+                "todos",
+                format!("todo-{index}"),
+                &serde_json::json!({"n": index}),
+            )
+            .expect("JSON value")
         })
         .collect();
     block_on(outbox.capture_all(now, batch)).expect("capture");
