@@ -1,0 +1,83 @@
+use std::time::Duration;
+
+/// How requests are spread over several endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Always the first endpoint that is not resting; the next one only when it cannot
+    /// be reached (Flume's `default_failover`).
+    #[default]
+    Failover,
+    /// Each request to the next endpoint in turn, skipping those resting (Flume's
+    /// `default_loadbalance` with `round_robin`).
+    RoundRobin,
+}
+
+/// Configuration of an [`HttpTransport`](crate::HttpTransport).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Flume HTTP source URLs (`http://host:port/`; any path works with Flume).
+    pub endpoints: Vec<String>,
+    /// Failover or round-robin.
+    pub selection: Selection,
+    /// The whole request, from connecting to the last byte of the answer. Keep it below
+    /// the syncer's lease.
+    pub timeout: Duration,
+    /// Extra request headers, such as `authorization` for a proxy in front of Flume.
+    pub headers: Vec<(String, String)>,
+    /// How much of an error answer's text is kept (Flume's exception message is there).
+    pub max_message_bytes: usize,
+    /// How long an unreachable endpoint rests at first; each further failure doubles
+    /// it, up to `endpoint_rest_cap`.
+    pub endpoint_rest: Duration,
+    /// The longest rest.
+    pub endpoint_rest_cap: Duration,
+}
+
+impl HttpConfig {
+    /// Defaults for these endpoints: failover, 10 s timeout, no extra headers.
+    pub fn new<I, S>(endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        HttpConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            selection: Selection::Failover,
+            timeout: Duration::from_secs(10),
+            headers: Vec::new(),
+            max_message_bytes: 4096,
+            endpoint_rest: Duration::from_secs(1),
+            endpoint_rest_cap: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A transport configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpConfigError {
+    /// No endpoint was given.
+    #[error("at least one Flume endpoint URL is needed")]
+    NoEndpoints,
+    /// An endpoint is not a valid http(s) URL.
+    #[error("endpoint {url:?} is not a valid http or https URL: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An extra header has an invalid name or value, or one the transport sets itself.
+    #[error("header {name:?} cannot be sent: {reason}")]
+    InvalidHeader {
+        /// The header name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The timeout is zero.
+    #[error("the request timeout must be longer than zero")]
+    ZeroTimeout,
+    /// reqwest could not build a client (TLS backend setup).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}

@@ -1,0 +1,37 @@
+//! # headwater-http
+//!
+//! The Flume HTTP transport of headwater: a [`Transport`] on reqwest that POSTs encoded
+//! batches to one or several Flume HTTP sources, on native (tokio) and in the browser
+//! (fetch). It sends `Content-Type: application/json; charset=UTF-8` (without the
+//! charset, Flume's Jetty may decode non-ASCII text wrongly), applies a per-request
+//! timeout (in the browser too), adds configured headers (auth for a proxy in front of
+//! Flume), follows no redirects and never retries by itself: the engine owns retries.
+//! Every answer becomes a [`SendOutcome`] with the status, `Retry-After` and the
+//! response text (bounded).
+//!
+//! With several endpoints it fails over or balances round-robin like Flume's own
+//! `default_failover` and `default_loadbalance` clients, and rests an endpoint that
+//! could not be reached with a growing backoff.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use headwater_http::{HttpConfig, HttpTransport, Selection};
+//!
+//! let mut config = HttpConfig::new(["http://flume-a:5140/", "http://flume-b:5140/"]);
+//! config.selection = Selection::RoundRobin;
+//! config.timeout = Duration::from_secs(5);
+//! config.headers.push(("authorization".into(), "Bearer s3cret".into()));
+//! let transport = HttpTransport::new(config).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod endpoints;
+mod transport;
+
+pub use config::{HttpConfig, HttpConfigError, Selection};
+pub use transport::HttpTransport;
+
+#[doc(no_inline)]
+pub use headwater_core::transport::{SendOutcome, Transport};

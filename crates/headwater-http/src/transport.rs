@@ -1,0 +1,263 @@
+use headwater_core::flume::EncodedBatch;
+use headwater_core::policy::RetryAfter;
+use headwater_core::transport::{Response, SendOutcome, Transport};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::config::{HttpConfig, HttpConfigError};
+use crate::endpoints::Endpoints;
+
+/// The content type Flume needs to read non-ASCII text right.
+const JSON_UTF8: &str = "application/json; charset=UTF-8";
+
+/// A [`Transport`] that POSTs batches to Flume HTTP sources. See the crate docs.
+#[derive(Debug)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    urls: Vec<reqwest::Url>,
+    headers: HeaderMap,
+    timeout: std::time::Duration,
+    max_message_bytes: usize,
+    endpoints: Endpoints,
+}
+
+impl HttpTransport {
+    /// A transport for `config`, if it is valid.
+    pub fn new(config: HttpConfig) -> Result<Self, HttpConfigError> {
+        if config.endpoints.is_empty() {
+            return Err(HttpConfigError::NoEndpoints);
+        }
+        if config.timeout.is_zero() {
+            return Err(HttpConfigError::ZeroTimeout);
+        }
+        let urls = config
+            .endpoints
+            .iter()
+            .map(|url| {
+                let parsed =
+                    reqwest::Url::parse(url).map_err(|error| HttpConfigError::InvalidUrl {
+                        url: url.clone(),
+                        reason: error.to_string(),
+                    })?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(HttpConfigError::InvalidUrl {
+                        url: url.clone(),
+                        reason: format!("the scheme is {:?}", parsed.scheme()),
+                    });
+                }
+                Ok(parsed)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let invalid = |reason: String| HttpConfigError::InvalidHeader {
+                name: name.clone(),
+                reason,
+            };
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+            if header_name == CONTENT_TYPE {
+                return Err(invalid(
+                    "the transport sets the content type Flume needs".into(),
+                ));
+            }
+            let header_value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+            headers.append(header_name, header_value);
+        }
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+        Ok(HttpTransport {
+            client: build_client()?,
+            endpoints: Endpoints::new(
+                urls.len(),
+                config.selection,
+                config.endpoint_rest,
+                config.endpoint_rest_cap,
+            ),
+            urls,
+            headers,
+            timeout: config.timeout,
+            max_message_bytes: config.max_message_bytes,
+        })
+    }
+
+    /// The endpoint URLs.
+    pub fn endpoints(&self) -> &[reqwest::Url] {
+        &self.urls
+    }
+
+    async fn read_message(&self, mut response: reqwest::Response) -> String {
+        let mut bytes = Vec::new();
+        while bytes.len() < self.max_message_bytes {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                // A body cut short still tells what it told so far.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        bytes.truncate(self.max_message_bytes);
+        text_of_error_page(&String::from_utf8_lossy(&bytes))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn build_client() -> Result<reqwest::Client, HttpConfigError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
+        .build()
+        .map_err(HttpConfigError::Client)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn build_client() -> Result<reqwest::Client, HttpConfigError> {
+    // fetch follows no retries of its own; redirects are the browser's business.
+    reqwest::Client::builder()
+        .build()
+        .map_err(HttpConfigError::Client)
+}
+
+/// Flume's errors come in a Jetty HTML page; keep the message, not the markup.
+fn text_of_error_page(body: &str) -> String {
+    let Some(start) = body.find("<h2>") else {
+        return body.trim().to_owned();
+    };
+    let rest = &body[start + 4..];
+    let end = rest.find("</h2>").unwrap_or(rest.len());
+    let heading = rest[..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&");
+    // "HTTP ERROR 503 Error appending ..." → "Error appending ..."
+    let heading = heading.trim();
+    match heading.strip_prefix("HTTP ERROR ") {
+        Some(after) => after
+            .split_once(' ')
+            .map_or(after, |(_code, message)| message)
+            .to_owned(),
+        None => heading.to_owned(),
+    }
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl Transport for HttpTransport {
+    async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome {
+        let mut last = SendOutcome::ConnectionFailed {
+            message: "no endpoint".into(),
+        };
+        for index in self.endpoints.order(chrono::Utc::now()) {
+            let url = &self.urls[index];
+            let sent = self
+                .client
+                .post(url.clone())
+                .headers(self.headers.clone())
+                .timeout(self.timeout)
+                .body(batch.body.to_vec())
+                .send()
+                .await;
+            match sent {
+                Ok(response) => {
+                    self.endpoints.succeeded(index);
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(RetryAfter::parse);
+                    let message = if response.status().is_success() {
+                        String::new()
+                    } else {
+                        self.read_message(response).await
+                    };
+                    return SendOutcome::Response(Response {
+                        status,
+                        retry_after,
+                        message,
+                    });
+                }
+                Err(error) => {
+                    self.endpoints.failed(index, chrono::Utc::now());
+                    let message = format!("{url}: {}", describe(&error));
+                    tracing::debug!(%message, "request failed");
+                    if error.is_timeout() {
+                        return SendOutcome::TimedOut { message };
+                    }
+                    last = SendOutcome::ConnectionFailed { message };
+                    // Nothing reached Flume if the connection never opened: try the
+                    // next endpoint at once. Otherwise the batch may have been
+                    // committed; let the engine's backoff decide.
+                    if !error.is_connect() {
+                        return last;
+                    }
+                }
+            }
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_are_reduced_to_their_message() {
+        let page = "<html>\n<head>\n<title>Error 503 x</title>\n</head>\n<body><h2>HTTP ERROR 503 Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full</h2>\n</body></html>";
+        assert_eq!(
+            text_of_error_page(page),
+            "Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full"
+        );
+        assert_eq!(
+            text_of_error_page("<h2>HTTP ERROR 400 a &lt;b&gt; &amp; &quot;c&quot;</h2>"),
+            "a <b> & \"c\""
+        );
+        assert_eq!(text_of_error_page("  plain text \n"), "plain text");
+    }
+
+    #[test]
+    fn misconfigurations_are_named() {
+        assert!(matches!(
+            HttpTransport::new(HttpConfig::new(Vec::<String>::new())),
+            Err(HttpConfigError::NoEndpoints)
+        ));
+        assert!(matches!(
+            HttpTransport::new(HttpConfig::new(["flume:5140"])),
+            Err(HttpConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            HttpTransport::new(HttpConfig::new(["ftp://flume/"])),
+            Err(HttpConfigError::InvalidUrl { .. })
+        ));
+        let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
+        config
+            .headers
+            .push(("content-type".into(), "text/plain".into()));
+        assert!(matches!(
+            HttpTransport::new(config),
+            Err(HttpConfigError::InvalidHeader { .. })
+        ));
+        let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
+        config.headers.push(("bad header".into(), "x".into()));
+        assert!(matches!(
+            HttpTransport::new(config),
+            Err(HttpConfigError::InvalidHeader { .. })
+        ));
+        let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
+        config.timeout = std::time::Duration::ZERO;
+        assert!(matches!(
+            HttpTransport::new(config),
+            Err(HttpConfigError::ZeroTimeout)
+        ));
+    }
+}

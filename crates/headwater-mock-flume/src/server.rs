@@ -1,0 +1,182 @@
+//! The listener: one task per connection, so that a fault can close a connection
+//! without an answer; routing of methods and paths as Flume's Jetty does.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::channel::Channel;
+use crate::config::MockConfig;
+use crate::faults::Faults;
+use crate::jetty::error_page;
+use crate::metrics::Counters;
+use crate::sink::Sink;
+use crate::source;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: MockConfig,
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) counters: Counters,
+    sink: Mutex<Sink>,
+    faults: Mutex<Faults>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: MockConfig, sink: Sink) -> Self {
+        Shared {
+            channel: Arc::new(Channel::new(
+                config.capacity,
+                config.transaction_capacity,
+                config.keep_alive,
+                config.drain_rate.is_some(),
+            )),
+            counters: Counters::default(),
+            sink: Mutex::new(sink),
+            faults: Mutex::new(Faults::new(config.random_faults.clone())),
+            config,
+        }
+    }
+
+    pub(crate) fn sink(&self) -> MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes the connection a request came on, without an answer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionKill(Arc<Notify>);
+
+impl ConnectionKill {
+    pub(crate) fn fire(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Clone)]
+struct ConnectionState {
+    shared: Arc<Shared>,
+    kill: ConnectionKill,
+}
+
+/// Accepts connections until `shutdown` fires; then closes every connection.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let kill = ConnectionKill::default();
+                let app = Router::new().fallback(route).with_state(ConnectionState {
+                    shared: Arc::clone(&shared),
+                    kill: kill.clone(),
+                });
+                connections.spawn(async move {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+                    tokio::select! {
+                        _ = connection => {}
+                        // Dropping the connection closes the socket with no answer.
+                        () = kill.0.notified() => {}
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+}
+
+async fn route(State(state): State<ConnectionState>, request: Request) -> Response {
+    let shared = &state.shared;
+    let config = &shared.config;
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let requested_headers = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let path = request.uri().path().to_owned();
+    let method = request.method().clone();
+    let mut response = match method {
+        Method::OPTIONS if config.cors => StatusCode::NO_CONTENT.into_response(),
+        // Flume forbids OPTIONS and TRACE with a security constraint (FLUME-2312).
+        Method::OPTIONS | Method::TRACE => error_page(StatusCode::FORBIDDEN, "Forbidden", &path),
+        Method::PUT | Method::DELETE => error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("HTTP method {method} is not supported by this URL"),
+            &path,
+        ),
+        Method::GET if config.metrics && path == "/metrics" => {
+            let json = shared
+                .counters
+                .to_json(shared.channel.size(), shared.channel.capacity());
+            axum::Json(json).into_response()
+        }
+        Method::GET | Method::HEAD if config.static_dir.is_some() => {
+            let dir = config.static_dir.clone().unwrap_or_default();
+            match tower_http::services::ServeDir::new(dir)
+                .oneshot(request)
+                .await
+            {
+                Ok(response) => response.into_response(),
+                Err(infallible) => match infallible {},
+            }
+        }
+        // Flume's servlet handles GET (and so HEAD) exactly like POST.
+        Method::POST | Method::GET | Method::HEAD => {
+            let (parts, body) = request.into_parts();
+            source::handle(shared, &state.kill, &path, &parts.headers, body).await
+        }
+        _ => error_page(
+            StatusCode::NOT_IMPLEMENTED,
+            &format!("Method {method} is not implemented by this servlet for this URI"),
+            &path,
+        ),
+    };
+    if config.cors {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin.unwrap_or(HeaderValue::from_static("*")),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, GET, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            requested_headers.unwrap_or(HeaderValue::from_static("content-type")),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+        headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// Binds the listener.
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,132 @@
+//! Flume's HTTP source with `JSONHandler`: a POST (or GET) becomes a batch that the
+//! channel takes whole or not at all.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use headwater_core::flume::{DecodeErrorKind, DecodeLimits, decode_batch};
+
+use crate::charset::request_text;
+use crate::config::MockFault;
+use crate::jetty::{self, error_page};
+use crate::metrics::add;
+use crate::server::{ConnectionKill, Shared};
+
+/// Waits for ever: the connection is closed around it, or the server shuts down.
+async fn never() -> Response {
+    std::future::pending::<()>().await;
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    kill: &ConnectionKill,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    add(&shared.counters.requests, 1);
+    let body = match axum::body::to_bytes(body, shared.config.max_request_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "Request body over the mock's limit of {} bytes",
+                    shared.config.max_request_bytes
+                ),
+                path,
+            );
+        }
+    };
+    let fault = shared.faults().next();
+    match &fault {
+        Some(MockFault::Status(code)) => return fault_status(*code, path),
+        Some(MockFault::Delay(delay)) => tokio::time::sleep(*delay).await,
+        Some(MockFault::Hang) => return never().await,
+        Some(MockFault::DropBeforeCommit) => {
+            kill.fire();
+            return never().await;
+        }
+        Some(MockFault::DropAfterCommit) | None => {}
+    }
+
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let text = match request_text(content_type, &body) {
+        Ok(text) => text,
+        Err(message) => return deserializer_failed(&message, path),
+    };
+    let limits = DecodeLimits {
+        max_bytes: usize::MAX,
+        max_events: usize::MAX,
+        max_depth: 10_000,
+    };
+    let events = match decode_batch(&text, &limits) {
+        Ok(events) => events,
+        Err(error) => {
+            return match error.kind {
+                DecodeErrorKind::Empty | DecodeErrorKind::NullDocument => {
+                    deserializer_failed(jetty::NULL_LIST, path)
+                }
+                DecodeErrorKind::NullEvent => deserializer_failed(jetty::NULL_EVENT, path),
+                DecodeErrorKind::TrailingContent => {
+                    deserializer_failed(jetty::NOT_FULLY_CONSUMED, path)
+                }
+                _ => error_page(StatusCode::BAD_REQUEST, jetty::BAD_REQUEST, path),
+            };
+        }
+    };
+    let count = events.len();
+    add(&shared.counters.batches_received, 1);
+    add(&shared.counters.events_received, count);
+    add(&shared.counters.put_attempts, count);
+    if let Err(message) = shared.channel.put(count).await {
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{}{message}", jetty::CHANNEL_FULL),
+            path,
+        );
+    }
+    add(&shared.counters.put_successes, count);
+    if shared.config.drain_rate.is_none() {
+        add(&shared.counters.takes, count);
+    }
+    shared.sink().record(events);
+    add(&shared.counters.batches_accepted, 1);
+    add(&shared.counters.events_accepted, count);
+    if fault == Some(MockFault::DropAfterCommit) {
+        kill.fire();
+        return never().await;
+    }
+    StatusCode::OK.into_response()
+}
+
+fn deserializer_failed(message: &str, path: &str) -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &format!("{}{message}", jetty::DESERIALIZER_FAILED),
+        path,
+    )
+}
+
+fn fault_status(code: u16, path: &str) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let message = match code {
+        503 => format!("{}{}", jetty::CHANNEL_FULL, jetty::NO_SPACE),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("Injected fault")
+            .to_owned(),
+    };
+    let mut response = error_page(status, &message, path);
+    if code == 429 {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
