@@ -17,8 +17,8 @@ step "native tests (unit, integration, property, doc)"
 PROPTEST_CASES="${PROPTEST_CASES:-1024}" cargo test --workspace --all-targets
 cargo test --workspace --doc
 
-step "the core and the memory store build for wasm32"
-cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory
+step "the core, the memory store and the HTTP transport build for wasm32"
+cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http
 
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
 forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \

@@ -84,18 +84,35 @@ impl HttpTransport {
         &self.urls
     }
 
-    async fn read_message(&self, mut response: reqwest::Response) -> String {
-        let mut bytes = Vec::new();
-        while bytes.len() < self.max_message_bytes {
-            match response.chunk().await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                // A body cut short still tells what it told so far.
-                Ok(None) | Err(_) => break,
-            }
-        }
+    async fn read_message(&self, response: reqwest::Response) -> String {
+        let mut bytes = read_bounded(response, self.max_message_bytes).await;
         bytes.truncate(self.max_message_bytes);
         text_of_error_page(&String::from_utf8_lossy(&bytes))
     }
+}
+
+/// Reads at most about `limit` bytes of an answer (a body cut short still tells what it
+/// told so far).
+#[cfg(not(target_arch = "wasm32"))]
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes
+}
+
+/// fetch offers no chunked reads through reqwest: the whole (small) error page is read.
+#[cfg(target_arch = "wasm32")]
+async fn read_bounded(response: reqwest::Response, _limit: usize) -> Vec<u8> {
+    response
+        .bytes()
+        .await
+        .map(|bytes| bytes.to_vec())
+        .unwrap_or_default()
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -136,6 +153,19 @@ fn text_of_error_page(body: &str) -> String {
             .to_owned(),
         None => heading.to_owned(),
     }
+}
+
+/// Whether the request surely never reached Flume (the connection never opened), so
+/// another endpoint can take it at once without risking a duplicate.
+#[cfg(not(target_arch = "wasm32"))]
+fn never_reached_flume(error: &reqwest::Error) -> bool {
+    error.is_connect()
+}
+
+/// fetch does not say how it failed; the next request goes to the next endpoint.
+#[cfg(target_arch = "wasm32")]
+fn never_reached_flume(_error: &reqwest::Error) -> bool {
+    false
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -197,7 +227,7 @@ impl Transport for HttpTransport {
                     // Nothing reached Flume if the connection never opened: try the
                     // next endpoint at once. Otherwise the batch may have been
                     // committed; let the engine's backoff decide.
-                    if !error.is_connect() {
+                    if !never_reached_flume(&error) {
                         return last;
                     }
                 }

@@ -228,13 +228,13 @@ async fn charset_rules() {
 #[tokio::test]
 async fn a_batch_over_transaction_capacity_is_a_503_every_time() {
     let flume = flume().await;
-    let batch = format!("[{}]", vec![r#"{"body":"x"}"#; 101].join(","));
+    let batch = format!("[{}]", [r#"{"body":"x"}"#; 101].join(","));
     for _ in 0..3 {
         let (status, text) = post(&flume, &batch).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(text.contains("Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full"), "{text}");
     }
-    let exactly = format!("[{}]", vec![r#"{"body":"x"}"#; 100].join(","));
+    let exactly = format!("[{}]", [r#"{"body":"x"}"#; 100].join(","));
     assert_eq!(post(&flume, &exactly).await.0, StatusCode::OK);
     assert_eq!(flume.event_count(), 100);
 }
@@ -251,7 +251,7 @@ async fn a_full_channel_is_a_503_after_keep_alive_and_drains_at_the_sink_rate() 
     })
     .await
     .unwrap();
-    let ten = format!("[{}]", vec![r#"{"body":"x"}"#; 10].join(","));
+    let ten = format!("[{}]", [r#"{"body":"x"}"#; 10].join(","));
     assert_eq!(post(&flume, &ten).await.0, StatusCode::OK);
     let (status, text) = post(&flume, &ten).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

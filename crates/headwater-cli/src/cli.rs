@@ -1,0 +1,113 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Delivers captured changes to Apache Flume, durably and in order.
+#[derive(Debug, Parser)]
+#[command(name = "headwater", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture changes and deliver them over HTTP to the built-in mock Flume, with faults.
+    Demo(DemoArgs),
+    /// Run the mock Flume HTTP source as a server until Ctrl-C.
+    MockFlume(MockArgs),
+    /// Deliver changes from a JSON-lines file to Flume.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many changes to capture.
+    #[arg(long, default_value_t = 100_000)]
+    pub changes: usize,
+    /// Share of requests (0 to 1) that meet a fault: 503, 502, 504, a slow answer, a
+    /// connection dropped before or after the commit.
+    #[arg(long, default_value_t = 0.05)]
+    pub fault_rate: f64,
+    /// Seeds the faults and the engine.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Events per request (the engine's max_events).
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// The mock channel's transactionCapacity.
+    #[arg(long, default_value_t = 100)]
+    pub transaction_capacity: usize,
+    /// Print one JSON object on stdout instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5140")]
+    pub bind: SocketAddr,
+    /// The channel's capacity.
+    #[arg(long, default_value_t = 100)]
+    pub capacity: usize,
+    /// The channel's transactionCapacity.
+    #[arg(long, default_value_t = 100)]
+    pub transaction_capacity: usize,
+    /// Events per second the sink takes (default: as fast as they come).
+    #[arg(long, value_name = "EPS")]
+    pub drain_rate: Option<f64>,
+    /// Answer CORS preflights (as a proxy in front of Flume would).
+    #[arg(long)]
+    pub cors: bool,
+    /// Serve this folder's files to GET requests.
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Append committed events to this file as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub sink: Option<PathBuf>,
+    /// Share of requests (0 to 1) that meet a random network fault.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Seeds the faults.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Serve Flume-style monitoring JSON at GET /metrics.
+    #[arg(long)]
+    pub metrics: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Flume HTTP source URLs, comma-separated (failover in order, or round-robin).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "URL[,URL...]"
+    )]
+    pub to: Vec<String>,
+    /// JSON lines: {"collection","key","op","value","headers"} per line.
+    pub file: PathBuf,
+    /// Spread requests round-robin instead of failing over.
+    #[arg(long)]
+    pub round_robin: bool,
+    /// Events per request.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Extra request header, NAME:VALUE (repeatable), e.g. for a proxy's auth.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+    /// The source header: which client sent the events.
+    #[arg(long, default_value = "headwater-cli")]
+    pub source: String,
+    /// Print one JSON object on stdout instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
+}

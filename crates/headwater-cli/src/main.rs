@@ -1,0 +1,56 @@
+//! The `headwater` command.
+//!
+//! - `headwater demo`: captures changes into the memory store and delivers them through
+//!   the real HTTP transport to the built-in mock Flume, with faults, then prints a
+//!   summary.
+//! - `headwater mock-flume`: the mock Flume as a server.
+//! - `headwater send --to URL FILE`: delivers changes from a JSON-lines file to a real
+//!   (or mock) Flume.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod deliver;
+mod demo;
+mod input;
+mod mock;
+mod send;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Demo(args) => demo::run(args).await,
+            cli::Command::MockFlume(args) => mock::run(args).await,
+            cli::Command::Send(args) => send::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

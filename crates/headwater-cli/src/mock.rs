@@ -1,0 +1,35 @@
+//! `headwater mock-flume`: the mock as a server.
+
+use std::process::ExitCode;
+
+use headwater_mock_flume::{MockConfig, MockFlume, RandomFaults};
+
+use crate::cli::MockArgs;
+
+pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let config = MockConfig {
+        bind: args.bind,
+        capacity: args.capacity,
+        transaction_capacity: args.transaction_capacity,
+        drain_rate: args.drain_rate,
+        cors: args.cors,
+        static_dir: args.static_dir,
+        sink_file: args.sink,
+        metrics: args.metrics,
+        random_faults: (args.fault_rate > 0.0)
+            .then(|| RandomFaults::network(args.fault_rate, args.seed)),
+        ..MockConfig::default()
+    };
+    let flume = MockFlume::start(config).await?;
+    println!("{}", flume.url());
+    eprintln!("mock Flume listening at {} (Ctrl-C to stop)", flume.url());
+    tokio::signal::ctrl_c().await?;
+    eprintln!(
+        "received {} requests, {} events ({} unique ids)",
+        flume.requests(),
+        flume.event_count(),
+        flume.unique_ids()
+    );
+    flume.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

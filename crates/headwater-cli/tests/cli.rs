@@ -1,0 +1,204 @@
+//! The `headwater` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use headwater_mock_flume::{MockConfig, MockFault, MockFlume};
+
+fn headwater() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_headwater"))
+}
+
+fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("headwater-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn demo_delivers_everything_and_prints_one_json_object() {
+    let output = headwater()
+        .args([
+            "demo",
+            "--changes",
+            "3000",
+            "--fault-rate",
+            "0.2",
+            "--seed",
+            "7",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "exactly one line on stdout: {stdout}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    for key in [
+        "captured",
+        "delivered_unique",
+        "duplicates",
+        "dead_lettered",
+        "requests",
+        "retries",
+        "elapsed_ms",
+        "events_per_sec",
+    ] {
+        assert!(summary.get(key).is_some(), "{key} missing from {summary}");
+    }
+    assert_eq!(summary["captured"], 3000);
+    assert_eq!(summary["delivered_unique"], 3000);
+    assert_eq!(summary["dead_lettered"], 0);
+    assert!(
+        summary["retries"].as_u64().unwrap() > 0,
+        "faults were injected"
+    );
+}
+
+#[test]
+fn demo_rejects_a_bad_fault_rate() {
+    let output = headwater()
+        .args(["demo", "--fault-rate", "1.5"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--fault-rate must be between 0 and 1")
+    );
+}
+
+#[tokio::test]
+async fn send_delivers_a_file_through_the_engine() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let lines: String = (0..250)
+        .map(|i| format!("{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"n\":{i}}}}}\n"))
+        .collect();
+    let file = temp_file("valid.jsonl", &lines);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args([
+            "send",
+            "--to",
+            flume.url(),
+            "--json",
+            "--header",
+            "x-demo: 1",
+        ])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["delivered_unique"], 250);
+    assert_eq!(summary["duplicates"], serde_json::Value::Null);
+    assert_eq!(flume.unique_ids(), 250);
+    let first = &flume.events()[0];
+    assert_eq!(first.headers["collection"], "todos");
+    assert_eq!(first.headers["source"], "headwater-cli");
+    assert_eq!(first.body, r#"{"n":0}"#);
+    std::fs::remove_file(file).unwrap();
+}
+
+#[tokio::test]
+async fn send_refuses_a_malformed_file_and_sends_nothing() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let file = temp_file(
+        "invalid.jsonl",
+        "{\"collection\":\"c\",\"key\":\"1\",\"op\":\"insert\",\"value\":1}\n{oops\n{\"collection\":\"c\",\"key\":\"2\",\"op\":\"insert\"}\n",
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url()])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 2:") && stderr.contains("line 3:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
+    assert_eq!(flume.requests(), 0);
+    std::fs::remove_file(file).unwrap();
+}
+
+#[tokio::test]
+async fn send_stops_with_the_reason_when_flume_refuses_the_configuration() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    flume.push_fault(MockFault::Status(404));
+    let file = temp_file(
+        "blocked.jsonl",
+        "{\"collection\":\"c\",\"key\":\"1\",\"op\":\"delete\"}\n",
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url()])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("HTTP 404") && stderr.contains("1 changes not delivered"),
+        "{stderr}"
+    );
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn send_names_a_bad_url() {
+    let file = temp_file("url.jsonl", "");
+    let output = headwater()
+        .args(["send", "--to", "flume:5140"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a valid http or https URL"));
+    std::fs::remove_file(file).unwrap();
+}
+
+#[tokio::test]
+async fn mock_flume_serves_until_stopped() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args([
+            "mock-flume",
+            "--bind",
+            "127.0.0.1:0",
+            "--transaction-capacity",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let client = reqwest::Client::new();
+    let post = |body: &'static str| {
+        client
+            .post(url.trim())
+            .header("content-type", "application/json; charset=UTF-8")
+            .body(body)
+            .send()
+    };
+    assert_eq!(post(r#"[{"body":"a"}]"#).await.unwrap().status(), 200);
+    assert_eq!(post(r#"[{},{},{}]"#).await.unwrap().status(), 503);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
