@@ -13,13 +13,14 @@ pub(crate) fn request_text(content_type: Option<&str>, body: &[u8]) -> Result<St
             body.iter().map(|&byte| char::from(byte)).collect()
         });
     };
+    // Jetty normalizes "utf8" and "utf16" before the handler sees them.
     match charset.to_ascii_lowercase().as_str() {
-        "utf-8" => Ok(String::from_utf8_lossy(body).into_owned()),
-        "utf-16" => Ok(decode_utf16(body)),
+        "utf-8" | "utf8" => Ok(String::from_utf8_lossy(body).into_owned()),
+        "utf-16" | "utf16" => Ok(decode_utf16(body)),
         "utf-32" => Ok(decode_utf32(body)),
         // Charsets Java knows: Jetty reads them, then JSONHandler refuses them.
-        "utf8" | "iso-8859-1" | "latin1" | "us-ascii" | "ascii" | "utf-16be" | "utf-16le"
-        | "utf-32be" | "utf-32le" | "windows-1252" | "cp1252" => {
+        "iso-8859-1" | "latin1" | "us-ascii" | "ascii" | "utf-16be" | "utf-16le" | "utf-32be"
+        | "utf-32le" | "windows-1252" | "cp1252" => {
             Err("JSON handler supports UTF-8, UTF-16 and UTF-32 only.".to_owned())
         }
         // Charsets Java does not know: Jetty's reader throws UnsupportedEncodingException.
@@ -119,7 +120,11 @@ mod tests {
     #[test]
     fn other_charsets_are_refused() {
         assert_eq!(
-            request_text(Some("application/json; charset=utf8"), b"[]").unwrap_err(),
+            request_text(Some("application/json; charset=utf8"), "é".as_bytes()).unwrap(),
+            "é"
+        );
+        assert_eq!(
+            request_text(Some("application/json; charset=latin1"), b"[]").unwrap_err(),
             "JSON handler supports UTF-8, UTF-16 and UTF-32 only."
         );
         assert_eq!(

@@ -11,9 +11,8 @@ pub const DESERIALIZER_FAILED: &str = "Deserializer threw unexpected exception. 
 pub const NULL_LIST: &str =
     "Cannot invoke \"java.util.List.iterator()\" because \"eventList\" is null";
 /// The NPE message (Java 17) for a `null` event.
-pub const NULL_EVENT: &str = "Cannot invoke \"org.apache.flume.source.http.JSONEvent.setCharset(String)\" because \"e\" is null";
-/// Gson's complaint about content after the array.
-pub const NOT_FULLY_CONSUMED: &str = "JSON document was not fully consumed.";
+pub const NULL_EVENT: &str =
+    "Cannot invoke \"org.apache.flume.event.JSONEvent.setCharset(String)\" because \"e\" is null";
 /// Prefix of a 503: the channel refused the batch.
 pub const CHANNEL_FULL: &str = "Error appending event to channel. Channel might be full.";
 
@@ -40,12 +39,22 @@ pub fn error_page(status: StatusCode, message: &str, path: &str) -> Response {
     let path = escape(path);
     let code = status.as_u16();
     let body = format!(
-        "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n<title>Error {code} {message}</title>\n</head>\n<body><h2>HTTP ERROR {code} {message}</h2>\n<table>\n<tr><th>URI:</th><td>{path}</td></tr>\n<tr><th>STATUS:</th><td>{code}</td></tr>\n<tr><th>MESSAGE:</th><td>{message}</td></tr>\n<tr><th>SERVLET:</th><td>org.apache.flume.source.http.HTTPSource$FlumeHTTPServlet-1</td></tr>\n</table>\n\n</body>\n</html>\n"
+        "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=utf-8\"/>\n<title>Error {code} {message}</title>\n</head>\n<body><h2>HTTP ERROR {code} {message}</h2>\n<table>\n<tr><th>URI:</th><td>{path}</td></tr>\n<tr><th>STATUS:</th><td>{code}</td></tr>\n<tr><th>MESSAGE:</th><td>{message}</td></tr>\n<tr><th>SERVLET:</th><td>org.apache.flume.source.http.HTTPSource$FlumeHTTPServlet-1</td></tr>\n</table>\n<hr><a href=\"https://eclipse.org/jetty\">Powered by Jetty:// 9.4.41.v20210516</a><hr/>\n\n</body>\n</html>\n"
     );
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html;charset=utf-8"),
+        HeaderValue::from_static("text/html;charset=iso-8859-1"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("must-revalidate,no-cache,no-store"),
     );
     response
+}
+
+/// An answer with a status and no body, as Jetty gives for methods it refuses.
+pub fn bare(status: StatusCode) -> Response {
+    status.into_response()
 }

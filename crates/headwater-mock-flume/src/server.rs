@@ -18,7 +18,7 @@ use tower::ServiceExt;
 use crate::channel::Channel;
 use crate::config::MockConfig;
 use crate::faults::Faults;
-use crate::jetty::error_page;
+use crate::jetty::bare;
 use crate::metrics::Counters;
 use crate::sink::Sink;
 use crate::source;
@@ -120,12 +120,8 @@ async fn route(State(state): State<ConnectionState>, request: Request) -> Respon
     let mut response = match method {
         Method::OPTIONS if config.cors => StatusCode::NO_CONTENT.into_response(),
         // Flume forbids OPTIONS and TRACE with a security constraint (FLUME-2312).
-        Method::OPTIONS | Method::TRACE => error_page(StatusCode::FORBIDDEN, "Forbidden", &path),
-        Method::PUT | Method::DELETE => error_page(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &format!("HTTP method {method} is not supported by this URL"),
-            &path,
-        ),
+        Method::OPTIONS | Method::TRACE => bare(StatusCode::FORBIDDEN),
+        Method::PUT | Method::DELETE => bare(StatusCode::METHOD_NOT_ALLOWED),
         Method::GET if config.metrics && path == "/metrics" => {
             let json = shared
                 .counters
@@ -147,11 +143,7 @@ async fn route(State(state): State<ConnectionState>, request: Request) -> Respon
             let (parts, body) = request.into_parts();
             source::handle(shared, &state.kill, &path, &parts.headers, body).await
         }
-        _ => error_page(
-            StatusCode::NOT_IMPLEMENTED,
-            &format!("Method {method} is not implemented by this servlet for this URI"),
-            &path,
-        ),
+        _ => bare(StatusCode::NOT_IMPLEMENTED),
     };
     if config.cors {
         let headers = response.headers_mut();

@@ -73,9 +73,6 @@ pub(crate) async fn handle(
                     deserializer_failed(jetty::NULL_LIST, path)
                 }
                 DecodeErrorKind::NullEvent => deserializer_failed(jetty::NULL_EVENT, path),
-                DecodeErrorKind::TrailingContent => {
-                    deserializer_failed(jetty::NOT_FULLY_CONSUMED, path)
-                }
                 _ => error_page(StatusCode::BAD_REQUEST, jetty::BAD_REQUEST, path),
             };
         }

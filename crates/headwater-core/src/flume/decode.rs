@@ -38,7 +38,8 @@ pub enum DecodeErrorKind {
     Empty,
     /// The document is `null` (Flume: NPE, 500).
     NullDocument,
-    /// An element of the array is `null` (Flume: NPE, 500).
+    /// An element of the array is `null`, or missing between commas as in `[{},]`,
+    /// which Gson's lenient reader takes for `null` (Flume: NPE, 500).
     NullEvent,
     /// The document is valid JSON but not an array.
     NotAnArray,
@@ -49,7 +50,7 @@ pub enum DecodeErrorKind {
         /// `"body"` or the header's name.
         field: String,
     },
-    /// `headers` is not an object.
+    /// `headers` is neither an object nor an array of `[name, value]` pairs.
     HeadersNotAnObject,
     /// A header name appears twice in one event.
     DuplicateHeader {
@@ -120,16 +121,15 @@ impl fmt::Display for DecodeErrorKind {
 }
 
 impl DecodeError {
-    /// The status Flume 1.11's HTTP source answers for such a body: 400 where Gson raises
-    /// a syntax error, 500 where the handler fails otherwise (a null list or event, and
-    /// content after the array, which Gson reports as an I/O error), and 413 for the
-    /// size limit, which Flume lacks and a proxy in front would enforce.
+    /// The status Flume 1.11's HTTP source answers for such a body (verified against a
+    /// real agent): 400 where Gson raises a syntax error (content after the array too),
+    /// 500 where the handler then fails on a null list or event, and 413 for the size
+    /// limit, which Flume lacks and a proxy in front would enforce.
     pub fn flume_status(&self) -> u16 {
         match self.kind {
-            DecodeErrorKind::Empty
-            | DecodeErrorKind::NullDocument
-            | DecodeErrorKind::NullEvent
-            | DecodeErrorKind::TrailingContent => 500,
+            DecodeErrorKind::Empty | DecodeErrorKind::NullDocument | DecodeErrorKind::NullEvent => {
+                500
+            }
             DecodeErrorKind::TooLarge { .. } => 413,
             _ => 400,
         }
@@ -250,6 +250,10 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.skip_ws();
+            if let Some(b',' | b']') = self.peek() {
+                // Gson's lenient reader reads a missing element as null.
+                return self.fail(DecodeErrorKind::NullEvent);
+            }
             if events.len() == self.limits.max_events {
                 return self.fail(DecodeErrorKind::TooManyEvents {
                     limit: self.limits.max_events,
@@ -321,30 +325,50 @@ impl<'a> Parser<'a> {
 
     fn headers(&mut self) -> Result<BTreeMap<String, String>, DecodeError> {
         let mut headers = BTreeMap::new();
-        match self.peek() {
-            Some(b'{') => {}
+        let pairs = match self.peek() {
+            Some(b'{') => false,
+            // Gson also reads a map from an array of [key, value] pairs.
+            Some(b'[') => true,
             Some(b'n') => {
                 self.literal("null")?;
                 return Ok(headers);
             }
             _ => return self.fail(DecodeErrorKind::HeadersNotAnObject),
-        }
+        };
         self.pos += 1;
         self.check_depth(3)?;
         self.skip_ws();
-        if self.eat(b'}') {
+        if self.eat(if pairs { b']' } else { b'}' }) {
             return Ok(headers);
         }
         loop {
             self.skip_ws();
             let start = self.pos;
-            let name = self.string()?;
+            let name = if pairs {
+                if !self.eat(b'[') {
+                    return self.fail(DecodeErrorKind::HeadersNotAnObject);
+                }
+                self.check_depth(4)?;
+                self.skip_ws();
+                match self.scalar(5)? {
+                    Scalar::Text(name) => name,
+                    Scalar::Null | Scalar::Composite => {
+                        return self.fail(DecodeErrorKind::HeadersNotAnObject);
+                    }
+                }
+            } else {
+                self.string()?
+            };
             self.skip_ws();
-            if !self.eat(b':') {
-                return self.syntax("':' after a header name");
+            if !self.eat(if pairs { b',' } else { b':' }) {
+                return self.syntax(if pairs {
+                    "',' in a header pair"
+                } else {
+                    "':' after a header name"
+                });
             }
             self.skip_ws();
-            match self.scalar(4)? {
+            match self.scalar(if pairs { 5 } else { 4 })? {
                 Scalar::Text(value) => {
                     if headers.contains_key(&name) {
                         self.pos = start;
@@ -359,13 +383,19 @@ impl<'a> Parser<'a> {
                 }
             }
             self.skip_ws();
+            if pairs {
+                if !self.eat(b']') {
+                    return self.syntax("']' closing a header pair");
+                }
+                self.skip_ws();
+            }
             if self.eat(b',') {
                 continue;
             }
-            if self.eat(b'}') {
+            if self.eat(if pairs { b']' } else { b'}' }) {
                 return Ok(headers);
             }
-            return self.syntax("',' or '}' in headers");
+            return self.syntax("',' or the end of the headers");
         }
     }
 
@@ -647,7 +677,9 @@ mod tests {
         assert_eq!(decode("  \n"), Err(DecodeErrorKind::Empty));
         assert_eq!(decode("null"), Err(DecodeErrorKind::NullDocument));
         assert_eq!(decode("[null]"), Err(DecodeErrorKind::NullEvent));
-        for body in ["", " ", "null", "[null]", "[{}, null]"] {
+        assert_eq!(decode("[{},]"), Err(DecodeErrorKind::NullEvent));
+        assert_eq!(decode("[,]"), Err(DecodeErrorKind::NullEvent));
+        for body in ["", " ", "null", "[null]", "[{}, null]", "[{},]"] {
             assert_eq!(status(body), 500, "{body:?}");
         }
     }
@@ -687,10 +719,30 @@ mod tests {
             })
         );
         assert_eq!(
-            decode(r#"[{"headers":[]}]"#),
+            decode(r#"[{"headers":"a=b"}]"#),
             Err(DecodeErrorKind::HeadersNotAnObject)
         );
         assert_eq!(status(r#"[{"headers":{"a":[]}}]"#), 400);
+    }
+
+    #[test]
+    fn headers_may_be_an_array_of_pairs_as_gson_reads_maps() {
+        let events = decode(r#"[{"headers":[["a","1"],["n",2]]},{"headers":[]}]"#).unwrap();
+        assert_eq!(events[0].headers["a"], "1");
+        assert_eq!(events[0].headers["n"], "2");
+        assert!(events[1].headers.is_empty());
+        assert_eq!(
+            decode(r#"[{"headers":[["a","1"],["a","2"]]}]"#),
+            Err(DecodeErrorKind::DuplicateHeader { name: "a".into() })
+        );
+        assert_eq!(
+            decode(r#"[{"headers":["a"]}]"#),
+            Err(DecodeErrorKind::HeadersNotAnObject)
+        );
+        assert!(matches!(
+            decode(r#"[{"headers":[["a"]]}]"#),
+            Err(DecodeErrorKind::Syntax { .. })
+        ));
     }
 
     #[test]
@@ -725,7 +777,7 @@ mod tests {
     fn trailing_content_is_rejected() {
         assert_eq!(decode("[] x"), Err(DecodeErrorKind::TrailingContent));
         assert_eq!(decode("[][]"), Err(DecodeErrorKind::TrailingContent));
-        assert_eq!(status("[]x"), 500);
+        assert_eq!(status("[]x"), 400);
     }
 
     #[test]
@@ -736,7 +788,6 @@ mod tests {
             r#"[{"body":}]"#,
             r#"[{"body":"x"]"#,
             r#"[{"body":"x",}]"#,
-            "[{},]",
             r#"[{'body':'x'}]"#,
             r#"[{"body":01}]"#,
             r#"[{"body":1.}]"#,
