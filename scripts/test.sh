@@ -17,6 +17,21 @@ step "native tests (unit, integration, property, doc)"
 PROPTEST_CASES="${PROPTEST_CASES:-1024}" cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+step "conformance against a real Apache Flume 1.11.0 agent"
+if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3 >/dev/null; then
+  flume_dir=$(mktemp -d)
+  # shellcheck source=scripts/flume-agent.sh
+  source scripts/flume-agent.sh
+  trap 'flume_stop; rm -rf "$flume_dir"' EXIT
+  flume_start "$flume_dir"
+  cargo test -p headwater-http --test real_flume -- --ignored --nocapture
+  flume_stop
+else
+  echo "SKIPPED: the real-Flume conformance tests need java, mvn and python3 on PATH" \
+       "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \
+       "python3: $(command -v python3 || echo missing))"
+fi
+
 step "the core, the memory store and the HTTP transport build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http
 

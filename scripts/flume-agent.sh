@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Starts and stops a real Apache Flume 1.11.0 agent for the conformance tests:
+# HTTP source on 127.0.0.1 (a free port) → memory channel (transactionCapacity 20) →
+# file_roll sink with the header_and_text serializer.
+#
+# Source it, then:
+#   flume_start DIR   fetches the jars (cached), starts the agent, waits until it takes
+#                     requests, and exports HEADWATER_FLUME_URL and HEADWATER_FLUME_SINK
+#   flume_stop        stops it (safe to call more than once; use it in a trap)
+#
+# Needs java (17) and mvn. Jars are cached in $HEADWATER_CACHE/flume-1.11.0.
+
+FLUME_TRANSACTION_CAPACITY=20
+
+flume_start() {
+  local dir="$1"
+  local here
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  local cache="${HEADWATER_CACHE:-$HOME/.cache/headwater}/flume-1.11.0"
+  if [ ! -f "$cache/complete" ]; then
+    echo "fetching Flume 1.11.0 from Maven Central into $cache"
+    rm -rf "$cache" && mkdir -p "$cache"
+    mvn -q -B -f "$here/flume/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$cache/lib" || { echo "maven could not fetch Flume" >&2; return 1; }
+    touch "$cache/complete"
+  fi
+  mkdir -p "$dir/sink"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  cat > "$dir/agent.conf" <<CONF
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = http
+a1.sources.r1.bind = 127.0.0.1
+a1.sources.r1.port = $port
+a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.channels.c1.capacity = 200000
+a1.channels.c1.transactionCapacity = $FLUME_TRANSACTION_CAPACITY
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = $dir/sink
+a1.sinks.k1.sink.rollInterval = 0
+a1.sinks.k1.sink.serializer = header_and_text
+a1.sinks.k1.sink.batchSize = $FLUME_TRANSACTION_CAPACITY
+CONF
+  java -Xmx512m -Dfile.encoding=UTF-8 -cp "$cache/lib/*" \
+    org.apache.flume.node.Application -n a1 -f "$dir/agent.conf" --no-reload-conf \
+    > "$dir/agent.log" 2>&1 &
+  FLUME_PID=$!
+  export HEADWATER_FLUME_URL="http://127.0.0.1:$port/"
+  export HEADWATER_FLUME_SINK="$dir/sink"
+  export HEADWATER_FLUME_TRANSACTION_CAPACITY=$FLUME_TRANSACTION_CAPACITY
+  local waited=0
+  until python3 - "$HEADWATER_FLUME_URL" <<'PY' 2>/dev/null
+import sys, urllib.request
+request = urllib.request.Request(sys.argv[1], data=b"[]", method="POST",
+                                 headers={"Content-Type": "application/json; charset=UTF-8"})
+urllib.request.urlopen(request, timeout=2)
+PY
+  do
+    if ! kill -0 "$FLUME_PID" 2>/dev/null || [ "$waited" -ge 120 ]; then
+      echo "the Flume agent did not start; its log:" >&2
+      tail -n 40 "$dir/agent.log" >&2
+      flume_stop
+      return 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  echo "Flume 1.11.0 agent (pid $FLUME_PID) takes requests at $HEADWATER_FLUME_URL after ${waited}s"
+}
+
+flume_stop() {
+  if [ -n "${FLUME_PID:-}" ]; then
+    kill "$FLUME_PID" 2>/dev/null || true
+    wait "$FLUME_PID" 2>/dev/null || true
+    FLUME_PID=
+  fi
+}
