@@ -1,0 +1,360 @@
+//! A whole-engine scenario: captures, sync steps, Flume faults, crashes with restarts
+//! and clock jumps against a store and [`SimFlume`], with the invariants of delivery
+//! checked at every step and after draining. The property tests generate scenarios
+//! with proptest, the `engine` fuzz target with `arbitrary`.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::FutureExt;
+use futures::executor::block_on;
+
+use super::{Fault, SimFlume, id_counts};
+use crate::engine::{SyncConfig, Syncer};
+use crate::model::ChangeData;
+use crate::store::ChangeStore;
+
+/// One thing that happens in a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Capture `count` changes; `poison` marks one of them (by position) as an event
+    /// Flume rejects with a 400.
+    Capture {
+        /// How many changes.
+        count: usize,
+        /// Which one is poisoned, if any.
+        poison: Option<usize>,
+    },
+    /// One `sync_once` at the current time.
+    Sync,
+    /// The next request meets this fault.
+    Fault(FaultKind),
+    /// The process dies (mid-request, after Flume committed, if `mid_request`); a new
+    /// syncer starts on the same store.
+    Crash {
+        /// Whether a request was in flight.
+        mid_request: bool,
+    },
+    /// The clock moves by this many seconds (backwards too: wall clocks do).
+    Jump(i64),
+}
+
+/// The faults a scenario can script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 503, channel full (no capacity hint).
+    Overloaded,
+    /// 429 with `Retry-After` of this many seconds.
+    TooManyRequests(u64),
+    /// 500.
+    ServerError,
+    /// 502 from a proxy.
+    BadGateway,
+    /// Flume commits, the answer is lost.
+    TimeoutAfterCommit,
+    /// Nothing reaches Flume.
+    ConnectionRefused,
+    /// 401: a configuration problem that blocks the outbox.
+    Unauthorized,
+}
+
+impl FaultKind {
+    /// The simulated Flume's fault for this kind.
+    pub fn fault(self) -> Fault {
+        match self {
+            FaultKind::Overloaded => Fault::Status(
+                503,
+                "Error appending event to channel. Channel might be full.Space for commit to queue couldn't be acquired.".into(),
+            ),
+            FaultKind::TooManyRequests(seconds) => Fault::TooManyRequests(seconds),
+            FaultKind::ServerError => Fault::Status(500, "Unexpected error".into()),
+            FaultKind::BadGateway => Fault::Status(502, "Bad Gateway".into()),
+            FaultKind::TimeoutAfterCommit => Fault::TimeoutAfterCommit,
+            FaultKind::ConnectionRefused => Fault::ConnectionRefused,
+            FaultKind::Unauthorized => Fault::Status(401, "Unauthorized".into()),
+        }
+    }
+}
+
+/// The shape of a scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// The syncer's `batch.max_events`.
+    pub max_events: usize,
+    /// The simulated channel's `transactionCapacity`, if limited.
+    pub transaction_capacity: Option<usize>,
+    /// What happens, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A broken invariant, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation(pub String);
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+fn failed(error: impl fmt::Display) -> Violation {
+    Violation(format!("unexpected error: {error}"))
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($message:tt)+) => {
+        if !$cond {
+            return Err(Violation(format!($($message)+)));
+        }
+    };
+}
+
+/// Runs `setup` against `store` (empty) and checks every invariant.
+pub fn run<S: ChangeStore + Clone>(store: S, setup: &Setup) -> Result<(), Violation> {
+    let mut scenario = Scenario::new(store, setup)?;
+    for step in &setup.steps {
+        scenario.apply(step)?;
+    }
+    scenario.drain()?;
+    scenario.check()
+}
+
+/// A running scenario: the store, the simulated Flume, the current syncer, and what
+/// the invariants need to know.
+pub struct Scenario<S> {
+    store: S,
+    flume: SimFlume,
+    config: SyncConfig,
+    syncer: Syncer<S, SimFlume>,
+    now: DateTime<Utc>,
+    restarts: u64,
+    captured: Vec<(u64, String)>,
+    poisoned: HashSet<String>,
+    faults: u64,
+}
+
+impl<S: ChangeStore + Clone> Scenario<S> {
+    /// A fresh scenario over an empty `store`.
+    pub fn new(store: S, setup: &Setup) -> Result<Self, Violation> {
+        let mut flume = SimFlume::new();
+        if let Some(capacity) = setup.transaction_capacity {
+            flume = flume.with_transaction_capacity(capacity.max(1));
+        }
+        let mut config = SyncConfig::new("scenario", 0);
+        config.batch.max_events = setup.max_events.max(1);
+        config.lease = Duration::from_secs(30);
+        let syncer = Syncer::new(store.clone(), flume.clone(), config.clone()).map_err(failed)?;
+        Ok(Scenario {
+            store,
+            flume,
+            config,
+            syncer,
+            now: DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default(),
+            restarts: 0,
+            captured: Vec::new(),
+            poisoned: HashSet::new(),
+            faults: 0,
+        })
+    }
+
+    /// The syncer running now.
+    pub fn syncer(&self) -> &Syncer<S, SimFlume> {
+        &self.syncer
+    }
+
+    /// The simulated Flume.
+    pub fn flume(&self) -> &SimFlume {
+        &self.flume
+    }
+
+    fn restart(&mut self) -> Result<(), Violation> {
+        self.restarts += 1;
+        self.config.seed = self.restarts;
+        self.syncer = Syncer::new(self.store.clone(), self.flume.clone(), self.config.clone())
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Violation> {
+        let outbox = self.syncer.outbox();
+        let before = block_on(outbox.status(self.now)).map_err(failed)?;
+        let report = block_on(self.syncer.sync_once(self.now)).map_err(failed)?;
+        if before.next_attempt_at.is_some_and(|at| at > self.now) && before.blocked.is_none() {
+            ensure!(
+                report.requests == 0,
+                "{} requests before the head's retry was due (a busy loop)",
+                report.requests
+            );
+        }
+        if report.blocked {
+            let after = block_on(outbox.status(self.now)).map_err(failed)?;
+            ensure!(
+                after.blocked.is_some(),
+                "a blocked report shows in the status"
+            );
+            ensure!(
+                after.dead_lettered == before.dead_lettered,
+                "blocking dead-lettered {} changes",
+                after.dead_lettered - before.dead_lettered
+            );
+            let kept = before.pending + before.in_flight - report.delivered - report.dead_lettered;
+            ensure!(
+                after.pending + after.in_flight == kept,
+                "a blocked outbox holds {} changes, not {kept}",
+                after.pending + after.in_flight
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies one step, checking the invariants that hold at every step.
+    pub fn apply(&mut self, step: &Step) -> Result<(), Violation> {
+        match step {
+            Step::Capture { count, poison } => {
+                let base = self.captured.len();
+                let changes = (0..*count)
+                    .map(|offset| {
+                        let key = if Some(offset) == *poison {
+                            format!("poison-{}", base + offset)
+                        } else {
+                            format!("k{}", base + offset)
+                        };
+                        ChangeData::upsert("items", key, &serde_json::json!({"n": base + offset}))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(failed)?;
+                let stored = block_on(self.syncer.outbox().capture_all(self.now, changes))
+                    .map_err(failed)?;
+                for change in stored {
+                    let id = change.id.to_string();
+                    if change.data.key.starts_with("poison") {
+                        self.poisoned.insert(id.clone());
+                    }
+                    self.captured.push((change.seq.0, id));
+                }
+            }
+            Step::Sync => self.sync()?,
+            Step::Fault(kind) => {
+                self.faults += 1;
+                self.flume.push_fault(kind.fault());
+            }
+            Step::Crash { mid_request } => {
+                if *mid_request {
+                    self.faults += 1;
+                    self.flume.push_fault(Fault::HangAfterCommit);
+                    // If the request started it hangs: the process dies holding its lease.
+                    let _ = self.syncer.sync_once(self.now).now_or_never();
+                    self.flume.clear_faults();
+                }
+                self.restart()?;
+            }
+            Step::Jump(seconds) => {
+                self.now += TimeDelta::try_seconds(*seconds).unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults stop; steps until the outbox is empty, letting time pass when nothing is
+    /// due. Fails if that takes more steps than the work explains.
+    pub fn drain(&mut self) -> Result<(), Violation> {
+        self.flume.clear_faults();
+        let limit = 50 + self.captured.len() * 4;
+        for _ in 0..limit {
+            let report = block_on(self.syncer.sync_once(self.now)).map_err(failed)?;
+            let status = block_on(self.syncer.outbox().status(self.now)).map_err(failed)?;
+            if status.pending == 0 && status.in_flight == 0 {
+                return Ok(());
+            }
+            if !report.more_ready() {
+                self.now += TimeDelta::seconds(121);
+            }
+        }
+        Err(Violation(format!("did not drain in {limit} steps")))
+    }
+
+    /// Checks every invariant of delivery (after [`drain`](Self::drain)).
+    pub fn check(&self) -> Result<(), Violation> {
+        let delivered = self.flume.delivered_ids();
+        let counts = id_counts(&delivered);
+        let dead: HashSet<String> = block_on(self.syncer.outbox().dead_letters(usize::MAX))
+            .map_err(failed)?
+            .into_iter()
+            .map(|entry| entry.change.id.to_string())
+            .collect();
+
+        for (_, id) in &self.captured {
+            if !self.poisoned.contains(id) {
+                ensure!(
+                    counts.contains_key(id.as_str()),
+                    "non-poisoned change {id} never reached the sink"
+                );
+            }
+        }
+        let unique: HashSet<&str> = counts.keys().copied().collect();
+        let expected: HashSet<&str> = self
+            .captured
+            .iter()
+            .map(|(_, id)| id.as_str())
+            .filter(|id| !dead.contains(*id))
+            .collect();
+        ensure!(
+            unique == expected,
+            "unique ids at the sink ({}) differ from captured minus dead-lettered ({})",
+            unique.len(),
+            expected.len()
+        );
+        ensure!(
+            dead == self.poisoned,
+            "dead-lettered {:?}, but exactly the poisoned {:?} should be",
+            dead,
+            self.poisoned
+        );
+
+        let seq_of: HashMap<&str, u64> = self
+            .captured
+            .iter()
+            .map(|(seq, id)| (id.as_str(), *seq))
+            .collect();
+        let mut seen = HashSet::new();
+        let first_seqs: Vec<u64> = delivered
+            .iter()
+            .filter(|id| seen.insert(id.as_str()))
+            .filter_map(|id| seq_of.get(id.as_str()).copied())
+            .collect();
+        ensure!(
+            first_seqs.windows(2).all(|pair| pair[0] < pair[1]),
+            "first deliveries are out of capture order: {first_seqs:?}"
+        );
+
+        let ambiguous = self.flume.ambiguous_ids();
+        for (id, count) in &counts {
+            if *count > 1 {
+                ensure!(
+                    ambiguous.contains(*id),
+                    "{id} arrived {count} times without a lost ack"
+                );
+            }
+        }
+
+        let duplicates = delivered.len() - counts.len();
+        let bound = self.faults
+            + self.captured.len() as u64
+            + duplicates as u64
+            + (self.restarts + 1) * 2
+            + self.poisoned.len() as u64 * 20;
+        ensure!(
+            self.flume.requests() <= bound,
+            "{} requests for {} changes, {} faults, {} poisoned: more than the bound {bound}",
+            self.flume.requests(),
+            self.captured.len(),
+            self.faults,
+            self.poisoned.len()
+        );
+        Ok(())
+    }
+}
