@@ -5,6 +5,8 @@
 #
 # Environment:
 #   PROPTEST_CASES   cases per property test (default here: 1024; the tests' own default is 256)
+#   FUZZ_SECONDS     how long each fuzz target runs (default 60)
+#   HEADWATER_CACHE  where tools and downloads are cached (default ~/.cache/headwater)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,6 +33,25 @@ else
        "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \
        "python3: $(command -v python3 || echo missing))"
 fi
+
+step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
+tools="${HEADWATER_CACHE:-$HOME/.cache/headwater}/tools"
+rustup toolchain install nightly --profile minimal >/dev/null 2>&1
+if [ ! -x "$tools/bin/cargo-fuzz" ]; then
+  cargo install cargo-fuzz --version 0.13.2 --root "$tools"
+fi
+export PATH="$tools/bin:$PATH"
+for target in decode roundtrip engine; do
+  log=$(mktemp)
+  if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-60}" >"$log" 2>&1); then
+    echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
+    rm -f "$log"
+  else
+    echo "fuzz $target FAILED; the end of its output:" >&2
+    tail -n 60 "$log" >&2
+    exit 1
+  fi
+done
 
 step "the core, the memory store and the HTTP transport build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http

@@ -1,2 +1,58 @@
-//! Criterion benchmarks of headwater live in `benches/`; this library is empty.
+//! Shared fixtures of headwater's criterion benchmarks (in `benches/`): realistic
+//! changes and the mapping they are sent with.
 #![forbid(unsafe_code)]
+
+use chrono::DateTime;
+use headwater_core::flume::EventMapping;
+use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, Seq};
+
+/// A to-do record of about 200 bytes of JSON.
+pub fn realistic_value(index: usize) -> serde_json::Value {
+    serde_json::json!({
+        "id": index,
+        "title": "Buy oat milk and a loaf of sourdough on the way home",
+        "done": index % 2 == 0,
+        "tags": ["errand", "food", "weekly"],
+        "updated_by": "user-4711@example.org",
+        "priority": 3,
+        "notes": "ask for the seeded one",
+    })
+}
+
+/// The data of `count` realistic changes.
+pub fn realistic_data(count: usize) -> Vec<ChangeData> {
+    (0..count)
+        .map(|index| {
+            ChangeData::upsert("todos", format!("todo-{index:06}"), &realistic_value(index))
+                .expect("a JSON value")
+        })
+        .collect()
+}
+
+/// `count` realistic changes as a store holds them.
+pub fn realistic_changes(count: usize) -> Vec<Change> {
+    let now = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
+    let mut ids = ChangeIdGenerator::from_seed(1);
+    realistic_data(count)
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| {
+            Change::new(
+                Seq(index as u64 + 1),
+                Captured {
+                    id: ids.next_id(now),
+                    captured_at: now,
+                    data,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The default mapping without `seq`: six headers (id, timestamp, op, collection, key,
+/// source).
+pub fn realistic_mapping() -> EventMapping {
+    let mut mapping = EventMapping::with_source("bench-client-7");
+    mapping.headers.seq = None;
+    mapping
+}

@@ -206,6 +206,18 @@ fn retry_after_overrides_the_backoff() {
 }
 
 #[test]
+fn a_huge_retry_after_is_cut_to_the_configured_maximum() {
+    let mut h = harness(SimFlume::new(), |config| {
+        config.max_retry_after = Duration::from_secs(600);
+    });
+    h.flume.push_fault(Fault::TooManyRequests(86_400));
+    capture(&h.outbox, &keys(1), t(0));
+    block_on(h.syncer.sync_once(t(0))).unwrap();
+    let status = block_on(h.outbox.status(t(0))).unwrap();
+    assert_eq!(status.next_attempt_at, Some(t(600)));
+}
+
+#[test]
 fn attempts_are_persisted_in_the_store() {
     let mut h = harness(SimFlume::new(), |_| {});
     h.flume.push_fault(Fault::ConnectionRefused);

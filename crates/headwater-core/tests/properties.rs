@@ -34,7 +34,7 @@ fn step() -> impl Strategy<Value = Step> {
         6 => Just(Step::Sync),
         3 => fault_kind().prop_map(Step::Fault),
         1 => any::<bool>().prop_map(|mid_request| Step::Crash { mid_request }),
-        2 => prop_oneof![-120i64..0, 0i64..600, 3_600i64..86_400].prop_map(Step::Jump),
+        2 => prop_oneof![-250_000i64..-3_600, -120i64..0, 0i64..600, 3_600i64..86_400].prop_map(Step::Jump),
     ]
 }
 
@@ -91,4 +91,34 @@ proptest! {
         let requests = world.flume().requests();
         prop_assert!(requests <= batches + 2, "{} requests for {} batches", requests, batches);
     }
+}
+
+/// Found by the `engine` fuzz target: the wall clock set back by days left a retry
+/// scheduled "days ahead", and delivery stalled until the clock caught up.
+#[test]
+fn a_clock_set_back_by_days_does_not_stall_delivery() {
+    let setup = Setup {
+        max_events: 17,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Capture {
+                count: 1,
+                poison: Some(0),
+            },
+            Step::Fault(FaultKind::TooManyRequests(47)),
+            Step::Sync,
+            Step::Capture {
+                count: 6,
+                poison: Some(1),
+            },
+            Step::Jump(87_467),
+            Step::Fault(FaultKind::TooManyRequests(87)),
+            Step::Fault(FaultKind::TooManyRequests(87)),
+            Step::Fault(FaultKind::Overloaded),
+            Step::Fault(FaultKind::TooManyRequests(87)),
+            Step::Jump(-134_546),
+            Step::Jump(-89_281),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
 }

@@ -117,12 +117,13 @@ impl ChangeStore for MemoryStore {
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
+        horizon: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let mut inner = self.lock();
         let mut claimed = Vec::new();
         for entry in inner.outbox.values_mut() {
-            if claimed.len() == limit || !entry.delivery.is_claimable(now) {
+            if claimed.len() == limit || !entry.delivery.is_claimable(now, horizon) {
                 break;
             }
             entry.delivery.state = DeliveryState::InFlight {

@@ -31,6 +31,8 @@ pub struct SyncConfig {
     pub lease: Duration,
     /// Backoff between retries.
     pub backoff: Backoff,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub max_retry_after: Duration,
     /// When to give up on a change (default: never).
     pub retry_limits: RetryLimits,
     /// Classification tunables.
@@ -59,6 +61,7 @@ impl SyncConfig {
             linger: Duration::ZERO,
             lease: Duration::from_secs(60),
             backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(3600),
             retry_limits: RetryLimits::default(),
             classify: ClassifyRules::default(),
             blocked_probe_interval: Duration::from_secs(60),
@@ -66,6 +69,17 @@ impl SyncConfig {
             coalesce: false,
             seed,
         }
+    }
+
+    /// The furthest ahead any lease or retry time can be set from a given moment. A store
+    /// entry scheduled further ahead than this from `now` was scheduled before the wall
+    /// clock jumped back, and counts as due.
+    pub fn schedule_horizon(&self) -> Duration {
+        self.lease
+            .max(self.backoff.cap)
+            .max(self.max_retry_after)
+            .max(self.blocked_probe_interval)
+            + Duration::from_secs(60)
     }
 
     /// Says what is wrong with the configuration, if anything.

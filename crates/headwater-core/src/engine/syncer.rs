@@ -136,15 +136,24 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     pub async fn sync_once(&mut self, now: DateTime<Utc>) -> Result<SyncReport, StoreError> {
         let mut report = SyncReport::default();
         if let Some(until) = self.blocked_until {
-            if now < until {
+            // A probe time further ahead than one interval was set before the clock
+            // jumped back: probe now rather than wait for the clock to catch up.
+            if now < until && until <= now + delta(self.config.blocked_probe_interval) {
                 report.blocked = true;
                 return Ok(report);
             }
         }
         let lease_until = now + delta(self.config.lease);
+        let horizon = now + delta(self.config.schedule_horizon());
         let entries = self
             .store
-            .claim(&self.owner, now, lease_until, self.sizer.max_events())
+            .claim(
+                &self.owner,
+                now,
+                lease_until,
+                horizon,
+                self.sizer.max_events(),
+            )
             .await?;
         if entries.is_empty() {
             report.idle = true;
@@ -318,7 +327,9 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 } => {
                     self.sizer.on_overload(sent.len(), overload);
                     let wait = match retry_after {
-                        Some(retry_after) => retry_after.delay_from(now),
+                        Some(retry_after) => {
+                            retry_after.delay_from(now).min(self.config.max_retry_after)
+                        }
                         None => self
                             .config
                             .backoff

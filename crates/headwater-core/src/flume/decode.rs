@@ -4,7 +4,9 @@
 //! differences: it is strict JSON (Gson is lenient and takes single quotes or unquoted
 //! names), and it enforces limits on size, event count and nesting. It never panics.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 
 use super::FlumeEvent;
@@ -292,20 +294,22 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.skip_ws();
-            let name = self.string()?;
+            let name = self.string_ref()?;
             self.skip_ws();
             if !self.eat(b':') {
                 return self.syntax("':' after a member name");
             }
             self.skip_ws();
-            match name.as_str() {
+            match name.as_ref() {
                 "headers" => event.headers = self.headers()?,
                 "body" => {
                     event.body = match self.scalar(3)? {
                         Scalar::Text(text) => text,
                         Scalar::Null => String::new(),
                         Scalar::Composite => {
-                            return self.fail(DecodeErrorKind::NotAString { field: name });
+                            return self.fail(DecodeErrorKind::NotAString {
+                                field: name.into_owned(),
+                            });
                         }
                     }
                 }
@@ -369,13 +373,16 @@ impl<'a> Parser<'a> {
             }
             self.skip_ws();
             match self.scalar(if pairs { 5 } else { 4 })? {
-                Scalar::Text(value) => {
-                    if headers.contains_key(&name) {
+                Scalar::Text(value) => match headers.entry(name) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(value);
+                    }
+                    Entry::Occupied(slot) => {
                         self.pos = start;
+                        let name = slot.key().clone();
                         return self.fail(DecodeErrorKind::DuplicateHeader { name });
                     }
-                    headers.insert(name, value);
-                }
+                },
                 // A null header value carries nothing Flume could store or send on.
                 Scalar::Null => {}
                 Scalar::Composite => {
@@ -536,6 +543,7 @@ impl<'a> Parser<'a> {
             return self.syntax("a string");
         }
         loop {
+            self.pos = skip_plain(self.bytes, self.pos);
             match self.peek() {
                 None => return self.syntax("'\"' closing a string"),
                 Some(b'"') => {
@@ -546,37 +554,55 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                     self.escape(&mut Sink::Skip)?;
                 }
-                Some(0x00..=0x1f) => return self.fail(DecodeErrorKind::InvalidString),
-                Some(_) => self.pos += 1,
+                Some(_) => return self.fail(DecodeErrorKind::InvalidString),
             }
         }
     }
 
     fn string(&mut self) -> Result<String, DecodeError> {
+        self.string_ref().map(Cow::into_owned)
+    }
+
+    /// A string, borrowed from the input when it has no escapes (the common case).
+    fn string_ref(&mut self) -> Result<Cow<'a, str>, DecodeError> {
         if !self.eat(b'"') {
             return self.syntax("a string");
         }
-        let mut out = String::new();
-        let mut run = self.pos;
+        let start = self.pos;
+        self.pos = skip_plain(self.bytes, self.pos);
+        if self.peek() == Some(b'"') {
+            let text = &self.text[start..self.pos];
+            self.pos += 1;
+            return Ok(Cow::Borrowed(text));
+        }
+        let mut out = String::with_capacity(self.pos - start + 16);
+        let mut run = start;
         loop {
             match self.peek() {
                 None => return self.syntax("'\"' closing a string"),
                 Some(b'"') => {
                     out.push_str(&self.text[run..self.pos]);
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok(Cow::Owned(out));
                 }
                 Some(b'\\') => {
                     out.push_str(&self.text[run..self.pos]);
                     self.pos += 1;
-                    self.escape(&mut Sink::Into(&mut out))?;
-                    run = self.pos;
+                    if let Some(b'"' | b'\\' | b'/') = self.peek() {
+                        // The escaped character stands for itself: start the next run
+                        // with it instead of pushing it alone.
+                        run = self.pos;
+                        self.pos += 1;
+                    } else {
+                        self.escape(&mut Sink::Into(&mut out))?;
+                        run = self.pos;
+                    }
                 }
-                Some(0x00..=0x1f) => return self.fail(DecodeErrorKind::InvalidString),
-                // Multi-byte UTF-8 sequences never contain ASCII bytes, so stepping byte by
-                // byte keeps every slice boundary on a character boundary.
-                Some(_) => self.pos += 1,
+                Some(_) => return self.fail(DecodeErrorKind::InvalidString),
             }
+            // Multi-byte UTF-8 sequences never contain ASCII bytes, so the plain runs
+            // always end on character boundaries.
+            self.pos = skip_plain(self.bytes, self.pos);
         }
     }
 
@@ -644,6 +670,38 @@ impl<'a> Parser<'a> {
         }
         Ok(value)
     }
+}
+
+/// Whether a byte ends a plain run inside a string: a quote, a backslash, or a control
+/// character (which JSON forbids raw).
+fn is_special(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
+
+/// The index of the first special byte at or after `from` (or the length), eight bytes
+/// at a time: the bulk of a body is plain text.
+fn skip_plain(bytes: &[u8], mut index: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    while let Some(chunk) = bytes.get(index..index + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        let found = has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+        if found != 0 {
+            // The lowest flagged byte is always a true match.
+            return index + (found.trailing_zeros() / 8) as usize;
+        }
+        index += 8;
+    }
+    while bytes.get(index).is_some_and(|&byte| !is_special(byte)) {
+        index += 1;
+    }
+    index
 }
 
 enum Sink<'o> {
@@ -836,6 +894,25 @@ mod tests {
             decode("[{\"body\":\"a\nb\"}]"),
             Err(DecodeErrorKind::InvalidString)
         );
+    }
+
+    #[test]
+    fn the_plain_run_scanner_finds_every_special_byte() {
+        for length in 0..40 {
+            for special in [b'"', b'\\', 0x00, 0x1f] {
+                for at in 0..=length {
+                    let mut bytes = vec![b'a'; length];
+                    bytes.extend_from_slice("é".as_bytes());
+                    if at < length {
+                        bytes[at] = special;
+                    }
+                    let expected = if at < length { at } else { bytes.len() };
+                    assert_eq!(skip_plain(&bytes, 0), expected, "{length} {special} {at}");
+                    assert!(skip_plain(&bytes, at.min(bytes.len())) >= at.min(expected));
+                }
+            }
+        }
+        assert_eq!(skip_plain(b"\x7f\x80\xff ~", 0), 5);
     }
 
     #[test]

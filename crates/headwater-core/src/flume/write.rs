@@ -1,37 +1,50 @@
 //! Low-level JSON writing into a byte buffer, shared by the encoders.
 
+/// Escape class of every byte: 0 for none, else the character after the backslash
+/// (`u` for a `\u00XX` escape).
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
 /// Appends `text` as a JSON string literal (quoted and escaped).
 pub(crate) fn string(buf: &mut Vec<u8>, text: &str) {
-    buf.push(b'"');
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
+    // Room for the common case (nothing to escape) in one reservation.
+    buf.reserve(bytes.len() + 2);
+    buf.push(b'"');
     let mut start = 0;
     for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                buf.extend_from_slice(&bytes[start..index]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                buf.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(byte >> 4)],
-                    HEX[usize::from(byte & 0xf)],
-                ]);
-                start = index + 1;
-                continue;
-            }
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
         buf.extend_from_slice(&bytes[start..index]);
-        buf.extend_from_slice(escape);
+        if escape == b'u' {
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(byte >> 4)],
+                HEX[usize::from(byte & 0xf)],
+            ]);
+        } else {
+            buf.extend_from_slice(&[b'\\', escape]);
+        }
         start = index + 1;
     }
     buf.extend_from_slice(&bytes[start..]);

@@ -52,13 +52,18 @@ impl Delivery {
 
     /// Whether a syncer may claim it at `now`: pending (or in flight with a lapsed lease)
     /// and due.
-    pub fn is_claimable(&self, now: DateTime<Utc>) -> bool {
+    ///
+    /// A lease or a retry time after `horizon` (the latest any syncer could have set from
+    /// `now`) was set before the wall clock jumped backwards; it counts as lapsed or due,
+    /// so that a clock set back by a day does not hold delivery back by a day.
+    pub fn is_claimable(&self, now: DateTime<Utc>, horizon: DateTime<Utc>) -> bool {
+        let passed = |at: DateTime<Utc>| at <= now || at > horizon;
         let free = match &self.state {
             DeliveryState::Pending => true,
-            DeliveryState::InFlight { lease_until, .. } => *lease_until <= now,
+            DeliveryState::InFlight { lease_until, .. } => passed(*lease_until),
             DeliveryState::DeadLettered { .. } => false,
         };
-        free && self.next_attempt_at.is_none_or(|at| at <= now)
+        free && self.next_attempt_at.is_none_or(passed)
     }
 }
 

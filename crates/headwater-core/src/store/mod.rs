@@ -65,11 +65,16 @@ pub trait ChangeStore: crate::MaybeSendSync {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError>;
 
     /// Claims up to `limit` changes from the head of line for `owner`, until `lease_until`.
+    ///
+    /// Whether a change is free and due is [`Delivery::is_claimable`](crate::model::Delivery::is_claimable)`(now, horizon)`:
+    /// leases and retry times after `horizon` predate a backward clock jump and count as
+    /// passed.
     async fn claim(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
+        horizon: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 

@@ -27,6 +27,11 @@ fn at(seconds: i64) -> DateTime<Utc> {
     epoch() + TimeDelta::seconds(seconds)
 }
 
+/// A horizon a day after `seconds`: nothing in these checks is scheduled that far.
+fn horizon(seconds: i64) -> DateTime<Utc> {
+    at(seconds) + TimeDelta::days(1)
+}
+
 /// `count` captured changes to `collection` with keys `k0..`, some with awkward content.
 pub fn sample(count: usize, collection: &str) -> Vec<Captured> {
     let mut ids = ChangeIdGenerator::from_seed(count as u64);
@@ -73,6 +78,7 @@ where
     only_the_holder_can_move_a_claimed_change(make().await).await;
     release_expired_frees_lapsed_leases(make().await).await;
     stats_count_every_state(make().await).await;
+    schedules_past_the_horizon_predate_a_clock_jump(make().await).await;
 }
 
 /// Seqs grow strictly; content (ids, values, headers, deletes) survives the store.
@@ -95,7 +101,7 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
         "seqs in 1..=2^53-1: {seqs:?}"
     );
     let claimed = store
-        .claim("a", at(100), at(200), 100)
+        .claim("a", at(100), at(200), horizon(100), 100)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 7, "every appended change is claimable");
@@ -115,7 +121,10 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
 /// Claim returns the lowest seqs first, up to the limit, and marks them in flight.
 pub async fn claim_serves_the_head_in_order<S: ChangeStore>(store: S) {
     let stored = store.append(sample(10, "c")).await.expect("append");
-    let first = store.claim("a", at(0), at(60), 4).await.expect("claim");
+    let first = store
+        .claim("a", at(0), at(60), horizon(0), 4)
+        .await
+        .expect("claim");
     assert_eq!(
         seqs_of(&first),
         stored[..4].iter().map(|c| c.seq).collect::<Vec<_>>()
@@ -127,22 +136,34 @@ pub async fn claim_serves_the_head_in_order<S: ChangeStore>(store: S) {
             entry.delivery.state
         );
     }
-    let empty = store.claim("a", at(0), at(60), 0).await.expect("claim");
+    let empty = store
+        .claim("a", at(0), at(60), horizon(0), 0)
+        .await
+        .expect("claim");
     assert!(empty.is_empty(), "a zero limit claims nothing");
 }
 
 /// While a lease is live nobody else gets the head; once it lapses, anyone may.
 pub async fn a_lease_keeps_others_out_until_it_lapses<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    let first = store.claim("a", at(0), at(60), 2).await.expect("claim");
+    let first = store
+        .claim("a", at(0), at(60), horizon(0), 2)
+        .await
+        .expect("claim");
     assert_eq!(first.len(), 2);
-    let blocked = store.claim("b", at(59), at(120), 10).await.expect("claim");
+    let blocked = store
+        .claim("b", at(59), at(120), horizon(59), 10)
+        .await
+        .expect("claim");
     assert!(
         blocked.is_empty(),
         "the head is held: one batch in flight per outbox, got {:?}",
         seqs_of(&blocked)
     );
-    let after = store.claim("b", at(60), at(120), 10).await.expect("claim");
+    let after = store
+        .claim("b", at(60), at(120), horizon(60), 10)
+        .await
+        .expect("claim");
     assert_eq!(
         seqs_of(&after),
         [
@@ -164,7 +185,10 @@ pub async fn ack_removes_and_marks_records_synced<S: ChangeStore>(store: S) {
         None,
         "no marker before an ack"
     );
-    let claimed = store.claim("a", at(0), at(60), 10).await.expect("claim");
+    let claimed = store
+        .claim("a", at(0), at(60), horizon(0), 10)
+        .await
+        .expect("claim");
     store
         .ack(&[stored[1].seq, stored[0].seq], at(5))
         .await
@@ -182,7 +206,7 @@ pub async fn ack_removes_and_marks_records_synced<S: ChangeStore>(store: S) {
     assert_eq!(claimed.len(), 2);
     assert!(
         store
-            .claim("a", at(100), at(160), 10)
+            .claim("a", at(100), at(160), horizon(100), 10)
             .await
             .expect("claim")
             .is_empty(),
@@ -199,7 +223,10 @@ pub async fn ack_removes_and_marks_records_synced<S: ChangeStore>(store: S) {
 /// Release returns claimed changes to pending with no attempt counted.
 pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
+    let claimed = store
+        .claim("a", at(0), at(60), horizon(0), 3)
+        .await
+        .expect("claim");
     store
         .release("a", &seqs_of(&claimed)[1..])
         .await
@@ -208,7 +235,10 @@ pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
         .ack(&[claimed[0].change.seq], at(1))
         .await
         .expect("ack");
-    let again = store.claim("b", at(1), at(60), 3).await.expect("claim");
+    let again = store
+        .claim("b", at(1), at(60), horizon(1), 3)
+        .await
+        .expect("claim");
     assert_eq!(
         seqs_of(&again),
         seqs_of(&claimed)[1..],
@@ -224,14 +254,17 @@ pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
 /// (later changes wait) until it is due.
 pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
     store.append(sample(4, "c")).await.expect("append");
-    let claimed = store.claim("a", at(0), at(60), 2).await.expect("claim");
+    let claimed = store
+        .claim("a", at(0), at(60), horizon(0), 2)
+        .await
+        .expect("claim");
     store
         .schedule_retry("a", &seqs_of(&claimed), at(30), "HTTP 503")
         .await
         .expect("retry");
     assert!(
         store
-            .claim("a", at(29), at(90), 10)
+            .claim("a", at(29), at(90), horizon(29), 10)
             .await
             .expect("claim")
             .is_empty(),
@@ -240,7 +273,10 @@ pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
     let stats = store.stats(at(10)).await.expect("stats");
     assert_eq!(stats.next_attempt_at, Some(at(30)));
     assert_eq!(stats.last_error.as_deref(), Some("HTTP 503"));
-    let due = store.claim("a", at(30), at(90), 10).await.expect("claim");
+    let due = store
+        .claim("a", at(30), at(90), horizon(30), 10)
+        .await
+        .expect("claim");
     assert_eq!(due.len(), 4, "the retried head and the changes behind it");
     assert_eq!(due[0].delivery.attempts, 1);
     assert_eq!(due[0].delivery.last_error.as_deref(), Some("HTTP 503"));
@@ -250,7 +286,10 @@ pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
 /// Dead letters leave the line with their reason, are listed, and can be requeued.
 pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(store: S) {
     let stored = store.append(sample(3, "c")).await.expect("append");
-    let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
+    let claimed = store
+        .claim("a", at(0), at(60), horizon(0), 3)
+        .await
+        .expect("claim");
     store
         .dead_letter("a", &[stored[1].seq], "HTTP 400: bad", at(2))
         .await
@@ -260,7 +299,10 @@ pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(sto
         .await
         .expect("release");
     assert_eq!(claimed.len(), 3);
-    let line = store.claim("a", at(3), at(60), 10).await.expect("claim");
+    let line = store
+        .claim("a", at(3), at(60), horizon(3), 10)
+        .await
+        .expect("claim");
     assert_eq!(
         seqs_of(&line),
         [stored[0].seq, stored[2].seq],
@@ -292,7 +334,10 @@ pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(sto
             .expect("dead letters")
             .is_empty()
     );
-    let back = store.claim("a", at(5), at(60), 10).await.expect("claim");
+    let back = store
+        .claim("a", at(5), at(60), horizon(5), 10)
+        .await
+        .expect("claim");
     assert_eq!(
         seqs_of(&back),
         [stored[1].seq],
@@ -304,8 +349,14 @@ pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(sto
 /// A syncer whose lease lapsed and was taken over cannot move the changes any more.
 pub async fn only_the_holder_can_move_a_claimed_change<S: ChangeStore>(store: S) {
     store.append(sample(2, "c")).await.expect("append");
-    let first = store.claim("a", at(0), at(10), 2).await.expect("claim");
-    let second = store.claim("b", at(10), at(70), 2).await.expect("claim");
+    let first = store
+        .claim("a", at(0), at(10), horizon(0), 2)
+        .await
+        .expect("claim");
+    let second = store
+        .claim("b", at(10), at(70), horizon(10), 2)
+        .await
+        .expect("claim");
     assert_eq!(seqs_of(&first), seqs_of(&second));
     let seqs = seqs_of(&first);
     store.release("a", &seqs).await.expect("release");
@@ -333,7 +384,7 @@ pub async fn only_the_holder_can_move_a_claimed_change<S: ChangeStore>(store: S)
     );
     assert!(
         store
-            .claim("c", at(11), at(70), 2)
+            .claim("c", at(11), at(70), horizon(11), 2)
             .await
             .expect("claim")
             .is_empty()
@@ -343,7 +394,10 @@ pub async fn only_the_holder_can_move_a_claimed_change<S: ChangeStore>(store: S)
 /// release_expired makes lapsed leases pending and counts them.
 pub async fn release_expired_frees_lapsed_leases<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    store.claim("a", at(0), at(10), 2).await.expect("claim");
+    store
+        .claim("a", at(0), at(10), horizon(0), 2)
+        .await
+        .expect("claim");
     assert_eq!(store.release_expired(at(9)).await.expect("release"), 0);
     assert_eq!(store.release_expired(at(10)).await.expect("release"), 2);
     let stats = store.stats(at(10)).await.expect("stats");
@@ -357,7 +411,10 @@ pub async fn stats_count_every_state<S: ChangeStore>(store: S) {
         OutboxStats::default()
     );
     store.append(sample(6, "c")).await.expect("append");
-    let claimed = store.claim("a", at(0), at(60), 3).await.expect("claim");
+    let claimed = store
+        .claim("a", at(0), at(60), horizon(0), 3)
+        .await
+        .expect("claim");
     store
         .dead_letter("a", &[claimed[0].change.seq], "bad", at(1))
         .await
@@ -372,6 +429,64 @@ pub async fn stats_count_every_state<S: ChangeStore>(store: S) {
         (later.pending, later.in_flight),
         (5, 0),
         "a lapsed lease counts as pending"
+    );
+}
+
+/// After the wall clock jumps back, a retry time or lease beyond the horizon counts as
+/// passed instead of holding the line until the clock catches up.
+pub async fn schedules_past_the_horizon_predate_a_clock_jump<S: ChangeStore>(store: S) {
+    store.append(sample(2, "c")).await.expect("append");
+    let claimed = store
+        .claim("a", at(100_000), at(100_060), horizon(100_000), 1)
+        .await
+        .expect("claim");
+    store
+        .schedule_retry("a", &seqs_of(&claimed), at(100_030), "HTTP 503")
+        .await
+        .expect("retry");
+    // The clock is set back by a day: the retry time is now 86 430 s away.
+    let back = at(100_000 - 86_400);
+    assert!(
+        store
+            .claim(
+                "a",
+                back,
+                back + TimeDelta::seconds(60),
+                back + TimeDelta::seconds(3600),
+                10
+            )
+            .await
+            .expect("claim")
+            .len()
+            == 2,
+        "a retry time past the horizon is due"
+    );
+    let lapsed = store
+        .claim(
+            "b",
+            back,
+            back + TimeDelta::seconds(60),
+            back + TimeDelta::seconds(3600),
+            10,
+        )
+        .await
+        .expect("claim");
+    assert!(lapsed.is_empty(), "a lease within the horizon holds");
+    let far = back - TimeDelta::days(1);
+    assert_eq!(
+        store
+            .claim(
+                "b",
+                far,
+                far + TimeDelta::seconds(60),
+                far + TimeDelta::seconds(3600),
+                10
+            )
+            .await
+            .expect("claim")
+            .len(),
+        2,
+        "a lease past the horizon has lapsed"
     );
 }
 

@@ -183,7 +183,12 @@ impl<S: ChangeStore + Clone> Scenario<S> {
         let outbox = self.syncer.outbox();
         let before = block_on(outbox.status(self.now)).map_err(failed)?;
         let report = block_on(self.syncer.sync_once(self.now)).map_err(failed)?;
-        if before.next_attempt_at.is_some_and(|at| at > self.now) && before.blocked.is_none() {
+        let horizon =
+            self.now + TimeDelta::from_std(self.config.schedule_horizon()).unwrap_or_default();
+        let waiting = before
+            .next_attempt_at
+            .is_some_and(|at| at > self.now && at <= horizon);
+        if waiting && before.blocked.is_none() {
             ensure!(
                 report.requests == 0,
                 "{} requests before the head's retry was due (a busy loop)",
