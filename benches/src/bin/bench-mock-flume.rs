@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let flume = runtime.block_on(MockFlume::start(MockConfig {
         capacity: 10_000_000,
         transaction_capacity: 10_000,
+        retain_events: false,
         ..MockConfig::default()
     }))?;
     println!("{}", flume.url());

@@ -31,6 +31,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         transaction_capacity: args.transaction_capacity,
         capacity: args.transaction_capacity.max(100),
         random_faults: Some(RandomFaults::network(args.fault_rate, args.seed)),
+        retain_events: false,
         ..MockConfig::default()
     })
     .await?;

@@ -16,6 +16,8 @@ pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         static_dir: args.static_dir,
         sink_file: args.sink,
         metrics: args.metrics,
+        // A server that runs for days must not keep every event in memory.
+        retain_events: false,
         random_faults: (args.fault_rate > 0.0)
             .then(|| RandomFaults::network(args.fault_rate, args.seed)),
         ..MockConfig::default()

@@ -78,6 +78,9 @@ pub struct MockConfig {
     pub sink_file: Option<PathBuf>,
     /// Serve Flume-style monitoring JSON at `GET /metrics`.
     pub metrics: bool,
+    /// Keep every committed event in memory for [`MockFlume::events`](crate::MockFlume::events).
+    /// A long-running server turns this off; counts and distinct ids are kept either way.
+    pub retain_events: bool,
     /// Faults drawn at random.
     pub random_faults: Option<RandomFaults>,
     /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would).
@@ -96,6 +99,7 @@ impl Default for MockConfig {
             static_dir: None,
             sink_file: None,
             metrics: false,
+            retain_events: true,
             random_faults: None,
             max_request_bytes: 64 * 1024 * 1024,
         }

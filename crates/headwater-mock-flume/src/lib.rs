@@ -44,7 +44,6 @@ mod server;
 mod sink;
 mod source;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -82,8 +81,8 @@ impl MockFlume {
             context: "cannot read the bound address".into(),
             source,
         })?;
-        let sink =
-            sink::Sink::new(config.sink_file.as_deref()).map_err(|source| MockError::Io {
+        let sink = sink::Sink::new(config.sink_file.as_deref(), config.retain_events).map_err(
+            |source| MockError::Io {
                 context: format!(
                     "cannot open the sink file {}",
                     config
@@ -93,7 +92,8 @@ impl MockFlume {
                         .display()
                 ),
                 source,
-            })?;
+            },
+        )?;
         let drain_rate = config.drain_rate;
         let shared = Arc::new(Shared::new(config, sink));
         let drain = drain_rate.map(|rate| {
@@ -132,17 +132,18 @@ impl MockFlume {
         self.shared.faults().push(fault);
     }
 
-    /// Every committed event, in order, duplicates included.
+    /// Every committed event, in order, duplicates included (empty unless
+    /// [`MockConfig::retain_events`]).
     pub fn events(&self) -> Vec<FlumeEvent> {
         self.shared.sink().events().to_vec()
     }
 
     /// How many events were committed, duplicates included.
     pub fn event_count(&self) -> usize {
-        self.shared.sink().events().len()
+        self.shared.sink().count()
     }
 
-    /// The `id` header of every committed event, in order (empty where absent).
+    /// The `id` header of every retained event, in order (empty where absent).
     pub fn ids(&self) -> Vec<String> {
         self.shared
             .sink()
@@ -154,25 +155,12 @@ impl MockFlume {
 
     /// How many distinct `id`s arrived.
     pub fn unique_ids(&self) -> usize {
-        let sink = self.shared.sink();
-        let ids: HashSet<&str> = sink
-            .events()
-            .iter()
-            .filter_map(|event| event.headers.get("id").map(String::as_str))
-            .collect();
-        ids.len()
+        self.shared.sink().unique_ids()
     }
 
     /// How many events repeated an `id` that had arrived before.
     pub fn duplicates(&self) -> usize {
-        let sink = self.shared.sink();
-        let with_id = sink
-            .events()
-            .iter()
-            .filter(|event| event.headers.contains_key("id"))
-            .count();
-        drop(sink);
-        with_id - self.unique_ids()
+        self.shared.sink().duplicates()
     }
 
     /// Requests that reached the source (POST and GET).

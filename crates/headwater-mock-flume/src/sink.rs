@@ -1,6 +1,7 @@
 //! What arrived: every committed event, in order, for inspection and an optional
 //! JSON-lines file.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -9,12 +10,16 @@ use headwater_core::flume::FlumeEvent;
 
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
+    retain: bool,
     events: Vec<FlumeEvent>,
+    count: usize,
+    with_id: usize,
+    ids: HashSet<String>,
     file: Option<BufWriter<File>>,
 }
 
 impl Sink {
-    pub(crate) fn new(path: Option<&Path>) -> std::io::Result<Self> {
+    pub(crate) fn new(path: Option<&Path>, retain: bool) -> std::io::Result<Self> {
         let file = match path {
             Some(path) => Some(BufWriter::new(
                 std::fs::OpenOptions::new()
@@ -25,8 +30,9 @@ impl Sink {
             None => None,
         };
         Ok(Sink {
-            events: Vec::new(),
+            retain,
             file,
+            ..Sink::default()
         })
     }
 
@@ -46,10 +52,37 @@ impl Sink {
                 tracing::warn!(%error, "could not flush the sink file");
             }
         }
-        self.events.extend(events);
+        self.count += events.len();
+        for event in &events {
+            if let Some(id) = event.headers.get("id") {
+                self.with_id += 1;
+                if !self.ids.contains(id) {
+                    self.ids.insert(id.clone());
+                }
+            }
+        }
+        if self.retain {
+            self.events.extend(events);
+        }
     }
 
+    /// The committed events, if the sink retains them.
     pub(crate) fn events(&self) -> &[FlumeEvent] {
         &self.events
+    }
+
+    /// Events committed, duplicates included.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Distinct `id` headers committed.
+    pub(crate) fn unique_ids(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Committed events whose `id` had arrived before.
+    pub(crate) fn duplicates(&self) -> usize {
+        self.with_id - self.ids.len()
     }
 }

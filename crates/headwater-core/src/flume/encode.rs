@@ -47,6 +47,7 @@ pub struct EncodedBatch<'a> {
 #[derive(Debug, Clone)]
 pub struct BatchEncoder {
     mapping: EventMapping,
+    prepared: Prepared,
     buf: Vec<u8>,
     scratch: Vec<u8>,
     events: usize,
@@ -59,6 +60,7 @@ impl BatchEncoder {
     /// An encoder for `mapping`.
     pub fn new(mapping: EventMapping) -> Self {
         BatchEncoder {
+            prepared: Prepared::new(&mapping),
             mapping,
             buf: Vec::with_capacity(64 * 1024),
             scratch: Vec::new(),
@@ -117,69 +119,65 @@ impl BatchEncoder {
     }
 
     fn write_event(&mut self, change: &Change) {
-        let mapping = &self.mapping;
-        let names = &mapping.headers;
+        let prepared = &self.prepared;
+        let names = &self.mapping.headers;
         let buf = &mut self.buf;
         buf.extend_from_slice(b"{\"headers\":{");
         let mut first = true;
-        let mut sep = |buf: &mut Vec<u8>| {
+        let mut field = |buf: &mut Vec<u8>, key: &[u8]| {
             if !first {
                 buf.push(b',');
             }
             first = false;
+            buf.extend_from_slice(key);
         };
-        if let Some(name) = &names.id {
-            sep(buf);
-            write::key(buf, name);
+        if let Some(key) = &prepared.id {
+            field(buf, key);
+            // Hex digits and hyphens never need escaping.
             let mut id = [0u8; 36];
-            write::string(buf, change.id.encode(&mut id));
+            buf.push(b'"');
+            buf.extend_from_slice(change.id.encode(&mut id).as_bytes());
+            buf.push(b'"');
         }
-        if let Some(name) = &names.timestamp {
-            sep(buf);
-            write::key(buf, name);
+        if let Some(key) = &prepared.timestamp {
+            field(buf, key);
             write::quoted_i64(buf, change.captured_at.timestamp_millis());
         }
-        if let Some(name) = &names.op {
-            sep(buf);
-            write::key(buf, name);
-            write::string(buf, change.data.op.as_str());
+        if let Some(key) = &prepared.op {
+            field(buf, key);
+            buf.push(b'"');
+            buf.extend_from_slice(change.data.op.as_str().as_bytes());
+            buf.push(b'"');
         }
-        if let Some(name) = &names.collection {
-            sep(buf);
-            write::key(buf, name);
+        if let Some(key) = &prepared.collection {
+            field(buf, key);
             write::string(buf, &change.data.collection);
         }
-        if let Some(name) = &names.key {
-            sep(buf);
-            write::key(buf, name);
+        if let Some(key) = &prepared.key {
+            field(buf, key);
             write::string(buf, &change.data.key);
         }
-        if let Some(name) = &names.seq {
-            sep(buf);
-            write::key(buf, name);
+        if let Some(key) = &prepared.seq {
+            field(buf, key);
             write::quoted_u64(buf, change.seq.0);
         }
-        if let Some(name) = &names.source {
-            sep(buf);
-            write::key(buf, name);
-            write::string(buf, &mapping.source);
+        if let Some(pair) = &prepared.source {
+            field(buf, pair);
         }
         for (name, value) in &change.data.headers {
             if !names.sets(name) {
-                sep(buf);
+                field(buf, b"");
                 write::key(buf, name);
                 write::string(buf, value);
             }
         }
-        for (name, value) in &mapping.static_headers {
+        for (name, pair) in &prepared.statics {
             if !change.data.headers.contains_key(name) {
-                sep(buf);
-                write::key(buf, name);
-                write::string(buf, value);
+                field(buf, pair);
             }
         }
         buf.extend_from_slice(b"},\"body\":");
-        match mapping.body {
+        match self.mapping.body {
             BodyShape::Value => write::string(buf, change.data.value_json().unwrap_or("")),
             BodyShape::Envelope => {
                 let scratch = &mut self.scratch;
@@ -191,6 +189,57 @@ impl BatchEncoder {
             }
         }
         buf.push(b'}');
+    }
+}
+
+/// The parts of every event that depend only on the mapping, escaped once.
+#[derive(Debug, Clone, Default)]
+struct Prepared {
+    id: Option<Vec<u8>>,
+    timestamp: Option<Vec<u8>>,
+    op: Option<Vec<u8>>,
+    collection: Option<Vec<u8>>,
+    key: Option<Vec<u8>>,
+    seq: Option<Vec<u8>>,
+    /// The whole `"source":"..."` pair.
+    source: Option<Vec<u8>>,
+    /// Each static header's name and whole `"name":"value"` pair.
+    statics: Vec<(String, Vec<u8>)>,
+}
+
+impl Prepared {
+    fn new(mapping: &EventMapping) -> Self {
+        let key = |name: &Option<String>| {
+            name.as_deref().map(|name| {
+                let mut bytes = Vec::new();
+                write::key(&mut bytes, name);
+                bytes
+            })
+        };
+        let pair = |name: &str, value: &str| {
+            let mut bytes = Vec::new();
+            write::key(&mut bytes, name);
+            write::string(&mut bytes, value);
+            bytes
+        };
+        let names = &mapping.headers;
+        Prepared {
+            id: key(&names.id),
+            timestamp: key(&names.timestamp),
+            op: key(&names.op),
+            collection: key(&names.collection),
+            key: key(&names.key),
+            seq: key(&names.seq),
+            source: names
+                .source
+                .as_deref()
+                .map(|name| pair(name, &mapping.source)),
+            statics: mapping
+                .static_headers
+                .iter()
+                .map(|(name, value)| (name.clone(), pair(name, value)))
+                .collect(),
+        }
     }
 }
 
