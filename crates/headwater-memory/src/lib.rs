@@ -32,7 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -54,7 +54,8 @@ struct Inner {
     outbox: BTreeMap<Seq, OutboxEntry>,
     /// Dead-lettered changes, kept apart so they never slow down the head of line.
     dead: BTreeMap<Seq, OutboxEntry>,
-    markers: HashMap<(String, String), SyncMarker>,
+    /// Per-record sync markers (ordered: no hashing of two strings per ack).
+    markers: BTreeMap<(String, String), SyncMarker>,
 }
 
 impl MemoryStore {

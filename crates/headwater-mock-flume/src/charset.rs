@@ -8,14 +8,14 @@ pub(crate) fn request_text(content_type: Option<&str>, body: &[u8]) -> Result<St
         // No charset: the handler assumes UTF-8, but Jetty's reader decodes as
         // ISO-8859-1 unless the type is one Jetty assumes UTF-8 for.
         return Ok(if mime == "application/json" || mime == "text/json" {
-            String::from_utf8_lossy(body).into_owned()
+            utf8(body)
         } else {
             body.iter().map(|&byte| char::from(byte)).collect()
         });
     };
     // Jetty normalizes "utf8" and "utf16" before the handler sees them.
     match charset.to_ascii_lowercase().as_str() {
-        "utf-8" | "utf8" => Ok(String::from_utf8_lossy(body).into_owned()),
+        "utf-8" | "utf8" => Ok(utf8(body)),
         "utf-16" | "utf16" => Ok(decode_utf16(body)),
         "utf-32" => Ok(decode_utf32(body)),
         // Charsets Java knows: Jetty reads them, then JSONHandler refuses them.
@@ -25,6 +25,15 @@ pub(crate) fn request_text(content_type: Option<&str>, body: &[u8]) -> Result<St
         }
         // Charsets Java does not know: Jetty's reader throws UnsupportedEncodingException.
         _ => Err(charset.to_owned()),
+    }
+}
+
+/// UTF-8 text; malformed sequences become U+FFFD, as Java's decoder does. Valid input
+/// (the usual case) takes the fast validation path.
+fn utf8(body: &[u8]) -> String {
+    match std::str::from_utf8(body) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
     }
 }
 

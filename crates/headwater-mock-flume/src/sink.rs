@@ -1,7 +1,6 @@
 //! What arrived: every committed event, in order, for inspection and an optional
 //! JSON-lines file.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -14,7 +13,8 @@ pub(crate) struct Sink {
     events: Vec<FlumeEvent>,
     count: usize,
     with_id: usize,
-    ids: HashSet<String>,
+    /// Distinct ids; FxHash because ids are many, short, and not attacker-chosen here.
+    ids: rustc_hash::FxHashSet<String>,
     file: Option<BufWriter<File>>,
 }
 
