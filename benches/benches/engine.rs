@@ -8,9 +8,9 @@ use std::hint::black_box;
 use chrono::DateTime;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
+use headwater_benches::realistic_data;
 use headwater_core::engine::{SyncConfig, Syncer};
 use headwater_core::flume::EncodedBatch;
-use headwater_core::model::ChangeData;
 use headwater_core::transport::{Response, SendOutcome, Transport};
 use headwater_memory::MemoryStore;
 
@@ -26,24 +26,10 @@ impl Transport for AcceptAll {
 
 const CHANGES: usize = 10_000;
 
-fn value(index: usize) -> serde_json::Value {
-    serde_json::json!({
-        "id": index,
-        "title": "Buy oat milk and a loaf of sourdough on the way home",
-        "done": index % 2 == 0,
-        "tags": ["errand", "food", "weekly"],
-        "updated_by": "user-4711@example.org",
-        "priority": 3
-    })
-}
-
 fn filled_syncer() -> Syncer<MemoryStore, AcceptAll> {
     let now = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
     let syncer = Syncer::new(MemoryStore::new(), AcceptAll, SyncConfig::new("bench", 1)).unwrap();
-    let changes = (0..CHANGES)
-        .map(|index| ChangeData::upsert("todos", format!("todo-{index}"), &value(index)).unwrap())
-        .collect();
-    block_on(syncer.outbox().capture_all(now, changes)).unwrap();
+    block_on(syncer.outbox().capture_all(now, realistic_data(CHANGES))).unwrap();
     syncer
 }
 

@@ -15,6 +15,20 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     path
 }
 
+/// Runs `headwater send --to URL ARGS FILE` with `contents` as the file.
+async fn send(url: &str, args: &[&str], name: &str, contents: &str) -> std::process::Output {
+    let file = temp_file(name, contents);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", url])
+        .args(args)
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_file(file).unwrap();
+    output
+}
+
 #[test]
 fn demo_delivers_everything_and_prints_one_json_object() {
     let output = headwater()
@@ -108,22 +122,18 @@ async fn send_delivers_a_file_through_the_engine() {
     assert_eq!(first.headers["collection"], "todos");
     assert_eq!(first.headers["source"], "headwater-cli");
     assert_eq!(first.body, r#"{"n":0}"#);
-    std::fs::remove_file(file).unwrap();
 }
 
 #[tokio::test]
 async fn send_refuses_a_malformed_file_and_sends_nothing() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
-    let file = temp_file(
+    let output = send(
+        flume.url(),
+        &[],
         "invalid.jsonl",
         "{\"collection\":\"c\",\"key\":\"1\",\"op\":\"insert\",\"value\":1}\n{oops\n{\"collection\":\"c\",\"key\":\"2\",\"op\":\"insert\"}\n",
-    );
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["send", "--to", flume.url()])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -132,30 +142,25 @@ async fn send_refuses_a_malformed_file_and_sends_nothing() {
     );
     assert!(stderr.contains("nothing was sent"), "{stderr}");
     assert_eq!(flume.requests(), 0);
-    std::fs::remove_file(file).unwrap();
 }
 
 #[tokio::test]
 async fn send_stops_with_the_reason_when_flume_refuses_the_configuration() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
     flume.push_fault(MockFault::Status(404));
-    let file = temp_file(
+    let output = send(
+        flume.url(),
+        &[],
         "blocked.jsonl",
         "{\"collection\":\"c\",\"key\":\"1\",\"op\":\"delete\"}\n",
-    );
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["send", "--to", flume.url()])
-        .arg(&file)
-        .output()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("HTTP 404") && stderr.contains("1 changes not delivered"),
         "{stderr}"
     );
-    std::fs::remove_file(file).unwrap();
 }
 
 #[test]

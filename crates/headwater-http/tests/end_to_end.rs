@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use headwater_core::engine::{SyncConfig, Syncer};
-use headwater_core::model::ChangeData;
+use headwater_core::model::{Change, ChangeData};
 use headwater_http::{HttpConfig, HttpTransport};
 use headwater_memory::MemoryStore;
 use headwater_mock_flume::{MockConfig, MockFault, MockFlume, RandomFaults};
@@ -38,6 +38,21 @@ fn changes(count: usize) -> Vec<ChangeData> {
         .collect()
 }
 
+/// A syncer over a fresh memory store, sending to `flume`, with `count` changes captured.
+async fn captured(
+    flume: &MockFlume,
+    count: usize,
+    configure: impl FnOnce(&mut SyncConfig),
+) -> (Syncer<MemoryStore, HttpTransport>, Vec<Change>) {
+    let syncer = Syncer::new(MemoryStore::new(), transport(flume), config(configure)).unwrap();
+    let changes = syncer
+        .outbox()
+        .capture_all(Utc::now(), changes(count))
+        .await
+        .unwrap();
+    (syncer, changes)
+}
+
 /// Runs the syncer until the outbox is empty (or 30 s pass), then shuts it down.
 async fn deliver(syncer: Syncer<MemoryStore, HttpTransport>) -> Syncer<MemoryStore, HttpTransport> {
     let outbox = syncer.outbox();
@@ -65,17 +80,7 @@ async fn deliver(syncer: Syncer<MemoryStore, HttpTransport>) -> Syncer<MemorySto
 #[tokio::test]
 async fn a_batch_over_transaction_capacity_is_delivered_after_one_extra_request() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
-    let syncer = Syncer::new(
-        MemoryStore::new(),
-        transport(&flume),
-        config(|c| c.batch.max_events = 150),
-    )
-    .unwrap();
-    let captured = syncer
-        .outbox()
-        .capture_all(Utc::now(), changes(150))
-        .await
-        .unwrap();
+    let (syncer, captured) = captured(&flume, 150, |c| c.batch.max_events = 150).await;
     let syncer = deliver(syncer).await;
     let expected: Vec<String> = captured.iter().map(|c| c.id.to_string()).collect();
     assert_eq!(flume.ids(), expected, "every change, once, in order");
@@ -87,13 +92,8 @@ async fn a_batch_over_transaction_capacity_is_delivered_after_one_extra_request(
 #[tokio::test]
 async fn lost_acks_duplicate_only_their_batch_with_the_same_ids() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
-    let syncer = Syncer::new(MemoryStore::new(), transport(&flume), config(|_| {})).unwrap();
     flume.push_fault(MockFault::DropAfterCommit);
-    let captured = syncer
-        .outbox()
-        .capture_all(Utc::now(), changes(250))
-        .await
-        .unwrap();
+    let (syncer, captured) = captured(&flume, 250, |_| {}).await;
     deliver(syncer).await;
     let ids = flume.ids();
     assert_eq!(flume.unique_ids(), 250);
@@ -117,15 +117,10 @@ async fn lost_acks_duplicate_only_their_batch_with_the_same_ids() {
 #[tokio::test]
 async fn drops_before_commit_and_hangs_lose_and_duplicate_nothing() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
-    let syncer = Syncer::new(MemoryStore::new(), transport(&flume), config(|_| {})).unwrap();
     flume.push_fault(MockFault::DropBeforeCommit);
     flume.push_fault(MockFault::Hang);
     flume.push_fault(MockFault::Status(503));
-    syncer
-        .outbox()
-        .capture_all(Utc::now(), changes(120))
-        .await
-        .unwrap();
+    let (syncer, _) = captured(&flume, 120, |_| {}).await;
     let syncer = deliver(syncer).await;
     assert_eq!((flume.unique_ids(), flume.duplicates()), (120, 0));
     let status = syncer.outbox().status(Utc::now()).await.unwrap();
@@ -140,12 +135,7 @@ async fn random_network_faults_lose_nothing() {
     })
     .await
     .unwrap();
-    let syncer = Syncer::new(MemoryStore::new(), transport(&flume), config(|_| {})).unwrap();
-    syncer
-        .outbox()
-        .capture_all(Utc::now(), changes(2000))
-        .await
-        .unwrap();
+    let (syncer, _) = captured(&flume, 2000, |_| {}).await;
     let syncer = deliver(syncer).await;
     assert_eq!(flume.unique_ids(), 2000);
     let status = syncer.outbox().status(Utc::now()).await.unwrap();
@@ -164,12 +154,7 @@ async fn a_slow_sink_fills_the_channel_and_delivery_adapts() {
     })
     .await
     .unwrap();
-    let syncer = Syncer::new(MemoryStore::new(), transport(&flume), config(|_| {})).unwrap();
-    syncer
-        .outbox()
-        .capture_all(Utc::now(), changes(1500))
-        .await
-        .unwrap();
+    let (syncer, _) = captured(&flume, 1500, |_| {}).await;
     deliver(syncer).await;
     assert_eq!((flume.unique_ids(), flume.duplicates()), (1500, 0));
 }
