@@ -12,6 +12,20 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+cache="${HEADWATER_CACHE:-$HOME/.cache/headwater}"
+tools="$cache/tools"
+export PATH="$tools/bin:$PATH"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+scratch=$(mktemp -d)
+background_pids=()
+cleanup() {
+  if declare -F flume_stop >/dev/null; then flume_stop; fi
+  for pid in "${background_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
 step "toolchain: wasm32-unknown-unknown target"
 rustup target add wasm32-unknown-unknown >/dev/null
 
@@ -21,11 +35,9 @@ cargo test --workspace --doc
 
 step "conformance against a real Apache Flume 1.11.0 agent"
 if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3 >/dev/null; then
-  flume_dir=$(mktemp -d)
   # shellcheck source=scripts/flume-agent.sh
   source scripts/flume-agent.sh
-  trap 'flume_stop; rm -rf "$flume_dir"' EXIT
-  flume_start "$flume_dir"
+  flume_start "$scratch/flume"
   cargo test -p headwater-http --test real_flume -- --ignored --nocapture
   flume_stop
 else
@@ -34,18 +46,44 @@ else
        "python3: $(command -v python3 || echo missing))"
 fi
 
+step "browser tests in headless Chromium"
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "installing Debian's chromium and chromium-driver"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+wasm_bindgen=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+if [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen" ]; then
+  echo "installing wasm-bindgen-cli $wasm_bindgen (the version in Cargo.lock)"
+  cargo install wasm-bindgen-cli --version "=$wasm_bindgen" --root "$tools"
+fi
+cargo build -q -p headwater-cli
+mkdir -p "$scratch/mocks" "$scratch/chromium"
+"$target_dir/debug/headwater" mock-flume --bind 127.0.0.1:0 --cors >"$scratch/mocks/cors" 2>/dev/null &
+background_pids+=($!)
+"$target_dir/debug/headwater" mock-flume --bind 127.0.0.1:0 >"$scratch/mocks/strict" 2>/dev/null &
+background_pids+=($!)
+for _ in $(seq 1 100); do
+  [ -s "$scratch/mocks/cors" ] && [ -s "$scratch/mocks/strict" ] && break
+  sleep 0.1
+done
+HEADWATER_MOCK_CORS_URL=$(head -n 1 "$scratch/mocks/cors")
+HEADWATER_MOCK_STRICT_URL=$(head -n 1 "$scratch/mocks/strict")
+export HEADWATER_MOCK_CORS_URL HEADWATER_MOCK_STRICT_URL
+echo "mock Flume with CORS at $HEADWATER_MOCK_CORS_URL, strict at $HEADWATER_MOCK_STRICT_URL"
+CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
+  WASM_BINDGEN_TEST_TIMEOUT=120 \
+  cargo test --target wasm32-unknown-unknown -p headwater-http --test browser
+
 step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
-tools="${HEADWATER_CACHE:-$HOME/.cache/headwater}/tools"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then
   cargo install cargo-fuzz --version 0.13.2 --root "$tools"
 fi
-export PATH="$tools/bin:$PATH"
 for target in decode roundtrip engine; do
-  log=$(mktemp)
+  log="$scratch/fuzz-$target.log"
   if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-60}" >"$log" 2>&1); then
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
-    rm -f "$log"
   else
     echo "fuzz $target FAILED; the end of its output:" >&2
     tail -n 60 "$log" >&2

@@ -1,4 +1,5 @@
 //! Memory store → engine → HTTP transport → mock Flume over loopback, with faults.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! memory channel with transactionCapacity 20 → file_roll sink with header_and_text);
 //! `scripts/test.sh` starts it and runs them with `--ignored` when Java and Maven are
 //! present, and says so when it cannot.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

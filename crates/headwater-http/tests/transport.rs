@@ -1,5 +1,6 @@
 //! The HTTP transport against the mock Flume: each kind of answer becomes the right
 //! outcome.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::time::Duration;
 

@@ -1,0 +1,123 @@
+//! In headless Chromium: the core and the memory store run in the browser, and the HTTP
+//! transport delivers through `fetch` to a mock Flume that scripts/test.sh starts.
+//!
+//! The mock's URLs come at compile time (a wasm test cannot read the environment at run
+//! time): `HEADWATER_MOCK_CORS_URL` (a mock with CORS on, as a proxy in front of Flume
+//! would add) and `HEADWATER_MOCK_STRICT_URL` (a mock answering exactly as Flume, which
+//! sends no CORS headers).
+#![cfg(target_arch = "wasm32")]
+
+use std::time::Duration;
+
+use chrono::Utc;
+use headwater_core::engine::{SyncConfig, Syncer};
+use headwater_core::flume::{DecodeLimits, EncodedBatch, decode_batch};
+use headwater_core::model::ChangeData;
+use headwater_core::testing::conformance;
+use headwater_core::transport::{SendOutcome, Transport};
+use headwater_http::{HttpConfig, HttpTransport};
+use headwater_memory::MemoryStore;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn url(name: &str, value: Option<&'static str>) -> &'static str {
+    value.unwrap_or_else(|| {
+        panic!("{name} was not set at compile time: run the browser tests through scripts/test.sh")
+    })
+}
+
+fn cors_url() -> &'static str {
+    url(
+        "HEADWATER_MOCK_CORS_URL",
+        option_env!("HEADWATER_MOCK_CORS_URL"),
+    )
+}
+
+fn strict_url() -> &'static str {
+    url(
+        "HEADWATER_MOCK_STRICT_URL",
+        option_env!("HEADWATER_MOCK_STRICT_URL"),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn the_memory_store_passes_the_conformance_suite_in_the_browser() {
+    conformance::run_all(|| async { MemoryStore::new() }).await;
+}
+
+#[wasm_bindgen_test]
+fn wall_time_works_in_the_browser() {
+    // std::time::Instant panics on wasm32-unknown-unknown; chrono's wasmbind clock works.
+    let now = Utc::now();
+    assert!(now.timestamp() > 1_700_000_000);
+}
+
+fn transport(url: &str) -> HttpTransport {
+    let mut config = HttpConfig::new([url]);
+    config.timeout = Duration::from_secs(5);
+    HttpTransport::new(config).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn fetch_delivers_a_batch_through_a_cors_proxy() {
+    let http = transport(cors_url());
+    let body = r#"[{"headers":{"id":"browser-1"},"body":"from the browser é"}]"#;
+    let outcome = http
+        .send(EncodedBatch {
+            body: body.as_bytes(),
+            events: 1,
+        })
+        .await;
+    assert!(
+        matches!(&outcome, SendOutcome::Response(response) if response.status == 200),
+        "{outcome:?}"
+    );
+    let events = decode_batch(body, &DecodeLimits::default()).unwrap();
+    assert_eq!(events[0].body, "from the browser é");
+}
+
+#[wasm_bindgen_test]
+async fn the_engine_syncs_from_the_browser_with_flumes_answers_intact() {
+    let mut syncer = Syncer::new(
+        MemoryStore::new(),
+        transport(cors_url()),
+        SyncConfig::new("browser-test", 7),
+    )
+    .unwrap();
+    let outbox = syncer.outbox();
+    let changes = (0..250)
+        .map(|i| {
+            ChangeData::upsert("todos", format!("k{i}"), &serde_json::json!({"n": i})).unwrap()
+        })
+        .collect();
+    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    for _ in 0..20 {
+        let report = syncer.sync_once(Utc::now()).await.unwrap();
+        if report.idle {
+            break;
+        }
+    }
+    let status = outbox.status(Utc::now()).await.unwrap();
+    assert!(status.is_synced(), "{status:?}");
+    assert_eq!(status.counters.delivered, 250);
+    assert_eq!(status.counters.requests, 3);
+}
+
+#[wasm_bindgen_test]
+async fn without_cors_the_browser_sees_only_a_network_error() {
+    // Flume answers the preflight with 403 and sends no CORS headers: fetch fails
+    // before the page can read any answer, so the outcome is a connection failure,
+    // never a success, and the engine keeps the batch.
+    let http = transport(strict_url());
+    let outcome = http
+        .send(EncodedBatch {
+            body: b"[]",
+            events: 0,
+        })
+        .await;
+    assert!(
+        matches!(outcome, SendOutcome::ConnectionFailed { .. }),
+        "{outcome:?}"
+    );
+}
