@@ -73,7 +73,7 @@ export HEADWATER_MOCK_CORS_URL HEADWATER_MOCK_STRICT_URL
 echo "mock Flume with CORS at $HEADWATER_MOCK_CORS_URL, strict at $HEADWATER_MOCK_STRICT_URL"
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   WASM_BINDGEN_TEST_TIMEOUT=120 \
-  cargo test --target wasm32-unknown-unknown -p headwater-http --test browser
+  cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --test browser
 
 step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1
@@ -91,8 +91,8 @@ for target in decode roundtrip engine; do
   fi
 done
 
-step "the core, the memory store and the HTTP transport build for wasm32"
-cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http
+step "the core, the stores and the HTTP transport build for wasm32"
+cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http -p headwater-indexeddb
 
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
 forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \

@@ -1,0 +1,636 @@
+use std::rc::Rc;
+
+use chrono::{DateTime, Utc};
+use headwater_core::engine::{CaptureError, Outbox};
+use headwater_core::model::{
+    Captured, Change, ChangeData, Delivery, DeliveryState, InvalidChange, MAX_SEQ, OutboxEntry,
+    Seq, SyncMarker,
+};
+use headwater_core::store::{ChangeStore, OutboxStats, StoreError};
+use indexed_db_futures::database::Database;
+use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::prelude::*;
+use indexed_db_futures::transaction::{Transaction, TransactionMode};
+use serde::Serialize;
+
+const OUTBOX: &str = "headwater_outbox";
+const DEAD: &str = "headwater_dead";
+const MARKERS: &str = "headwater_markers";
+const META: &str = "headwater_meta";
+const LAST_SEQ: &str = "last_seq";
+const OWN_STORES: [&str; 4] = [OUTBOX, DEAD, MARKERS, META];
+
+/// Opening the database failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdbError {
+    /// IndexedDB refused to open the database (private mode, disabled storage, ...).
+    #[error("cannot open IndexedDB database {name:?}: {reason}")]
+    Open {
+        /// The database name.
+        name: String,
+        /// The browser's reason.
+        reason: String,
+    },
+    /// The database exists without stores this schema declares. Every store is created
+    /// in schema version 1 (indexed_db_futures 0.6 cannot add to an existing database
+    /// during an upgrade): use a new database name for a new set of stores.
+    #[error(
+        "database {name:?} lacks the object stores {missing:?}; stores can only be declared when a database is first created"
+    )]
+    MissingStores {
+        /// The database name.
+        name: String,
+        /// The stores it lacks.
+        missing: Vec<String>,
+    },
+    /// A store name is reserved for headwater or declared twice.
+    #[error("object store name {0:?} is reserved for headwater or declared twice")]
+    BadStoreName(String),
+}
+
+/// The app's object stores and headwater's own, all created in version 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    name: String,
+    app_stores: Vec<String>,
+}
+
+impl Schema {
+    /// A schema for the database `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Schema {
+            name: name.into(),
+            app_stores: Vec::new(),
+        }
+    }
+
+    /// Declares one of the app's object stores (records keyed by string).
+    pub fn app_store(mut self, name: impl Into<String>) -> Self {
+        self.app_stores.push(name.into());
+        self
+    }
+
+    /// Opens (creating it if needed) the database.
+    pub async fn open(self) -> Result<IdbStore, IdbError> {
+        for (index, name) in self.app_stores.iter().enumerate() {
+            if OWN_STORES.contains(&name.as_str()) || self.app_stores[..index].contains(name) {
+                return Err(IdbError::BadStoreName(name.clone()));
+            }
+        }
+        let stores: Vec<String> = OWN_STORES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .chain(self.app_stores.iter().cloned())
+            .collect();
+        let to_create = stores.clone();
+        let db = Database::open(self.name.as_str())
+            .with_version(1u8)
+            .with_on_upgrade_needed(move |_event, db| {
+                for name in &to_create {
+                    db.create_object_store(name.as_str()).build()?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|error| IdbError::Open {
+                name: self.name.clone(),
+                reason: error.to_string(),
+            })?;
+        let existing: Vec<String> = db.object_store_names().collect();
+        let missing: Vec<String> = stores
+            .into_iter()
+            .filter(|name| !existing.contains(name))
+            .collect();
+        if !missing.is_empty() {
+            db.close();
+            return Err(IdbError::MissingStores {
+                name: self.name,
+                missing,
+            });
+        }
+        Ok(IdbStore {
+            db: Rc::new(db),
+            app_stores: Rc::new(self.app_stores),
+        })
+    }
+}
+
+/// A change to one of the app's records, written with its outbox entry in one
+/// transaction by [`IdbStore::write`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordWrite {
+    /// The app's object store (the change's collection).
+    pub store: String,
+    /// The record's key.
+    pub key: String,
+    /// The new value as JSON text; `None` deletes the record.
+    pub value: Option<String>,
+    /// Extra Flume headers for this change.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl RecordWrite {
+    /// Puts a record (an `update` change).
+    pub fn put(
+        store: impl Into<String>,
+        key: impl Into<String>,
+        value: &impl Serialize,
+    ) -> Result<Self, InvalidChange> {
+        let data = ChangeData::upsert(store, key, value)?;
+        Ok(RecordWrite {
+            value: data.value_json().map(str::to_owned),
+            store: data.collection,
+            key: data.key,
+            headers: data.headers,
+        })
+    }
+
+    /// Deletes a record.
+    pub fn delete(store: impl Into<String>, key: impl Into<String>) -> Self {
+        RecordWrite {
+            store: store.into(),
+            key: key.into(),
+            value: None,
+            headers: Default::default(),
+        }
+    }
+
+    fn change_data(&self) -> Result<ChangeData, InvalidChange> {
+        let data = match &self.value {
+            Some(json) => {
+                let value: serde_json::Value =
+                    serde_json::from_str(json).map_err(|error| InvalidChange::NotJson {
+                        collection: self.store.clone(),
+                        key: self.key.clone(),
+                        reason: error.to_string(),
+                    })?;
+                ChangeData::upsert(self.store.clone(), self.key.clone(), &value)?
+            }
+            None => ChangeData::delete(self.store.clone(), self.key.clone())?,
+        };
+        Ok(self.headers.iter().fold(data, |data, (name, value)| {
+            data.with_header(name.clone(), value.clone())
+        }))
+    }
+}
+
+/// An outbox (and the app's records) in IndexedDB. Clones share one connection.
+#[derive(Debug, Clone)]
+pub struct IdbStore {
+    db: Rc<Database>,
+    app_stores: Rc<Vec<String>>,
+}
+
+/// Seqs are keys as 16-digit strings, so key order is seq order.
+fn seq_key(seq: Seq) -> String {
+    format!("{:016}", seq.0)
+}
+
+fn marker_key(collection: &str, key: &str) -> String {
+    serde_json::to_string(&(collection, key)).unwrap_or_default()
+}
+
+fn store_error(error: impl std::fmt::Display) -> StoreError {
+    let text = error.to_string();
+    if text.contains("QuotaExceeded") {
+        StoreError::QuotaExceeded(text)
+    } else if text.contains("InvalidStateError")
+        || text.contains("closing")
+        || text.contains("closed")
+    {
+        StoreError::Closed(text)
+    } else if text.contains("DataCloneError") || text.contains("DataError") {
+        StoreError::Unstorable(text)
+    } else {
+        StoreError::Backend(text)
+    }
+}
+
+fn parse(json: &str) -> Result<OutboxEntry, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Backend(format!("a stored change is not readable: {error}")))
+}
+
+fn json(entry: &OutboxEntry) -> Result<String, StoreError> {
+    serde_json::to_string(entry).map_err(|error| StoreError::Unstorable(error.to_string()))
+}
+
+fn holds(entry: &OutboxEntry, owner: &str) -> bool {
+    matches!(&entry.delivery.state, DeliveryState::InFlight { owner: holder, .. } if holder == owner)
+}
+
+impl IdbStore {
+    fn write_tx(&self, stores: &[&str]) -> Result<Transaction<'_>, StoreError> {
+        let mut options = indexed_db_futures::transaction::TransactionOptions::new();
+        options.set_durability(indexed_db_futures::transaction::TransactionDurability::Strict);
+        self.db
+            .transaction(stores)
+            .with_mode(TransactionMode::Readwrite)
+            .with_options(options)
+            .build()
+            .map_err(store_error)
+    }
+
+    fn read_tx(&self, stores: &[&str]) -> Result<Transaction<'_>, StoreError> {
+        self.db.transaction(stores).build().map_err(store_error)
+    }
+
+    /// Closes the connection (all clones); further operations fail with
+    /// [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.db.as_sys().close();
+    }
+
+    /// Writes the app's records and appends their outbox entries in one strict
+    /// transaction, then wakes the syncer. Both happen or neither does.
+    pub async fn write(
+        &self,
+        outbox: &Outbox<IdbStore>,
+        now: DateTime<Utc>,
+        writes: Vec<RecordWrite>,
+    ) -> Result<Vec<Change>, CaptureError> {
+        for write in &writes {
+            if !self.app_stores.contains(&write.store) {
+                return Err(CaptureError::Store(StoreError::Unstorable(format!(
+                    "{:?} is not one of the app's object stores",
+                    write.store
+                ))));
+            }
+        }
+        let data = writes
+            .iter()
+            .map(RecordWrite::change_data)
+            .collect::<Result<Vec<_>, _>>()?;
+        let captured = outbox.prepare(now, data)?;
+        let mut names: Vec<&str> = vec![OUTBOX, META];
+        for write in &writes {
+            if !names.contains(&write.store.as_str()) {
+                names.push(write.store.as_str());
+            }
+        }
+        let tx = self.write_tx(&names)?;
+        for write in &writes {
+            let store = tx.object_store(&write.store).map_err(store_error)?;
+            match &write.value {
+                Some(value) => {
+                    store
+                        .put(value.clone())
+                        .with_key(write.key.clone())
+                        .await
+                        .map_err(store_error)?;
+                }
+                None => store.delete(write.key.clone()).await.map_err(store_error)?,
+            }
+        }
+        let changes = append_in(&tx, captured).await?;
+        tx.commit().await.map_err(store_error)?;
+        outbox.wake();
+        Ok(changes)
+    }
+
+    /// Sets the last assigned seq, for tests of behaviour near the 2^53 limit.
+    #[doc(hidden)]
+    pub async fn force_last_seq(&self, last: u64) -> Result<(), StoreError> {
+        let tx = self.write_tx(&[META])?;
+        let meta = tx.object_store(META).map_err(store_error)?;
+        meta.put(last.to_string())
+            .with_key(LAST_SEQ.to_owned())
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// An app record's value, if it exists.
+    pub async fn read_record(
+        &self,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let tx = self.read_tx(&[store])?;
+        let object_store = tx.object_store(store).map_err(store_error)?;
+        let value: Option<String> = object_store
+            .get(key.to_owned())
+            .await
+            .map_err(store_error)?;
+        value
+            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Backend(e.to_string())))
+            .transpose()
+    }
+}
+
+/// Appends captured changes within `tx` (which covers the outbox and meta stores).
+async fn append_in(
+    tx: &Transaction<'_>,
+    captured: Vec<Captured>,
+) -> Result<Vec<Change>, StoreError> {
+    let meta = tx.object_store(META).map_err(store_error)?;
+    let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
+    let last: Option<String> = meta.get(LAST_SEQ.to_owned()).await.map_err(store_error)?;
+    let mut last: u64 = last.and_then(|text| text.parse().ok()).unwrap_or(0);
+    if last.saturating_add(captured.len() as u64) > MAX_SEQ {
+        return Err(StoreError::SeqExhausted);
+    }
+    let mut changes = Vec::with_capacity(captured.len());
+    for item in captured {
+        last += 1;
+        let change = Change::new(Seq(last), item);
+        let entry = OutboxEntry {
+            change: change.clone(),
+            delivery: Delivery::new(),
+        };
+        outbox
+            .put(json(&entry)?)
+            .with_key(seq_key(change.seq))
+            .await
+            .map_err(store_error)?;
+        changes.push(change);
+    }
+    meta.put(last.to_string())
+        .with_key(LAST_SEQ.to_owned())
+        .await
+        .map_err(store_error)?;
+    Ok(changes)
+}
+
+impl IdbStore {
+    /// Moves claimed entries through `update`, keeping only those `owner` holds.
+    async fn update_held(
+        &self,
+        owner: &str,
+        seqs: &[Seq],
+        mut update: impl FnMut(&mut OutboxEntry),
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx(&[OUTBOX])?;
+        let store = tx.object_store(OUTBOX).map_err(store_error)?;
+        for seq in seqs {
+            let key = seq_key(*seq);
+            let stored: Option<String> = store.get(key.clone()).await.map_err(store_error)?;
+            let Some(stored) = stored else { continue };
+            let mut entry = parse(&stored)?;
+            if holds(&entry, owner) {
+                update(&mut entry);
+                store
+                    .put(json(&entry)?)
+                    .with_key(key)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        tx.commit().await.map_err(store_error)
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl ChangeStore for IdbStore {
+    async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
+        let tx = self.write_tx(&[OUTBOX, META])?;
+        let stored = append_in(&tx, changes).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(stored)
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.write_tx(&[OUTBOX])?;
+        let store = tx.object_store(OUTBOX).map_err(store_error)?;
+        // The outbox holds only pending and in-flight changes, in seq order: its first
+        // `limit` entries are the head of line.
+        let head: Vec<String> = store
+            .get_all()
+            .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(store_error)?;
+        let mut claimed = Vec::new();
+        for stored in head {
+            let mut entry = parse(&stored)?;
+            if !entry.delivery.is_claimable(now, horizon) {
+                break;
+            }
+            entry.delivery.state = DeliveryState::InFlight {
+                owner: owner.to_owned(),
+                lease_until,
+            };
+            store
+                .put(json(&entry)?)
+                .with_key(seq_key(entry.change.seq))
+                .await
+                .map_err(store_error)?;
+            claimed.push(entry);
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(claimed)
+    }
+
+    async fn ack(&self, seqs: &[Seq], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let tx = self.write_tx(&[OUTBOX, MARKERS])?;
+        let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
+        let markers = tx.object_store(MARKERS).map_err(store_error)?;
+        for seq in seqs {
+            let key = seq_key(*seq);
+            let stored: Option<String> = outbox.get(key.clone()).await.map_err(store_error)?;
+            let Some(stored) = stored else { continue };
+            let entry = parse(&stored)?;
+            outbox.delete(key).await.map_err(store_error)?;
+            let marker_key = marker_key(&entry.change.data.collection, &entry.change.data.key);
+            let existing: Option<String> =
+                markers.get(marker_key.clone()).await.map_err(store_error)?;
+            let existing: Option<SyncMarker> =
+                existing.and_then(|text| serde_json::from_str(&text).ok());
+            if existing.is_none_or(|marker| marker.last_acked_seq <= *seq) {
+                let marker = SyncMarker {
+                    last_acked_seq: *seq,
+                    acked_at: now,
+                };
+                let text = serde_json::to_string(&marker)
+                    .map_err(|e| StoreError::Unstorable(e.to_string()))?;
+                markers
+                    .put(text)
+                    .with_key(marker_key)
+                    .await
+                    .map_err(store_error)?;
+            }
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn release(&self, owner: &str, seqs: &[Seq]) -> Result<(), StoreError> {
+        self.update_held(owner, seqs, |entry| {
+            entry.delivery.state = DeliveryState::Pending;
+        })
+        .await
+    }
+
+    async fn schedule_retry(
+        &self,
+        owner: &str,
+        seqs: &[Seq],
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.update_held(owner, seqs, |entry| {
+            let delivery = &mut entry.delivery;
+            delivery.state = DeliveryState::Pending;
+            delivery.attempts = delivery.attempts.saturating_add(1);
+            delivery.next_attempt_at = Some(next_attempt_at);
+            delivery.last_error = Some(error.to_owned());
+        })
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        owner: &str,
+        seqs: &[Seq],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let tx = self.write_tx(&[OUTBOX, DEAD])?;
+        let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
+        let dead = tx.object_store(DEAD).map_err(store_error)?;
+        for seq in seqs {
+            let key = seq_key(*seq);
+            let stored: Option<String> = outbox.get(key.clone()).await.map_err(store_error)?;
+            let Some(stored) = stored else { continue };
+            let mut entry = parse(&stored)?;
+            if !holds(&entry, owner) {
+                continue;
+            }
+            entry.delivery.state = DeliveryState::DeadLettered {
+                reason: reason.to_owned(),
+                at: now,
+            };
+            entry.delivery.last_error = Some(reason.to_owned());
+            outbox.delete(key.clone()).await.map_err(store_error)?;
+            dead.put(json(&entry)?)
+                .with_key(key)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let tx = self.write_tx(&[OUTBOX])?;
+        let store = tx.object_store(OUTBOX).map_err(store_error)?;
+        let all: Vec<String> = store
+            .get_all()
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(store_error)?;
+        let mut released = 0;
+        for stored in all {
+            let mut entry = parse(&stored)?;
+            if let DeliveryState::InFlight { lease_until, .. } = entry.delivery.state {
+                if lease_until <= now {
+                    entry.delivery.state = DeliveryState::Pending;
+                    store
+                        .put(json(&entry)?)
+                        .with_key(seq_key(entry.change.seq))
+                        .await
+                        .map_err(store_error)?;
+                    released += 1;
+                }
+            }
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(released)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let tx = self.read_tx(&[DEAD])?;
+        let store = tx.object_store(DEAD).map_err(store_error)?;
+        let all: Vec<String> = store
+            .get_all()
+            .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(store_error)?;
+        all.iter().map(|text| parse(text)).collect()
+    }
+
+    async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+        let tx = self.write_tx(&[OUTBOX, DEAD])?;
+        let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
+        let dead = tx.object_store(DEAD).map_err(store_error)?;
+        let mut requeued = 0;
+        for seq in seqs {
+            let key = seq_key(*seq);
+            let stored: Option<String> = dead.get(key.clone()).await.map_err(store_error)?;
+            let Some(stored) = stored else { continue };
+            let mut entry = parse(&stored)?;
+            entry.delivery = Delivery::new();
+            dead.delete(key.clone()).await.map_err(store_error)?;
+            outbox
+                .put(json(&entry)?)
+                .with_key(key)
+                .await
+                .map_err(store_error)?;
+            requeued += 1;
+        }
+        tx.commit().await.map_err(store_error)?;
+        Ok(requeued)
+    }
+
+    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        let tx = self.read_tx(&[OUTBOX, DEAD])?;
+        let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
+        let dead = tx.object_store(DEAD).map_err(store_error)?;
+        let all: Vec<String> = outbox
+            .get_all()
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(store_error)?;
+        let dead_count = dead.count().await.map_err(store_error)?;
+        let mut stats = OutboxStats {
+            dead_lettered: dead_count as usize,
+            ..OutboxStats::default()
+        };
+        for (index, stored) in all.iter().enumerate() {
+            let entry = parse(stored)?;
+            match entry.delivery.state {
+                DeliveryState::InFlight { lease_until, .. } if lease_until > now => {
+                    stats.in_flight += 1;
+                }
+                _ => stats.pending += 1,
+            }
+            if index == 0 {
+                stats.next_attempt_at = entry.delivery.next_attempt_at.filter(|at| *at > now);
+                stats.last_error = entry.delivery.last_error.clone();
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn sync_marker(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<SyncMarker>, StoreError> {
+        let tx = self.read_tx(&[MARKERS])?;
+        let store = tx.object_store(MARKERS).map_err(store_error)?;
+        let stored: Option<String> = store
+            .get(marker_key(collection, key))
+            .await
+            .map_err(store_error)?;
+        stored
+            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Backend(e.to_string())))
+            .transpose()
+    }
+}
