@@ -73,7 +73,8 @@ export HEADWATER_MOCK_CORS_URL HEADWATER_MOCK_STRICT_URL
 echo "mock Flume with CORS at $HEADWATER_MOCK_CORS_URL, strict at $HEADWATER_MOCK_STRICT_URL"
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   WASM_BINDGEN_TEST_TIMEOUT=120 \
-  cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --test browser
+  cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --tests \
+  -- --nocapture
 
 step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1

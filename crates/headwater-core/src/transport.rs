@@ -53,6 +53,13 @@ pub enum SendOutcome {
         /// What the transport saw.
         message: String,
     },
+    /// The request cannot succeed as configured, whatever the server does: in a browser,
+    /// the server answered but without CORS headers for the page's origin, so the page
+    /// may not read the answer. Retrying cannot help until the configuration changes.
+    Refused {
+        /// What the transport saw, and what to change.
+        message: String,
+    },
 }
 
 /// Sends one encoded batch to Flume. Implementations never retry by themselves: the

@@ -31,6 +31,10 @@ pub struct HttpConfig {
     pub endpoint_rest: Duration,
     /// The longest rest.
     pub endpoint_rest_cap: Duration,
+    /// In a browser: after this many failed requests in a row while the browser is
+    /// online, report the endpoint as refusing (most often missing CORS headers), which
+    /// blocks the outbox with the reason instead of retrying fast.
+    pub browser_refused_after: u32,
 }
 
 impl HttpConfig {
@@ -48,6 +52,7 @@ impl HttpConfig {
             max_message_bytes: 4096,
             endpoint_rest: Duration::from_secs(1),
             endpoint_rest_cap: Duration::from_secs(30),
+            browser_refused_after: 3,
         }
     }
 }

@@ -1,3 +1,6 @@
+#[cfg(target_arch = "wasm32")]
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use headwater_core::flume::EncodedBatch;
 use headwater_core::policy::RetryAfter;
 use headwater_core::transport::{Response, SendOutcome, Transport};
@@ -18,6 +21,10 @@ pub struct HttpTransport {
     timeout: std::time::Duration,
     max_message_bytes: usize,
     endpoints: Endpoints,
+    #[cfg(target_arch = "wasm32")]
+    refused_after: u32,
+    #[cfg(target_arch = "wasm32")]
+    failures_while_online: AtomicU32,
 }
 
 impl HttpTransport {
@@ -76,7 +83,38 @@ impl HttpTransport {
             headers,
             timeout: config.timeout,
             max_message_bytes: config.max_message_bytes,
+            #[cfg(target_arch = "wasm32")]
+            refused_after: config.browser_refused_after.max(1),
+            #[cfg(target_arch = "wasm32")]
+            failures_while_online: AtomicU32::new(0),
         })
+    }
+
+    /// In a browser, a request that fails while the browser says it is online, again
+    /// and again, is refused rather than lost in the network: most often the server
+    /// sends no CORS headers for this page's origin (the page is never told why: fetch
+    /// only says "Failed to fetch"), or it is down. Either way retrying fast cannot
+    /// help, so after `refused_after` such failures in a row the outcome is
+    /// [`SendOutcome::Refused`], which blocks the outbox with this reason and probes
+    /// slowly, keeping every change.
+    #[cfg(target_arch = "wasm32")]
+    fn refused_in_browser(&self, url: &reqwest::Url) -> Option<String> {
+        let online = web_sys::window().is_none_or(|window| window.navigator().on_line());
+        if !online {
+            return None;
+        }
+        let failures = self.failures_while_online.fetch_add(1, Ordering::Relaxed) + 1;
+        (failures >= self.refused_after).then(|| {
+            format!(
+                "the browser cannot reach {url} although it is online ({failures} attempts): Flume sends no CORS headers and answers preflights with 403, so serve it behind a same-origin path or a proxy that adds CORS headers, or check that it is up"
+            )
+        })
+    }
+
+    /// Natively there is no CORS: a failed connection is only that.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn refused_in_browser(&self, _url: &reqwest::Url) -> Option<String> {
+        None
     }
 
     /// The endpoint URLs.
@@ -199,6 +237,8 @@ impl Transport for HttpTransport {
             match sent {
                 Ok(response) => {
                     self.endpoints.succeeded(index);
+                    #[cfg(target_arch = "wasm32")]
+                    self.failures_while_online.store(0, Ordering::Relaxed);
                     let status = response.status().as_u16();
                     let retry_after = response
                         .headers()
@@ -222,6 +262,9 @@ impl Transport for HttpTransport {
                     tracing::debug!(%message, "request failed");
                     if error.is_timeout() {
                         return SendOutcome::TimedOut { message };
+                    }
+                    if let Some(message) = self.refused_in_browser(url) {
+                        return SendOutcome::Refused { message };
                     }
                     last = SendOutcome::ConnectionFailed { message };
                     // Nothing reached Flume if the connection never opened: try the

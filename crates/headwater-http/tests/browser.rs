@@ -105,19 +105,54 @@ async fn the_engine_syncs_from_the_browser_with_flumes_answers_intact() {
 }
 
 #[wasm_bindgen_test]
-async fn without_cors_the_browser_sees_only_a_network_error() {
-    // Flume answers the preflight with 403 and sends no CORS headers: fetch fails
-    // before the page can read any answer, so the outcome is a connection failure,
-    // never a success, and the engine keeps the batch.
+async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_change() {
+    // Flume answers the preflight with 403 and sends no CORS headers: fetch fails before
+    // the page can read any answer ("Failed to fetch"). While the browser is online, the
+    // transport reports repeated failures as refused, and the engine blocks instead of
+    // looping.
     let http = transport(strict_url());
-    let outcome = http
-        .send(EncodedBatch {
-            body: b"[]",
-            events: 0,
-        })
-        .await;
+    let batch = EncodedBatch {
+        body: b"[]",
+        events: 0,
+    };
+    for _ in 0..2 {
+        let outcome = http.send(batch).await;
+        assert!(
+            matches!(outcome, SendOutcome::ConnectionFailed { .. }),
+            "{outcome:?}"
+        );
+    }
+    let outcome = http.send(batch).await;
     assert!(
-        matches!(outcome, SendOutcome::ConnectionFailed { .. }),
+        matches!(&outcome, SendOutcome::Refused { message } if message.contains("CORS")),
         "{outcome:?}"
     );
+
+    let mut syncer = Syncer::new(
+        MemoryStore::new(),
+        transport(strict_url()),
+        SyncConfig::new("browser-test", 8),
+    )
+    .unwrap();
+    let outbox = syncer.outbox();
+    let changes = (0..10)
+        .map(|i| ChangeData::upsert("todos", format!("k{i}"), &i).unwrap())
+        .collect();
+    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    let mut now = Utc::now();
+    let mut blocked = false;
+    for _ in 0..3 {
+        blocked = syncer.sync_once(now).await.unwrap().blocked;
+        // Jump past the backoff rather than wait for it.
+        now += chrono::TimeDelta::seconds(61);
+    }
+    assert!(blocked, "blocked after the third refused request");
+    let now = now - chrono::TimeDelta::seconds(60);
+    assert_eq!(syncer.sync_once(now).await.unwrap().requests, 0, "no loop");
+    let status = outbox.status(Utc::now()).await.unwrap();
+    assert!(
+        status.blocked.as_deref().unwrap().contains("CORS"),
+        "{status:?}"
+    );
+    assert_eq!((status.pending, status.dead_lettered), (10, 0));
 }

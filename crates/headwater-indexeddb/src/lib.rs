@@ -23,6 +23,8 @@
 #![warn(missing_docs)]
 
 #[cfg(target_arch = "wasm32")]
+pub mod browser;
+#[cfg(target_arch = "wasm32")]
 mod store;
 
 #[cfg(target_arch = "wasm32")]

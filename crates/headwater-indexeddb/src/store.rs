@@ -276,10 +276,15 @@ impl IdbStore {
                     store
                         .put(value.clone())
                         .with_key(write.key.clone())
-                        .await
+                        .primitive()
                         .map_err(store_error)?;
                 }
-                None => store.delete(write.key.clone()).await.map_err(store_error)?,
+                None => {
+                    store
+                        .delete(write.key.clone())
+                        .primitive()
+                        .map_err(store_error)?;
+                }
             }
         }
         let changes = append_in(&tx, captured).await?;
@@ -295,7 +300,27 @@ impl IdbStore {
         let meta = tx.object_store(META).map_err(store_error)?;
         meta.put(last.to_string())
             .with_key(LAST_SEQ.to_owned())
-            .await
+            .primitive()
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    /// Writes an app record without capturing a change (for comparison in benchmarks, or
+    /// for data that must not be synced).
+    pub async fn write_record_only(
+        &self,
+        store: &str,
+        key: &str,
+        value: &impl Serialize,
+    ) -> Result<(), StoreError> {
+        let text =
+            serde_json::to_string(value).map_err(|e| StoreError::Unstorable(e.to_string()))?;
+        let tx = self.write_tx(&[store])?;
+        let object_store = tx.object_store(store).map_err(store_error)?;
+        object_store
+            .put(text)
+            .with_key(key.to_owned())
+            .primitive()
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
@@ -317,6 +342,11 @@ impl IdbStore {
             .transpose()
     }
 }
+
+// Writes inside a transaction are issued without awaiting each one (`primitive()` sends
+// the request): IndexedDB runs a transaction's requests in order, and any failure aborts
+// the transaction, which `commit()` then reports. Awaiting each put would cost one
+// event-loop turn per request.
 
 /// Appends captured changes within `tx` (which covers the outbox and meta stores).
 async fn append_in(
@@ -341,13 +371,13 @@ async fn append_in(
         outbox
             .put(json(&entry)?)
             .with_key(seq_key(change.seq))
-            .await
+            .primitive()
             .map_err(store_error)?;
         changes.push(change);
     }
     meta.put(last.to_string())
         .with_key(LAST_SEQ.to_owned())
-        .await
+        .primitive()
         .map_err(store_error)?;
     Ok(changes)
 }
@@ -372,7 +402,7 @@ impl IdbStore {
                 store
                     .put(json(&entry)?)
                     .with_key(key)
-                    .await
+                    .primitive()
                     .map_err(store_error)?;
             }
         }
@@ -424,7 +454,7 @@ impl ChangeStore for IdbStore {
             store
                 .put(json(&entry)?)
                 .with_key(seq_key(entry.change.seq))
-                .await
+                .primitive()
                 .map_err(store_error)?;
             claimed.push(entry);
         }
@@ -436,28 +466,56 @@ impl ChangeStore for IdbStore {
         let tx = self.write_tx(&[OUTBOX, MARKERS])?;
         let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
         let markers = tx.object_store(MARKERS).map_err(store_error)?;
-        for seq in seqs {
-            let key = seq_key(*seq);
-            let stored: Option<String> = outbox.get(key.clone()).await.map_err(store_error)?;
-            let Some(stored) = stored else { continue };
+        // Every read is issued before the first is awaited: one event-loop turn for all.
+        let reads = seqs
+            .iter()
+            .map(|seq| {
+                outbox
+                    .get::<String, String, String>(seq_key(*seq))
+                    .primitive()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        // The highest acknowledged seq of each record in this batch.
+        let mut latest: std::collections::BTreeMap<String, Seq> = std::collections::BTreeMap::new();
+        for (seq, read) in seqs.iter().zip(reads) {
+            let Some(stored) = read.await.map_err(store_error)? else {
+                continue;
+            };
             let entry = parse(&stored)?;
-            outbox.delete(key).await.map_err(store_error)?;
-            let marker_key = marker_key(&entry.change.data.collection, &entry.change.data.key);
-            let existing: Option<String> =
-                markers.get(marker_key.clone()).await.map_err(store_error)?;
-            let existing: Option<SyncMarker> =
-                existing.and_then(|text| serde_json::from_str(&text).ok());
-            if existing.is_none_or(|marker| marker.last_acked_seq <= *seq) {
+            outbox
+                .delete(seq_key(*seq))
+                .primitive()
+                .map_err(store_error)?;
+            let record = marker_key(&entry.change.data.collection, &entry.change.data.key);
+            let slot = latest.entry(record).or_insert(*seq);
+            *slot = (*slot).max(*seq);
+        }
+        let existing = latest
+            .keys()
+            .map(|record| {
+                markers
+                    .get::<String, String, String>(record.clone())
+                    .primitive()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        for ((record, seq), read) in latest.into_iter().zip(existing) {
+            let existing: Option<SyncMarker> = read
+                .await
+                .map_err(store_error)?
+                .and_then(|text| serde_json::from_str(&text).ok());
+            if existing.is_none_or(|marker| marker.last_acked_seq <= seq) {
                 let marker = SyncMarker {
-                    last_acked_seq: *seq,
+                    last_acked_seq: seq,
                     acked_at: now,
                 };
                 let text = serde_json::to_string(&marker)
                     .map_err(|e| StoreError::Unstorable(e.to_string()))?;
                 markers
                     .put(text)
-                    .with_key(marker_key)
-                    .await
+                    .with_key(record)
+                    .primitive()
                     .map_err(store_error)?;
             }
         }
@@ -511,10 +569,13 @@ impl ChangeStore for IdbStore {
                 at: now,
             };
             entry.delivery.last_error = Some(reason.to_owned());
-            outbox.delete(key.clone()).await.map_err(store_error)?;
+            outbox
+                .delete(key.clone())
+                .primitive()
+                .map_err(store_error)?;
             dead.put(json(&entry)?)
                 .with_key(key)
-                .await
+                .primitive()
                 .map_err(store_error)?;
         }
         tx.commit().await.map_err(store_error)
@@ -538,7 +599,7 @@ impl ChangeStore for IdbStore {
                     store
                         .put(json(&entry)?)
                         .with_key(seq_key(entry.change.seq))
-                        .await
+                        .primitive()
                         .map_err(store_error)?;
                     released += 1;
                 }
@@ -575,11 +636,11 @@ impl ChangeStore for IdbStore {
             let Some(stored) = stored else { continue };
             let mut entry = parse(&stored)?;
             entry.delivery = Delivery::new();
-            dead.delete(key.clone()).await.map_err(store_error)?;
+            dead.delete(key.clone()).primitive().map_err(store_error)?;
             outbox
                 .put(json(&entry)?)
                 .with_key(key)
-                .await
+                .primitive()
                 .map_err(store_error)?;
             requeued += 1;
         }

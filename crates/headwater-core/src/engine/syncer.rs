@@ -461,7 +461,9 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             SendOutcome::Response(response) => tracing::debug!(
                 events = sent.len(), first_seq = %first, status = response.status, "batch answered"
             ),
-            SendOutcome::TimedOut { message } | SendOutcome::ConnectionFailed { message } => {
+            SendOutcome::TimedOut { message }
+            | SendOutcome::ConnectionFailed { message }
+            | SendOutcome::Refused { message } => {
                 tracing::debug!(events = sent.len(), first_seq = %first, %message, "batch not answered")
             }
         }

@@ -74,7 +74,7 @@ impl Default for ClassifyRules {
 /// | 413 | [`Action::TooLarge`] |
 /// | 400 | [`Action::Isolate`] |
 /// | 500 | retry; the `isolate_after_server_errors`-th in a row isolates |
-/// | 401, 403, 404, 405, other 4xx, 1xx, 3xx | [`Action::Block`] |
+/// | 401, 403, 404, 405, other 4xx, 1xx, 3xx, refused by the browser (CORS) | [`Action::Block`] |
 pub fn classify(
     outcome: &SendOutcome,
     previous_server_errors: u32,
@@ -84,6 +84,11 @@ pub fn classify(
         SendOutcome::Response(response) => response,
         SendOutcome::TimedOut { message } => {
             return retry(Overload::None, None, format!("timed out: {message}"));
+        }
+        SendOutcome::Refused { message } => {
+            return Action::Block {
+                reason: message.clone(),
+            };
         }
         SendOutcome::ConnectionFailed { message } => {
             return retry(
@@ -309,6 +314,19 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn row_refused_by_the_browser_blocks() {
+        let outcome = SendOutcome::Refused {
+            message: "no CORS headers".into(),
+        };
+        assert_eq!(
+            classify(&outcome, 0, &ClassifyRules::default()),
+            Action::Block {
+                reason: "no CORS headers".into()
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! In headless Chromium, end to end: records written to IndexedDB, synced by the
+//! browser run loop through `fetch` to a mock Flume that scripts/test.sh starts (URLs
+//! at compile time: `HEADWATER_MOCK_CORS_URL`, `HEADWATER_MOCK_STRICT_URL`). Also the
+//! browser benchmark, which logs its figures (it asserts nothing about speed).
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use chrono::Utc;
+use headwater_core::engine::{SyncConfig, SyncStatus, Syncer};
+use headwater_http::{HttpConfig, HttpTransport};
+use headwater_indexeddb::browser::{BrowserSync, sleep};
+use headwater_indexeddb::{IdbStore, RecordWrite, Schema};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+thread_local! {
+    static NEXT: Cell<u32> = const { Cell::new(0) };
+}
+
+async fn fresh(prefix: &str) -> IdbStore {
+    let n = NEXT.with(|next| {
+        let n = next.get();
+        next.set(n + 1);
+        n
+    });
+    let name = format!("{prefix}-{n}-{}", (js_sys::Math::random() * 1e12) as u64);
+    Schema::new(name).app_store("todos").open().await.unwrap()
+}
+
+fn url(name: &str, value: Option<&'static str>) -> &'static str {
+    value.unwrap_or_else(|| {
+        panic!("{name} was not set at compile time: run these through scripts/test.sh")
+    })
+}
+
+fn syncer(store: &IdbStore, url: &str, seed: u64) -> Syncer<IdbStore, HttpTransport> {
+    let mut http = HttpConfig::new([url]);
+    http.timeout = Duration::from_secs(5);
+    Syncer::new(
+        store.clone(),
+        HttpTransport::new(http).unwrap(),
+        SyncConfig::new(format!("tab-{seed}"), seed),
+    )
+    .unwrap()
+}
+
+fn writes(count: usize) -> Vec<RecordWrite> {
+    (0..count)
+        .map(|i| {
+            RecordWrite::put(
+                "todos",
+                format!("todo-{i}"),
+                &serde_json::json!({"n": i, "title": "oat milk é"}),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Waits (on the browser's timer) until `done` holds for the status, for at most 20 s.
+/// (A status reads the whole outbox, so it is polled sparingly.)
+async fn wait_for(
+    outbox: &headwater_core::engine::Outbox<IdbStore>,
+    done: impl Fn(&SyncStatus) -> bool,
+) -> SyncStatus {
+    for _ in 0..100 {
+        let status = outbox.status(Utc::now()).await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out: {:?}", outbox.status(Utc::now()).await);
+}
+
+#[wasm_bindgen_test]
+async fn writes_in_indexeddb_reach_flume_through_a_cors_proxy() {
+    let store = fresh("e2e").await;
+    let running = BrowserSync::start(
+        syncer(
+            &store,
+            url(
+                "HEADWATER_MOCK_CORS_URL",
+                option_env!("HEADWATER_MOCK_CORS_URL"),
+            ),
+            1,
+        ),
+        |_| {},
+    );
+    let written = store
+        .write(running.outbox(), Utc::now(), writes(300))
+        .await
+        .unwrap();
+    let status = wait_for(running.outbox(), SyncStatus::is_synced).await;
+    assert_eq!(status.counters.delivered, 300);
+    let last = written.last().unwrap();
+    let marker = running
+        .outbox()
+        .sync_marker("todos", "todo-299")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        marker.last_acked_seq, last.seq,
+        "the record shows as synced"
+    );
+    running.stop();
+}
+
+#[wasm_bindgen_test]
+async fn against_flume_without_cors_the_outbox_reports_blocked_and_keeps_everything() {
+    let store = fresh("strict").await;
+    let running = BrowserSync::start(
+        syncer(
+            &store,
+            url(
+                "HEADWATER_MOCK_STRICT_URL",
+                option_env!("HEADWATER_MOCK_STRICT_URL"),
+            ),
+            2,
+        ),
+        |_| {},
+    );
+    store
+        .write(running.outbox(), Utc::now(), writes(20))
+        .await
+        .unwrap();
+    let status = wait_for(running.outbox(), |status| status.blocked.is_some()).await;
+    assert!(
+        status.blocked.as_deref().unwrap().contains("CORS"),
+        "{status:?}"
+    );
+    assert_eq!(
+        (status.pending + status.in_flight, status.dead_lettered),
+        (20, 0)
+    );
+    let requests = status.counters.requests;
+    sleep(Duration::from_millis(500)).await;
+    let later = running.outbox().status(Utc::now()).await.unwrap();
+    assert_eq!(
+        later.counters.requests, requests,
+        "blocked means no loop of requests"
+    );
+    running.stop();
+}
+
+/// Browser benchmark: the cost of a captured write (record + outbox entry in one
+/// transaction) against a plain record write, and changes per second synced from
+/// IndexedDB to the mock Flume.
+#[wasm_bindgen_test]
+async fn browser_benchmark() {
+    const WRITES: usize = 200;
+    let now = || js_sys::Date::now();
+    let store = fresh("bench").await;
+    let sync = syncer(
+        &store,
+        url(
+            "HEADWATER_MOCK_CORS_URL",
+            option_env!("HEADWATER_MOCK_CORS_URL"),
+        ),
+        3,
+    );
+    let outbox = sync.outbox();
+
+    let started = now();
+    for i in 0..WRITES {
+        store
+            .write_record_only(
+                "todos",
+                &format!("plain-{i}"),
+                &serde_json::json!({"n": i, "title": "oat milk é"}),
+            )
+            .await
+            .unwrap();
+    }
+    let plain = (now() - started) / WRITES as f64;
+
+    let started = now();
+    for write in writes(WRITES) {
+        store.write(&outbox, Utc::now(), vec![write]).await.unwrap();
+    }
+    let captured = (now() - started) / WRITES as f64;
+
+    store
+        .write(&outbox, Utc::now(), writes(2000))
+        .await
+        .unwrap();
+    let running = BrowserSync::start(sync, |_| {});
+    let started = now();
+    let status = wait_for(running.outbox(), SyncStatus::is_synced).await;
+    let seconds = (now() - started) / 1000.0;
+    let rate = status.counters.delivered as f64 / seconds;
+    console_log!(
+        "browser benchmark: plain record write {plain:.2} ms, captured write (record + outbox, one transaction) {captured:.2} ms ({:.2}x); synced {} changes from IndexedDB to the mock Flume at {rate:.0} changes/s",
+        captured / plain,
+        status.counters.delivered
+    );
+    running.stop();
+}
