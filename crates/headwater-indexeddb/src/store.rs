@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,8 @@ use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::{Transaction, TransactionMode};
 use serde::Serialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 
 const OUTBOX: &str = "headwater_outbox";
 const DEAD: &str = "headwater_dead";
@@ -108,9 +111,24 @@ impl Schema {
                 missing,
             });
         }
+        // Another tab that opens a newer version (or deletes the database) waits until
+        // every connection closes: close at once, and say so on every later call.
+        let closed = Rc::new(Cell::new(false));
+        let on_version_change = {
+            let closed = Rc::clone(&closed);
+            let connection: web_sys::IdbDatabase = db.as_sys().clone().into();
+            Closure::<dyn FnMut()>::new(move || {
+                closed.set(true);
+                connection.close();
+            })
+        };
+        let connection: &web_sys::IdbDatabase = db.as_sys();
+        connection.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
         Ok(IdbStore {
             db: Rc::new(db),
             app_stores: Rc::new(self.app_stores),
+            closed,
+            _on_version_change: Rc::new(on_version_change),
         })
     }
 }
@@ -175,10 +193,23 @@ impl RecordWrite {
 }
 
 /// An outbox (and the app's records) in IndexedDB. Clones share one connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct IdbStore {
     db: Rc<Database>,
     app_stores: Rc<Vec<String>>,
+    /// Set once the connection is closed (by the app, or for another tab's upgrade).
+    closed: Rc<Cell<bool>>,
+    _on_version_change: Rc<Closure<dyn FnMut()>>,
+}
+
+impl std::fmt::Debug for IdbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdbStore")
+            .field("database", &self.db.name())
+            .field("app_stores", &self.app_stores)
+            .field("closed", &self.closed.get())
+            .finish()
+    }
 }
 
 /// Seqs are keys as 16-digit strings, so key order is seq order.
@@ -220,7 +251,18 @@ fn holds(entry: &OutboxEntry, owner: &str) -> bool {
 }
 
 impl IdbStore {
+    fn open_check(&self) -> Result<(), StoreError> {
+        if self.closed.get() {
+            return Err(StoreError::Closed(format!(
+                "the connection to {:?} is closed (by this app, or because another tab is upgrading or deleting the database): reopen it",
+                self.db.name()
+            )));
+        }
+        Ok(())
+    }
+
     fn write_tx(&self, stores: &[&str]) -> Result<Transaction<'_>, StoreError> {
+        self.open_check()?;
         let mut options = indexed_db_futures::transaction::TransactionOptions::new();
         options.set_durability(indexed_db_futures::transaction::TransactionDurability::Strict);
         self.db
@@ -232,12 +274,14 @@ impl IdbStore {
     }
 
     fn read_tx(&self, stores: &[&str]) -> Result<Transaction<'_>, StoreError> {
+        self.open_check()?;
         self.db.transaction(stores).build().map_err(store_error)
     }
 
     /// Closes the connection (all clones); further operations fail with
     /// [`StoreError::Closed`].
     pub fn close(&self) {
+        self.closed.set(true);
         self.db.as_sys().close();
     }
 

@@ -192,3 +192,23 @@ async fn two_connections_never_claim_the_same_change() {
         "one batch in flight per outbox"
     );
 }
+
+#[wasm_bindgen_test]
+async fn another_tabs_upgrade_closes_this_connection_with_a_typed_error() {
+    let name = fresh_name("upgrade");
+    let store = Schema::new(name.clone())
+        .app_store("todos")
+        .open()
+        .await
+        .unwrap();
+    assert!(store.stats(t(0)).await.is_ok());
+    // Another tab opens version 2: this connection closes so that it is not blocked.
+    let newer = indexed_db_futures::database::Database::open(name.as_str())
+        .with_version(2u8)
+        .await
+        .unwrap();
+    let error = store.stats(t(0)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Closed(_)), "{error:?}");
+    assert!(error.to_string().contains("reopen"), "{error}");
+    newer.close();
+}
