@@ -387,6 +387,28 @@ impl IdbStore {
     }
 }
 
+/// The entries of an outbox or dead-letter store in seq order, the first `limit` of them.
+async fn read_entries(
+    store: &indexed_db_futures::object_store::ObjectStore<'_>,
+    limit: Option<usize>,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let texts = match limit {
+        Some(limit) => store
+            .get_all()
+            .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>(),
+        None => store
+            .get_all()
+            .await
+            .map_err(store_error)?
+            .collect::<Result<Vec<String>, _>>(),
+    }
+    .map_err(store_error)?;
+    texts.iter().map(|text| parse(text)).collect()
+}
+
 // Writes inside a transaction are issued without awaiting each one (`primitive()` sends
 // the request): IndexedDB runs a transaction's requests in order, and any failure aborts
 // the transaction, which `commit()` then reports. Awaiting each put would cost one
@@ -478,16 +500,9 @@ impl ChangeStore for IdbStore {
         let store = tx.object_store(OUTBOX).map_err(store_error)?;
         // The outbox holds only pending and in-flight changes, in seq order: its first
         // `limit` entries are the head of line.
-        let head: Vec<String> = store
-            .get_all()
-            .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
-            .await
-            .map_err(store_error)?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(store_error)?;
+        let head = read_entries(&store, Some(limit)).await?;
         let mut claimed = Vec::new();
-        for stored in head {
-            let mut entry = parse(&stored)?;
+        for mut entry in head {
             if !entry.delivery.is_claimable(now, horizon) {
                 break;
             }
@@ -628,15 +643,8 @@ impl ChangeStore for IdbStore {
     async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let tx = self.write_tx(&[OUTBOX])?;
         let store = tx.object_store(OUTBOX).map_err(store_error)?;
-        let all: Vec<String> = store
-            .get_all()
-            .await
-            .map_err(store_error)?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(store_error)?;
         let mut released = 0;
-        for stored in all {
-            let mut entry = parse(&stored)?;
+        for mut entry in read_entries(&store, None).await? {
             if let DeliveryState::InFlight { lease_until, .. } = entry.delivery.state {
                 if lease_until <= now {
                     entry.delivery.state = DeliveryState::Pending;
@@ -659,14 +667,7 @@ impl ChangeStore for IdbStore {
         }
         let tx = self.read_tx(&[DEAD])?;
         let store = tx.object_store(DEAD).map_err(store_error)?;
-        let all: Vec<String> = store
-            .get_all()
-            .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
-            .await
-            .map_err(store_error)?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(store_error)?;
-        all.iter().map(|text| parse(text)).collect()
+        read_entries(&store, Some(limit)).await
     }
 
     async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
@@ -696,31 +697,10 @@ impl ChangeStore for IdbStore {
         let tx = self.read_tx(&[OUTBOX, DEAD])?;
         let outbox = tx.object_store(OUTBOX).map_err(store_error)?;
         let dead = tx.object_store(DEAD).map_err(store_error)?;
-        let all: Vec<String> = outbox
-            .get_all()
-            .await
-            .map_err(store_error)?
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(store_error)?;
+        let entries = read_entries(&outbox, None).await?;
         let dead_count = dead.count().await.map_err(store_error)?;
-        let mut stats = OutboxStats {
-            dead_lettered: dead_count as usize,
-            ..OutboxStats::default()
-        };
-        for (index, stored) in all.iter().enumerate() {
-            let entry = parse(stored)?;
-            match entry.delivery.state {
-                DeliveryState::InFlight { lease_until, .. } if lease_until > now => {
-                    stats.in_flight += 1;
-                }
-                _ => stats.pending += 1,
-            }
-            if index == 0 {
-                stats.next_attempt_at = entry.delivery.next_attempt_at.filter(|at| *at > now);
-                stats.last_error = entry.delivery.last_error.clone();
-            }
-        }
-        Ok(stats)
+        let deliveries = entries.iter().map(|entry| &entry.delivery);
+        Ok(OutboxStats::tally(deliveries, dead_count as usize, now))
     }
 
     async fn sync_marker(

@@ -3,39 +3,20 @@
 //! connections claiming at once.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use headwater_core::engine::{SyncConfig, Syncer};
 use headwater_core::store::{ChangeStore, StoreError};
 use headwater_core::testing::{SimFlume, conformance};
-use headwater_indexeddb::{IdbStore, RecordWrite, Schema};
+use headwater_indexeddb::{RecordWrite, Schema};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
+mod common;
+
+use common::{fresh, fresh_name};
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-thread_local! {
-    static NEXT: Cell<u32> = const { Cell::new(0) };
-}
-
-/// A database name no other test (or earlier run in this profile) uses.
-fn fresh_name(prefix: &str) -> String {
-    let n = NEXT.with(|next| {
-        let n = next.get();
-        next.set(n + 1);
-        n
-    });
-    format!("{prefix}-{n}-{}", (js_sys::Math::random() * 1e12) as u64)
-}
-
-async fn fresh(prefix: &str) -> IdbStore {
-    Schema::new(fresh_name(prefix))
-        .app_store("todos")
-        .open()
-        .await
-        .unwrap()
-}
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000).unwrap() + TimeDelta::seconds(seconds)

@@ -4,31 +4,20 @@
 //! browser benchmark, which logs its figures (it asserts nothing about speed).
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::Cell;
 use std::time::Duration;
 
 use chrono::Utc;
 use headwater_core::engine::{SyncConfig, SyncStatus, Syncer};
 use headwater_http::{HttpConfig, HttpTransport};
 use headwater_indexeddb::browser::{BrowserSync, sleep};
-use headwater_indexeddb::{IdbStore, RecordWrite, Schema};
+use headwater_indexeddb::{IdbStore, RecordWrite};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
+mod common;
+
+use common::fresh;
+
 wasm_bindgen_test_configure!(run_in_browser);
-
-thread_local! {
-    static NEXT: Cell<u32> = const { Cell::new(0) };
-}
-
-async fn fresh(prefix: &str) -> IdbStore {
-    let n = NEXT.with(|next| {
-        let n = next.get();
-        next.set(n + 1);
-        n
-    });
-    let name = format!("{prefix}-{n}-{}", (js_sys::Math::random() * 1e12) as u64);
-    Schema::new(name).app_store("todos").open().await.unwrap()
-}
 
 fn url(name: &str, value: Option<&'static str>) -> &'static str {
     value.unwrap_or_else(|| {

@@ -258,23 +258,8 @@ impl ChangeStore for MemoryStore {
 
     async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         let inner = self.lock();
-        let mut stats = OutboxStats {
-            dead_lettered: inner.dead.len(),
-            ..OutboxStats::default()
-        };
-        for entry in inner.outbox.values() {
-            match entry.delivery.state {
-                DeliveryState::InFlight { lease_until, .. } if lease_until > now => {
-                    stats.in_flight += 1;
-                }
-                _ => stats.pending += 1,
-            }
-        }
-        if let Some(head) = inner.outbox.values().next() {
-            stats.next_attempt_at = head.delivery.next_attempt_at.filter(|at| *at > now);
-            stats.last_error = head.delivery.last_error.clone();
-        }
-        Ok(stats)
+        let deliveries = inner.outbox.values().map(|entry| &entry.delivery);
+        Ok(OutboxStats::tally(deliveries, inner.dead.len(), now))
     }
 
     async fn sync_marker(

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Captured, Change, OutboxEntry, Seq, SyncMarker};
+use crate::model::{Captured, Change, Delivery, DeliveryState, OutboxEntry, Seq, SyncMarker};
 
 /// A store operation failed. No change is lost by a failed operation: each method is
 /// atomic, so either it happened or nothing did.
@@ -40,6 +40,34 @@ pub struct OutboxStats {
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The head change's last error.
     pub last_error: Option<String>,
+}
+
+impl OutboxStats {
+    /// Counts an outbox from its entries' delivery states, in seq order (the first is
+    /// the head of line), plus the number of dead letters kept apart.
+    pub fn tally<'a>(
+        outbox: impl IntoIterator<Item = &'a Delivery>,
+        dead_lettered: usize,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut stats = OutboxStats {
+            dead_lettered,
+            ..OutboxStats::default()
+        };
+        for (index, delivery) in outbox.into_iter().enumerate() {
+            match delivery.state {
+                DeliveryState::InFlight { lease_until, .. } if lease_until > now => {
+                    stats.in_flight += 1;
+                }
+                _ => stats.pending += 1,
+            }
+            if index == 0 {
+                stats.next_attempt_at = delivery.next_attempt_at.filter(|at| *at > now);
+                stats.last_error = delivery.last_error.clone();
+            }
+        }
+        stats
+    }
 }
 
 /// Durable storage of an outbox.
