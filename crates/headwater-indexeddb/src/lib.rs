@@ -11,6 +11,9 @@
 //! transaction with no foreign awaits inside (a timer or a fetch inside a transaction
 //! would let it auto-commit).
 //!
+//! (Not compiled as a doc test: this crate exists only on wasm32, where doc tests do not
+//! run; the browser tests in `tests/` exercise the same calls.)
+//!
 //! ```ignore
 //! use headwater_indexeddb::{Schema, RecordWrite};
 //! let store = Schema::new("my-app").app_store("todos").open().await?;
