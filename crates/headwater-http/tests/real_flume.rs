@@ -38,6 +38,17 @@ fn agent() -> Agent {
     }
 }
 
+/// A mock Flume with the agent's channel sizes.
+async fn mock_like(agent: &Agent) -> MockFlume {
+    MockFlume::start(MockConfig {
+        capacity: 200_000,
+        transaction_capacity: agent.transaction_capacity,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// One request sent to both.
 struct Case {
     name: &'static str,
@@ -279,13 +290,7 @@ fn real_sink_events(sink: &PathBuf) -> Vec<(BTreeMap<String, String>, Vec<u8>)> 
 #[ignore = "needs a real Flume agent: scripts/test.sh starts one (scripts/flume-agent.sh) and runs these with --ignored"]
 async fn the_mock_answers_every_request_as_the_real_agent_does() {
     let agent = agent();
-    let mock = MockFlume::start(MockConfig {
-        capacity: 200_000,
-        transaction_capacity: agent.transaction_capacity,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = mock_like(&agent).await;
     let client = Client::new();
     let mut table = vec![
         "| request | real Flume 1.11.0 | mock |".to_owned(),
@@ -457,13 +462,7 @@ async fn the_engine_delivers_10000_changes_to_the_real_agent_exactly_once() {
         );
     }
 
-    let mock = MockFlume::start(MockConfig {
-        capacity: 200_000,
-        transaction_capacity: agent.transaction_capacity,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let mock = mock_like(&agent).await;
     let (mock_elapsed, mock_batch, _) = deliver_10000(mock.url()).await;
     assert_eq!(mock_batch, agent.transaction_capacity);
     assert_eq!(mock.unique_ids(), 10_000);

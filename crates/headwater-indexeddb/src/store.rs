@@ -134,17 +134,12 @@ impl Schema {
 }
 
 /// A change to one of the app's records, written with its outbox entry in one
-/// transaction by [`IdbStore::write`].
+/// transaction by [`IdbStore::write`]. The record's object store is the change's
+/// collection; the value is serialized once, here, and both the record and the outbox
+/// entry store that same JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordWrite {
-    /// The app's object store (the change's collection).
-    pub store: String,
-    /// The record's key.
-    pub key: String,
-    /// The new value as JSON text; `None` deletes the record.
-    pub value: Option<String>,
-    /// Extra Flume headers for this change.
-    pub headers: std::collections::BTreeMap<String, String>,
+    data: ChangeData,
 }
 
 impl RecordWrite {
@@ -154,41 +149,35 @@ impl RecordWrite {
         key: impl Into<String>,
         value: &impl Serialize,
     ) -> Result<Self, InvalidChange> {
-        let data = ChangeData::upsert(store, key, value)?;
         Ok(RecordWrite {
-            value: data.value_json().map(str::to_owned),
-            store: data.collection,
-            key: data.key,
-            headers: data.headers,
+            data: ChangeData::upsert(store, key, value)?,
         })
     }
 
     /// Deletes a record.
     pub fn delete(store: impl Into<String>, key: impl Into<String>) -> Self {
+        // An empty store name is refused by `IdbStore::write`, which only takes the
+        // app's declared stores.
         RecordWrite {
-            store: store.into(),
-            key: key.into(),
-            value: None,
-            headers: Default::default(),
+            data: ChangeData {
+                collection: store.into(),
+                key: key.into(),
+                op: headwater_core::model::Op::Delete,
+                value: None,
+                headers: Default::default(),
+            },
         }
     }
 
-    fn change_data(&self) -> Result<ChangeData, InvalidChange> {
-        let data = match &self.value {
-            Some(json) => {
-                let value: serde_json::Value =
-                    serde_json::from_str(json).map_err(|error| InvalidChange::NotJson {
-                        collection: self.store.clone(),
-                        key: self.key.clone(),
-                        reason: error.to_string(),
-                    })?;
-                ChangeData::upsert(self.store.clone(), self.key.clone(), &value)?
-            }
-            None => ChangeData::delete(self.store.clone(), self.key.clone())?,
-        };
-        Ok(self.headers.iter().fold(data, |data, (name, value)| {
-            data.with_header(name.clone(), value.clone())
-        }))
+    /// Adds a Flume header of the caller's own to this change.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.data = self.data.with_header(name, value);
+        self
+    }
+
+    /// The app's object store written to.
+    pub fn store(&self) -> &str {
+        &self.data.collection
     }
 }
 
@@ -294,38 +283,35 @@ impl IdbStore {
         writes: Vec<RecordWrite>,
     ) -> Result<Vec<Change>, CaptureError> {
         for write in &writes {
-            if !self.app_stores.contains(&write.store) {
+            if !self.app_stores.iter().any(|name| name == write.store()) {
                 return Err(CaptureError::Store(StoreError::Unstorable(format!(
                     "{:?} is not one of the app's object stores",
-                    write.store
+                    write.store()
                 ))));
             }
         }
-        let data = writes
-            .iter()
-            .map(RecordWrite::change_data)
-            .collect::<Result<Vec<_>, _>>()?;
-        let captured = outbox.prepare(now, data)?;
+        let captured = outbox.prepare(now, writes.into_iter().map(|write| write.data).collect())?;
         let mut names: Vec<&str> = vec![OUTBOX, META];
-        for write in &writes {
-            if !names.contains(&write.store.as_str()) {
-                names.push(write.store.as_str());
+        for item in &captured {
+            if !names.contains(&item.data.collection.as_str()) {
+                names.push(item.data.collection.as_str());
             }
         }
         let tx = self.write_tx(&names)?;
-        for write in &writes {
-            let store = tx.object_store(&write.store).map_err(store_error)?;
-            match &write.value {
+        for item in &captured {
+            let data = &item.data;
+            let store = tx.object_store(&data.collection).map_err(store_error)?;
+            match data.value_json() {
                 Some(value) => {
                     store
-                        .put(value.clone())
-                        .with_key(write.key.clone())
+                        .put(value.to_owned())
+                        .with_key(data.key.clone())
                         .primitive()
                         .map_err(store_error)?;
                 }
                 None => {
                     store
-                        .delete(write.key.clone())
+                        .delete(data.key.clone())
                         .primitive()
                         .map_err(store_error)?;
                 }
