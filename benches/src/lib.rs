@@ -11,7 +11,7 @@ pub fn realistic_value(index: usize) -> serde_json::Value {
     serde_json::json!({
         "id": index,
         "title": "Buy oat milk and a loaf of sourdough on the way home",
-        "done": index % 2 == 0,
+        "done": index.is_multiple_of(2),
         "tags": ["errand", "food", "weekly"],
         "updated_by": "user-4711@example.org",
         "priority": 3,
@@ -23,7 +23,7 @@ pub fn realistic_value(index: usize) -> serde_json::Value {
 pub fn realistic_data(count: usize) -> Vec<ChangeData> {
     (0..count)
         .map(|index| {
-            ChangeData::upsert("todos", format!("todo-{index:06}"), &realistic_value(index))
+            ChangeData::update("todos", format!("todo-{index:06}"), &realistic_value(index))
                 .expect("a JSON value")
         })
         .collect()

@@ -1,22 +1,28 @@
-//! An arbitrary sequence of captures, transport outcomes, crashes and clock jumps
-//! driving the engine over the memory store: it never panics, never loses a change and
-//! never exceeds its request bound (the invariants of
-//! `headwater_core::testing::scenario`).
+//! An arbitrary sequence of captures, transport outcomes (500 and 400 outages among
+//! them), crashes and clock jumps driving the engine over the memory store, with one or
+//! several requests in flight: it never panics, never loses a change, dead-letters only
+//! poison, keeps each record's order (and total order with one in flight) and never
+//! exceeds its request bound (the invariants of `headwater_core::testing::scenario`).
 #![no_main]
 #![forbid(unsafe_code)]
 
 use arbitrary::Arbitrary;
-use headwater_core::testing::scenario::{self, FaultKind, Setup, Step};
+use headwater_core::testing::scenario::{self, FaultKind, Poison, Setup, Step};
 use headwater_memory::MemoryStore;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
 enum ArbitraryStep {
-    Capture { count: u8, poison: Option<u8> },
+    Capture {
+        count: u8,
+        poison: Option<(u8, bool)>,
+        repeat: bool,
+    },
     Sync,
     Overloaded,
     TooManyRequests(u8),
-    ServerError,
+    ServerErrors(u8),
+    BadRequests(u8),
     BadGateway,
     TimeoutAfterCommit,
     ConnectionRefused,
@@ -28,6 +34,7 @@ enum ArbitraryStep {
 #[derive(Debug, Arbitrary)]
 struct Input {
     max_events: u8,
+    max_in_flight: u8,
     transaction_capacity: Option<u8>,
     steps: Vec<ArbitraryStep>,
 }
@@ -38,11 +45,23 @@ fuzz_target!(|input: Input| {
         .into_iter()
         .take(80)
         .map(|step| match step {
-            ArbitraryStep::Capture { count, poison } => {
+            ArbitraryStep::Capture {
+                count,
+                poison,
+                repeat,
+            } => {
                 let count = usize::from(count % 40) + 1;
                 Step::Capture {
                     count,
-                    poison: poison.map(|at| usize::from(at) % count),
+                    poison: poison.map(|(at, throws)| {
+                        let kind = if throws {
+                            Poison::Throws
+                        } else {
+                            Poison::BadRequest
+                        };
+                        (usize::from(at) % count, kind)
+                    }),
+                    repeat,
                 }
             }
             ArbitraryStep::Sync => Step::Sync,
@@ -50,7 +69,10 @@ fuzz_target!(|input: Input| {
             ArbitraryStep::TooManyRequests(seconds) => {
                 Step::Fault(FaultKind::TooManyRequests(u64::from(seconds % 100)))
             }
-            ArbitraryStep::ServerError => Step::Fault(FaultKind::ServerError),
+            ArbitraryStep::ServerErrors(count) => {
+                Step::Fault(FaultKind::ServerErrors(count % 12))
+            }
+            ArbitraryStep::BadRequests(count) => Step::Fault(FaultKind::BadRequests(count % 12)),
             ArbitraryStep::BadGateway => Step::Fault(FaultKind::BadGateway),
             ArbitraryStep::TimeoutAfterCommit => Step::Fault(FaultKind::TimeoutAfterCommit),
             ArbitraryStep::ConnectionRefused => Step::Fault(FaultKind::ConnectionRefused),
@@ -61,6 +83,7 @@ fuzz_target!(|input: Input| {
         .collect();
     let setup = Setup {
         max_events: usize::from(input.max_events) + 1,
+        max_in_flight: usize::from(input.max_in_flight % 4) + 1,
         transaction_capacity: input.transaction_capacity.map(|c| usize::from(c) + 1),
         steps,
     };

@@ -9,7 +9,7 @@ use arbitrary::Arbitrary;
 use headwater_core::flume::{
     BatchEncoder, DecodeLimits, EventMapping, Fit, FlumeEvent, decode_batch, encode_events,
 };
-use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, Op, Seq};
+use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, OpKind, Seq};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]
@@ -59,18 +59,19 @@ fuzz_target!(|input: Input| {
     let changes: Vec<Change> = input
         .changes
         .into_iter()
-        .filter(|change| !change.collection.is_empty())
+        .filter(|change| !change.collection.is_empty() && !change.key.is_empty())
         .map(|change| {
             let data = if change.delete {
                 ChangeData::delete(change.collection, change.key)
             } else {
-                ChangeData::upsert(change.collection, change.key, &change.value)
+                ChangeData::update(change.collection, change.key, &change.value)
             }
             .unwrap();
             let data = change
                 .headers
                 .into_iter()
-                .fold(data, |data, (name, value)| data.with_header(name, value));
+                .filter(|(name, _)| !name.is_empty())
+                .fold(data, |data, (name, value)| data.with_header(name, value).unwrap());
             Change::new(
                 Seq(change.seq % (1 << 53)),
                 Captured {
@@ -94,20 +95,23 @@ fuzz_target!(|input: Input| {
             .static_headers
             .clone()
             .into_iter()
-            .filter(|(name, _)| !change.data.headers.contains_key(name))
+            .filter(|(name, _)| !change.data().headers().contains_key(name))
             .collect();
-        expected.extend(change.data.headers.clone());
-        expected.insert("id".into(), change.id.to_string());
+        expected.extend(change.data().headers().clone());
+        expected.insert("id".into(), change.id().to_string());
         expected.insert("timestamp".into(), now.timestamp_millis().to_string());
-        expected.insert("op".into(), change.data.op.as_str().into());
-        expected.insert("collection".into(), change.data.collection.clone());
-        expected.insert("key".into(), change.data.key.clone());
-        expected.insert("seq".into(), change.seq.0.to_string());
+        expected.insert("op".into(), change.data().kind().as_str().into());
+        expected.insert("collection".into(), change.data().collection().to_owned());
+        expected.insert("key".into(), change.data().key().to_owned());
+        expected.insert("seq".into(), change.seq().0.to_string());
         expected.insert("source".into(), "fuzz".into());
         assert_eq!(event.headers, expected);
         // The body is the value's JSON text as it was captured (empty for a delete).
-        let body = change.data.value_json().unwrap_or("");
-        assert_eq!(change.data.op == Op::Delete, change.data.value.is_none());
+        let body = change.data().value_json().unwrap_or("");
+        assert_eq!(
+            change.data().kind() == OpKind::Delete,
+            change.data().value_json().is_none()
+        );
         assert_eq!(event.body, body);
     }
 });

@@ -72,3 +72,19 @@ pub trait Transport: crate::MaybeSendSync {
     /// Sends `batch` and reports the outcome.
     async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome;
 }
+
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome {
+        (**self).send(batch).await
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    async fn send(&self, batch: EncodedBatch<'_>) -> SendOutcome {
+        (**self).send(batch).await
+    }
+}

@@ -8,7 +8,7 @@
 //! fuzz target. After the steps, faults stop and the syncer drains; then every
 //! invariant of delivery is checked.
 
-use headwater_core::testing::scenario::{self, FaultKind, Scenario, Setup, Step};
+use headwater_core::testing::scenario::{self, FaultKind, Poison, Scenario, Setup, Step};
 use headwater_memory::MemoryStore;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -17,7 +17,8 @@ fn fault_kind() -> impl Strategy<Value = FaultKind> {
     prop_oneof![
         Just(FaultKind::Overloaded),
         (0u64..90).prop_map(FaultKind::TooManyRequests),
-        Just(FaultKind::ServerError),
+        (2u8..12).prop_map(FaultKind::ServerErrors),
+        (2u8..12).prop_map(FaultKind::BadRequests),
         Just(FaultKind::BadGateway),
         Just(FaultKind::TimeoutAfterCommit),
         Just(FaultKind::ConnectionRefused),
@@ -27,10 +28,16 @@ fn fault_kind() -> impl Strategy<Value = FaultKind> {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => (1usize..40, prop::option::weighted(0.15, 0usize..40)).prop_map(|(count, poison)| Step::Capture {
-            count,
-            poison: poison.map(|at| at % count),
-        }),
+        4 => (
+            1usize..40,
+            prop::option::weighted(0.15, (0usize..40, prop_oneof![Just(Poison::BadRequest), Just(Poison::Throws)])),
+            any::<bool>(),
+        )
+            .prop_map(|(count, poison, repeat)| Step::Capture {
+                count,
+                poison: poison.map(|(at, kind)| (at % count, kind)),
+                repeat,
+            }),
         6 => Just(Step::Sync),
         3 => fault_kind().prop_map(Step::Fault),
         1 => any::<bool>().prop_map(|mid_request| Step::Crash { mid_request }),
@@ -41,14 +48,18 @@ fn step() -> impl Strategy<Value = Step> {
 fn setup() -> impl Strategy<Value = Setup> {
     (
         1usize..160,
+        1usize..5,
         prop::option::of(5usize..120),
         prop::collection::vec(step(), 1..60),
     )
-        .prop_map(|(max_events, transaction_capacity, steps)| Setup {
-            max_events,
-            transaction_capacity,
-            steps,
-        })
+        .prop_map(
+            |(max_events, max_in_flight, transaction_capacity, steps)| Setup {
+                max_events,
+                max_in_flight,
+                transaction_capacity,
+                steps,
+            },
+        )
 }
 
 fn cases() -> u32 {
@@ -67,8 +78,10 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// No change is lost, only poisoned changes are dead-lettered, order and
-    /// idempotency hold, and requests stay within a bound of the work.
+    /// No change is lost, only poisoned changes are dead-lettered (Flume answering 500
+    /// or 400 to everything for a while condemns nothing), order (per record, and in
+    /// total with one request in flight) and idempotency hold, and requests stay within
+    /// a bound of the work.
     #[test]
     fn delivery_survives_faults_crashes_and_clock_jumps(setup in setup()) {
         scenario::run(MemoryStore::new(), &setup).map_err(|violation| TestCaseError::fail(violation.0))?;
@@ -78,10 +91,10 @@ proptest! {
     /// batch size settles at or below the channel's transactionCapacity.
     #[test]
     fn batch_size_settles_at_the_transaction_capacity(capacity in 1usize..120, count in 1usize..400) {
-        let setup = Setup { max_events: 150, transaction_capacity: Some(capacity), steps: vec![] };
+        let setup = Setup { max_events: 150, max_in_flight: 1, transaction_capacity: Some(capacity), steps: vec![] };
         let fail = |violation: scenario::Violation| TestCaseError::fail(violation.0);
         let mut world = Scenario::new(MemoryStore::new(), &setup).map_err(fail)?;
-        world.apply(&Step::Capture { count, poison: None }).map_err(fail)?;
+        world.apply(&Step::Capture { count, poison: None, repeat: false }).map_err(fail)?;
         world.drain().map_err(fail)?;
         world.check().map_err(fail)?;
         if count > capacity {
@@ -99,17 +112,20 @@ proptest! {
 fn a_clock_set_back_by_days_does_not_stall_delivery() {
     let setup = Setup {
         max_events: 17,
+        max_in_flight: 1,
         transaction_capacity: None,
         steps: vec![
             Step::Capture {
                 count: 1,
-                poison: Some(0),
+                poison: Some((0, Poison::BadRequest)),
+                repeat: false,
             },
             Step::Fault(FaultKind::TooManyRequests(47)),
             Step::Sync,
             Step::Capture {
                 count: 6,
-                poison: Some(1),
+                poison: Some((1, Poison::BadRequest)),
+                repeat: false,
             },
             Step::Jump(87_467),
             Step::Fault(FaultKind::TooManyRequests(87)),

@@ -88,7 +88,7 @@ async fn the_engine_syncs_from_the_browser_with_flumes_answers_intact() {
     let outbox = syncer.outbox();
     let changes = (0..250)
         .map(|i| {
-            ChangeData::upsert("todos", format!("k{i}"), &serde_json::json!({"n": i})).unwrap()
+            ChangeData::update("todos", format!("k{i}"), &serde_json::json!({"n": i})).unwrap()
         })
         .collect();
     outbox.capture_all(Utc::now(), changes).await.unwrap();
@@ -136,7 +136,7 @@ async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_chan
     .unwrap();
     let outbox = syncer.outbox();
     let changes = (0..10)
-        .map(|i| ChangeData::upsert("todos", format!("k{i}"), &i).unwrap())
+        .map(|i| ChangeData::update("todos", format!("k{i}"), &i).unwrap())
         .collect();
     outbox.capture_all(Utc::now(), changes).await.unwrap();
     let mut now = Utc::now();

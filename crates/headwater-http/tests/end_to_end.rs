@@ -29,7 +29,7 @@ fn transport(flume: &MockFlume) -> HttpTransport {
 fn changes(count: usize) -> Vec<ChangeData> {
     (0..count)
         .map(|i| {
-            ChangeData::upsert(
+            ChangeData::update(
                 "items",
                 format!("k{i}"),
                 &serde_json::json!({"n": i, "text": "ünïcödé"}),
@@ -83,7 +83,7 @@ async fn a_batch_over_transaction_capacity_is_delivered_after_one_extra_request(
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
     let (syncer, captured) = captured(&flume, 150, |c| c.batch.max_events = 150).await;
     let syncer = deliver(syncer).await;
-    let expected: Vec<String> = captured.iter().map(|c| c.id.to_string()).collect();
+    let expected: Vec<String> = captured.iter().map(|c| c.id().to_string()).collect();
     assert_eq!(flume.ids(), expected, "every change, once, in order");
     assert_eq!(flume.requests(), 3, "150 refused with 503, then 100 and 50");
     assert_eq!(syncer.batch_size(), 100);
@@ -103,7 +103,7 @@ async fn lost_acks_duplicate_only_their_batch_with_the_same_ids() {
         100,
         "the first batch of 100 arrived twice"
     );
-    let first_batch: HashSet<String> = captured[..100].iter().map(|c| c.id.to_string()).collect();
+    let first_batch: HashSet<String> = captured[..100].iter().map(|c| c.id().to_string()).collect();
     let mut seen = HashSet::new();
     for id in &ids {
         if !seen.insert(id) {

@@ -401,7 +401,7 @@ async fn deliver_10000(url: &str) -> (Duration, usize, Vec<String>) {
     let outbox = syncer.outbox();
     let changes = (0..10_000)
         .map(|i| {
-            ChangeData::upsert(
+            ChangeData::update(
                 run.clone(),
                 format!("k{i}"),
                 &serde_json::json!({"n": i, "t": "é"}),
@@ -412,13 +412,11 @@ async fn deliver_10000(url: &str) -> (Duration, usize, Vec<String>) {
     let captured = outbox.capture_all(Utc::now(), changes).await.unwrap();
     let started = Instant::now();
     loop {
-        let report = syncer.sync_once(Utc::now()).await.unwrap();
-        if report.idle {
+        syncer.sync_once(Utc::now()).await.unwrap();
+        if outbox.status(Utc::now()).await.unwrap().is_drained() {
             break;
         }
-        if !report.more_ready() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
     let status = outbox.status(Utc::now()).await.unwrap();
@@ -426,7 +424,7 @@ async fn deliver_10000(url: &str) -> (Duration, usize, Vec<String>) {
     (
         elapsed,
         syncer.batch_size(),
-        captured.iter().map(|c| c.id.to_string()).collect(),
+        captured.iter().map(|c| c.id().to_string()).collect(),
     )
 }
 

@@ -1,32 +1,27 @@
 //! # headwater-memory
 //!
-//! An in-memory [`ChangeStore`] for headwater: for native applications that accept
-//! losing the outbox with the process, for tests, and for the demo. It keeps the same
-//! contract as the durable stores (it passes the shared conformance suite), runs on
-//! native and wasm32, and is safe to share between tasks: clones share one outbox.
+//! An in-memory [`ChangeStore`] for headwater: for tests, demos, and native
+//! applications that accept losing the outbox with the process (anything that must
+//! survive a crash belongs in `headwater-sqlite`). It keeps the same contract as the
+//! durable stores (it passes the shared conformance suite), runs on native and wasm32,
+//! and is safe to share between tasks: clones share one outbox.
+//!
+//! Applications reach it through the `headwater` facade, whose builder uses it by
+//! default:
 //!
 //! ```
-//! use headwater_core::engine::{SyncConfig, Syncer};
-//! use headwater_core::flume::EncodedBatch;
-//! use headwater_core::model::ChangeData;
-//! use headwater_core::transport::{Response, SendOutcome, Transport};
+//! use headwater_core::store::ChangeStore;
+//! use headwater_core::model::{Captured, ChangeData, ChangeIdGenerator};
 //! use headwater_memory::MemoryStore;
 //!
-//! struct AcceptAll;
-//! #[async_trait::async_trait]
-//! impl Transport for AcceptAll {
-//!     async fn send(&self, _batch: EncodedBatch<'_>) -> SendOutcome {
-//!         SendOutcome::Response(Response::status(200))
-//!     }
-//! }
-//!
 //! futures::executor::block_on(async {
+//!     let store = MemoryStore::new();
 //!     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-//!     let mut syncer = Syncer::new(MemoryStore::new(), AcceptAll, SyncConfig::new("doc", 1)).unwrap();
-//!     let outbox = syncer.outbox();
-//!     outbox.capture(now, ChangeData::delete("todos", "1").unwrap()).await.unwrap();
-//!     assert_eq!(syncer.sync_once(now).await.unwrap().delivered, 1);
-//!     assert!(outbox.status(now).await.unwrap().is_synced());
+//!     let data = ChangeData::delete("todos", "1").unwrap();
+//!     let id = ChangeIdGenerator::from_seed(1).next_id(now);
+//!     let stored = store.append(vec![Captured { id, captured_at: now, data }]).await.unwrap();
+//!     assert_eq!(stored[0].seq().0, 1);
+//!     assert_eq!(store.stats().await.unwrap().pending, 1);
 //! });
 //! ```
 #![forbid(unsafe_code)]
@@ -37,9 +32,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use headwater_core::model::{
-    Captured, Change, Delivery, DeliveryState, MAX_SEQ, OutboxEntry, Seq, SyncMarker,
+    Captured, Change, DeadLetter, MAX_SEQ, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
 };
-use headwater_core::store::{ChangeStore, OutboxStats, StoreError};
+use headwater_core::store::{
+    ChangeStore, Claim, ClaimRequest, Lease, Location, OldestPending, OutboxStats, Outcome,
+    Recorded, StoreError, StoredEntry,
+};
 
 /// An outbox held in memory. Clones share the same outbox.
 #[derive(Debug, Clone, Default)]
@@ -47,15 +45,48 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// A stored row: a change, or (for tests of quarantine) bytes that do not decode.
+#[derive(Debug, Clone)]
+enum Row {
+    Entry(OutboxEntry),
+    Damaged(String),
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     last_seq: u64,
-    /// Pending and in-flight changes, in seq order.
-    outbox: BTreeMap<Seq, OutboxEntry>,
-    /// Dead-lettered changes, kept apart so they never slow down the head of line.
-    dead: BTreeMap<Seq, OutboxEntry>,
+    /// Pending changes, in seq order.
+    outbox: BTreeMap<Seq, Row>,
+    pending_bytes: u64,
+    /// Dead letters, kept apart so they never slow down the head of line.
+    dead: BTreeMap<Seq, DeadLetter>,
     /// Per-record sync markers (ordered: no hashing of two strings per ack).
     markers: BTreeMap<(String, String), SyncMarker>,
+    lease: Option<Lease>,
+}
+
+impl Inner {
+    fn holds(&self, owner: &str) -> bool {
+        self.lease
+            .as_ref()
+            .is_some_and(|lease| lease.owner == owner)
+    }
+
+    fn read(&self, after: Option<Seq>, limit: usize) -> Vec<StoredEntry> {
+        let start = after.map_or(Seq(0), |seq| Seq(seq.0 + 1));
+        self.outbox
+            .range(start..)
+            .take(limit)
+            .map(|(seq, row)| match row {
+                Row::Entry(entry) => Ok(entry.clone()),
+                Row::Damaged(raw) => Err(UnreadableEntry {
+                    seq: *seq,
+                    raw: raw.clone(),
+                    error: "the row is not a stored change".into(),
+                }),
+            })
+            .collect()
+    }
 }
 
 impl MemoryStore {
@@ -78,14 +109,28 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Every change still in the outbox (pending or in flight), in seq order.
+    /// Every change still in the outbox, in seq order (damaged rows left out).
     pub fn snapshot(&self) -> Vec<OutboxEntry> {
-        self.lock().outbox.values().cloned().collect()
+        self.lock()
+            .outbox
+            .values()
+            .filter_map(|row| match row {
+                Row::Entry(entry) => Some(entry.clone()),
+                Row::Damaged(_) => None,
+            })
+            .collect()
     }
-}
 
-fn holds(entry: &OutboxEntry, owner: &str) -> bool {
-    matches!(&entry.delivery.state, DeliveryState::InFlight { owner: holder, .. } if holder == owner)
+    /// Appends a row that does not decode, as a damaged disk or a newer version might
+    /// leave: for tests of quarantine. Returns its seq.
+    #[doc(hidden)]
+    pub fn append_damaged(&self, raw: &str) -> Seq {
+        let mut inner = self.lock();
+        inner.last_seq += 1;
+        let seq = Seq(inner.last_seq);
+        inner.outbox.insert(seq, Row::Damaged(raw.to_owned()));
+        seq
+    }
 }
 
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -101,165 +146,139 @@ impl ChangeStore for MemoryStore {
         for captured in changes {
             inner.last_seq += 1;
             let change = Change::new(Seq(inner.last_seq), captured);
+            inner.pending_bytes += change.data().weight() as u64;
             stored.push(change.clone());
-            inner.outbox.insert(
-                change.seq,
-                OutboxEntry {
-                    change,
-                    delivery: Delivery::new(),
-                },
-            );
+            inner
+                .outbox
+                .insert(change.seq(), Row::Entry(OutboxEntry::new(change)));
         }
         Ok(stored)
     }
 
-    async fn claim(
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+        let mut inner = self.lock();
+        match request.grant(inner.lease.as_ref()) {
+            Err(held) => Ok(Claim::Held(held)),
+            Ok(lease) => {
+                inner.lease = Some(lease);
+                Ok(Claim::Granted(inner.read(request.after, request.limit)))
+            }
+        }
+    }
+
+    async fn record(
         &self,
         owner: &str,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        horizon: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<Recorded, StoreError> {
+        let mut inner = self.lock();
+        for seq in outcome.acked() {
+            if let Some(Row::Entry(entry)) = inner.outbox.remove(seq) {
+                inner.pending_bytes = inner
+                    .pending_bytes
+                    .saturating_sub(entry.change.data().weight() as u64);
+            }
+        }
+        for update in outcome.markers() {
+            let record = (update.collection, update.key);
+            if let Some(marker) = SyncMarker::advance(inner.markers.get(&record), update.seq, now) {
+                inner.markers.insert(record, marker);
+            }
+        }
+        if !inner.holds(owner) {
+            return Ok(Recorded::LeaseLost);
+        }
+        for (seq, delivery) in outcome.retries() {
+            if let Some(Row::Entry(entry)) = inner.outbox.get_mut(seq) {
+                entry.delivery = delivery.clone();
+            }
+        }
+        for letter in outcome.dead() {
+            if let Some(row) = inner.outbox.remove(&letter.seq) {
+                if let Row::Entry(entry) = row {
+                    inner.pending_bytes = inner
+                        .pending_bytes
+                        .saturating_sub(entry.change.data().weight() as u64);
+                }
+                inner.dead.insert(letter.seq, letter.clone());
+            }
+        }
+        Ok(Recorded::Applied)
+    }
+
+    async fn release(&self, owner: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.holds(owner) {
+            inner.lease = None;
+        }
+        Ok(())
+    }
+
+    async fn pending(
+        &self,
+        after: Option<Seq>,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut inner = self.lock();
-        let mut claimed = Vec::new();
-        for entry in inner.outbox.values_mut() {
-            if claimed.len() == limit || !entry.delivery.is_claimable(now, horizon) {
-                break;
-            }
-            entry.delivery.state = DeliveryState::InFlight {
-                owner: owner.to_owned(),
-                lease_until,
-            };
-            claimed.push(entry.clone());
-        }
-        Ok(claimed)
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        Ok(self.lock().read(after, limit))
     }
 
-    async fn ack(&self, seqs: &[Seq], now: DateTime<Utc>) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for seq in seqs {
-            if let Some(entry) = inner.outbox.remove(seq) {
-                let data = entry.change.data;
-                let marker =
-                    inner
-                        .markers
-                        .entry((data.collection, data.key))
-                        .or_insert(SyncMarker {
-                            last_acked_seq: *seq,
-                            acked_at: now,
-                        });
-                if marker.last_acked_seq <= *seq {
-                    *marker = SyncMarker {
-                        last_acked_seq: *seq,
-                        acked_at: now,
-                    };
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn release(&self, owner: &str, seqs: &[Seq]) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for seq in seqs {
-            if let Some(entry) = inner
-                .outbox
-                .get_mut(seq)
-                .filter(|entry| holds(entry, owner))
-            {
-                entry.delivery.state = DeliveryState::Pending;
-            }
-        }
-        Ok(())
-    }
-
-    async fn schedule_retry(
+    async fn dead_letters(
         &self,
-        owner: &str,
-        seqs: &[Seq],
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for seq in seqs {
-            if let Some(entry) = inner
-                .outbox
-                .get_mut(seq)
-                .filter(|entry| holds(entry, owner))
-            {
-                let delivery = &mut entry.delivery;
-                delivery.state = DeliveryState::Pending;
-                delivery.attempts = delivery.attempts.saturating_add(1);
-                delivery.next_attempt_at = Some(next_attempt_at);
-                delivery.last_error = Some(error.to_owned());
-            }
-        }
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &self,
-        owner: &str,
-        seqs: &[Seq],
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        for seq in seqs {
-            if inner
-                .outbox
-                .get(seq)
-                .is_some_and(|entry| holds(entry, owner))
-            {
-                if let Some(mut entry) = inner.outbox.remove(seq) {
-                    entry.delivery.state = DeliveryState::DeadLettered {
-                        reason: reason.to_owned(),
-                        at: now,
-                    };
-                    entry.delivery.last_error = Some(reason.to_owned());
-                    inner.dead.insert(*seq, entry);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut inner = self.lock();
-        let mut released = 0;
-        for entry in inner.outbox.values_mut() {
-            if let DeliveryState::InFlight { lease_until, .. } = entry.delivery.state {
-                if lease_until <= now {
-                    entry.delivery.state = DeliveryState::Pending;
-                    released += 1;
-                }
-            }
-        }
-        Ok(released)
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(self.lock().dead.values().take(limit).cloned().collect())
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let start = after.map_or(Seq(0), |seq| Seq(seq.0 + 1));
+        Ok(self
+            .lock()
+            .dead
+            .range(start..)
+            .take(limit)
+            .map(|(_, letter)| letter.clone())
+            .collect())
     }
 
     async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
         let mut inner = self.lock();
         let mut requeued = 0;
         for seq in seqs {
-            if let Some(mut entry) = inner.dead.remove(seq) {
-                entry.delivery = Delivery::new();
-                inner.outbox.insert(*seq, entry);
-                requeued += 1;
-            }
+            let Some(entry) = inner.dead.get(seq).and_then(DeadLetter::requeue) else {
+                continue;
+            };
+            inner.dead.remove(seq);
+            inner.pending_bytes += entry.change.data().weight() as u64;
+            inner.outbox.insert(*seq, Row::Entry(entry));
+            requeued += 1;
         }
         Ok(requeued)
     }
 
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+    async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        Ok(seqs
+            .iter()
+            .filter(|seq| inner.dead.remove(seq).is_some())
+            .count())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError> {
         let inner = self.lock();
-        let deliveries = inner.outbox.values().map(|entry| &entry.delivery);
-        Ok(OutboxStats::tally(deliveries, inner.dead.len(), now))
+        let oldest = inner.outbox.iter().next().and_then(|(seq, row)| match row {
+            Row::Entry(entry) => Some(OldestPending {
+                seq: *seq,
+                captured_at: entry.change.captured_at(),
+                delivery: entry.delivery.clone(),
+            }),
+            Row::Damaged(_) => None,
+        });
+        Ok(OutboxStats {
+            pending: inner.outbox.len(),
+            pending_bytes: inner.pending_bytes,
+            dead_lettered: inner.dead.len(),
+            oldest,
+            newest_seq: inner.outbox.keys().next_back().copied(),
+            lease: inner.lease.clone(),
+        })
     }
 
     async fn sync_marker(
@@ -272,5 +291,16 @@ impl ChangeStore for MemoryStore {
             .markers
             .get(&(collection.to_owned(), key.to_owned()))
             .copied())
+    }
+
+    async fn locate(&self, seq: Seq) -> Result<Location, StoreError> {
+        let inner = self.lock();
+        Ok(if inner.outbox.contains_key(&seq) {
+            Location::Pending
+        } else if let Some(letter) = inner.dead.get(&seq) {
+            Location::DeadLettered(letter.clone())
+        } else {
+            Location::Gone
+        })
     }
 }

@@ -14,3 +14,14 @@ fn seq_exhaustion_is_an_error_not_a_wrap() {
         MemoryStore::starting_after(headwater_core::model::MAX_SEQ - 1),
     ));
 }
+
+#[test]
+fn damaged_rows_are_reported_and_quarantined() {
+    futures::executor::block_on(conformance::quarantine(
+        MemoryStore::new(),
+        |store: &MemoryStore, raw: &str| {
+            let seq = store.append_damaged(raw);
+            async move { seq }
+        },
+    ));
+}

@@ -1,54 +1,116 @@
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::flume::{EventMapping, MappingError};
-use crate::policy::{Backoff, BatchLimits, ClassifyRules, RetryLimits};
+use crate::policy::{Backoff, BatchLimits, RetryLimits};
 
 /// Everything a [`Syncer`](super::Syncer) can be told. Start from
-/// [`SyncConfig::new`] and change what you need; [`SyncConfig::validate`] says what is
-/// wrong, and [`Syncer::new`](super::Syncer::new) calls it.
+/// [`SyncConfig::new`] (or [`Default`]) and change what you need;
+/// [`SyncConfig::validate`] says what is wrong, and [`Syncer::new`](super::Syncer::new)
+/// calls it.
+///
+/// It reads from and writes to any serde format, with durations as text (`"250ms"`,
+/// `"60s"`); missing fields take their defaults. The seed is never serialized: it is
+/// drawn from a random source where the syncer starts.
 ///
 /// ```
 /// use std::time::Duration;
 /// use headwater_core::engine::SyncConfig;
-/// let mut config = SyncConfig::new("phone-7", 0x5eed);
-/// config.batch.max_events = 500;
-/// config.linger = Duration::from_millis(50);
+/// let mut config: SyncConfig = serde_json::from_str(r#"{
+///     "batch": {"max_events": 500},
+///     "linger": "50ms",
+///     "max_in_flight": 2
+/// }"#).unwrap();
+/// assert_eq!(config.linger, Duration::from_millis(50));
+/// assert_eq!(config.batch.max_bytes, 1 << 20, "unset fields keep their defaults");
 /// assert!(config.validate().is_ok());
 /// config.lease = Duration::ZERO;
 /// assert!(config.validate().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SyncConfig {
     /// How changes become Flume events (header names, static headers, body, source id).
     pub mapping: EventMapping,
     /// Upper bounds of a batch.
     pub batch: BatchLimits,
+    /// At most this many requests in flight at once. Changes to one record are always
+    /// delivered in capture order; with 1, all changes are (total order).
+    pub max_in_flight: usize,
+    /// Adapt the number of requests in flight to how Flume answers (from 1 up to
+    /// `max_in_flight`), as Vector's adaptive request concurrency does. Off: always
+    /// `max_in_flight`.
+    pub adaptive_concurrency: bool,
     /// How long to wait after a capture before sending, so that a burst of captures
     /// shares one request. Zero sends at once.
+    #[serde(with = "humantime_serde")]
     pub linger: Duration,
-    /// How long a claimed batch stays reserved. Must be longer than the transport's
-    /// request timeout; if the process dies, its batch is sent again after this.
+    /// How long the outbox's sending lease lasts between renewals. Longer than the
+    /// transport's request timeout; if the process dies, another syncer takes over
+    /// after this (unless it restarts under the same [`owner`](Self::owner)).
+    #[serde(with = "humantime_serde")]
     pub lease: Duration,
     /// Backoff between retries.
     pub backoff: Backoff,
     /// The longest `Retry-After` honoured; a longer one is cut to this.
+    #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
     /// When to give up on a change (default: never).
     pub retry_limits: RetryLimits,
-    /// Classification tunables.
-    pub classify: ClassifyRules,
+    /// How a batch that Flume refuses (400, 500) is taken apart.
+    pub isolation: IsolationRules,
     /// How often a blocked outbox (a configuration problem such as 401 or 404) probes
     /// Flume again.
+    #[serde(with = "humantime_serde")]
     pub blocked_probe_interval: Duration,
-    /// How often an idle run loop looks at the store, for changes whose lease another
-    /// syncer let lapse.
+    /// How often an idle syncer looks at the store, for changes appended by another
+    /// process or tab, or a lease another syncer let lapse.
+    #[serde(with = "humantime_serde")]
     pub idle_poll_interval: Duration,
-    /// Send only the latest change per (collection, key) among those claimed together;
+    /// Send only the latest change per (collection, key) among those batched together;
     /// the earlier ones are acknowledged without being sent.
     pub coalesce: bool,
+    /// The name this syncer holds the outbox's lease under. By default each syncer
+    /// makes its own (source and seed). A process that restarts under the same name
+    /// takes its lease back at once instead of waiting for it to lapse; never run two
+    /// syncers under one name on the same outbox.
+    pub owner: Option<String>,
     /// Seeds the jitter and the change ids. Every process or tab needs its own random
-    /// seed: two writers with the same seed would make the same ids.
+    /// seed: two writers with the same seed would make the same ids. Not serialized.
+    #[serde(skip)]
     pub seed: u64,
+}
+
+/// How a refused batch is taken apart to find the changes Flume refuses. See
+/// docs/delivery-semantics.md for the evidence a change is condemned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IsolationRules {
+    /// A batch refused with 500 this many times in a row is taken apart (fewer: it is
+    /// retried whole, with backoff, as a passing 500 is most often the server's).
+    pub isolate_after_server_errors: u32,
+    /// A change sent alone is dead-lettered for a 500 after this many refusals, each
+    /// right between two answers that show Flume taking other requests.
+    pub server_error_strikes: u32,
+}
+
+impl Default for IsolationRules {
+    fn default() -> Self {
+        IsolationRules {
+            isolate_after_server_errors: 2,
+            server_error_strikes: 2,
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    /// The defaults with the source `headwater` and seed 0 (set a random seed).
+    fn default() -> Self {
+        SyncConfig::new("headwater", 0)
+    }
 }
 
 impl SyncConfig {
@@ -58,28 +120,38 @@ impl SyncConfig {
         SyncConfig {
             mapping: EventMapping::with_source(source),
             batch: BatchLimits::default(),
+            max_in_flight: 4,
+            adaptive_concurrency: true,
             linger: Duration::ZERO,
             lease: Duration::from_secs(60),
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(3600),
             retry_limits: RetryLimits::default(),
-            classify: ClassifyRules::default(),
+            isolation: IsolationRules::default(),
             blocked_probe_interval: Duration::from_secs(60),
             idle_poll_interval: Duration::from_secs(30),
             coalesce: false,
+            owner: None,
             seed,
         }
     }
 
-    /// The furthest ahead any lease or retry time can be set from a given moment. A store
-    /// entry scheduled further ahead than this from `now` was scheduled before the wall
-    /// clock jumped back, and counts as due.
+    /// The furthest ahead any lease or retry time can be set from a given moment. A
+    /// lease or retry time further ahead than this from `now` was set before the wall
+    /// clock jumped back, and counts as passed.
     pub fn schedule_horizon(&self) -> Duration {
         self.lease
             .max(self.backoff.cap)
             .max(self.max_retry_after)
             .max(self.blocked_probe_interval)
             + Duration::from_secs(60)
+    }
+
+    /// The name the lease is held under.
+    pub fn owner_name(&self) -> String {
+        self.owner
+            .clone()
+            .unwrap_or_else(|| format!("{}#{:016x}", self.mapping.source, self.seed))
     }
 
     /// Says what is wrong with the configuration, if anything.
@@ -97,6 +169,9 @@ impl SyncConfig {
                 min: MIN_MAX_BYTES,
             });
         }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::ZeroMaxInFlight);
+        }
         if self.lease.is_zero() {
             return Err(ConfigError::ZeroDuration("lease"));
         }
@@ -112,11 +187,19 @@ impl SyncConfig {
         if self.backoff.cap < self.backoff.base {
             return Err(ConfigError::BackoffCapBelowBase);
         }
-        if self.classify.isolate_after_server_errors == 0 {
-            return Err(ConfigError::ZeroIsolateThreshold);
+        if self.isolation.isolate_after_server_errors == 0 {
+            return Err(ConfigError::ZeroIsolation(
+                "isolation.isolate_after_server_errors",
+            ));
+        }
+        if self.isolation.server_error_strikes == 0 {
+            return Err(ConfigError::ZeroIsolation("isolation.server_error_strikes"));
         }
         if self.retry_limits.max_attempts == Some(0) {
             return Err(ConfigError::ZeroMaxAttempts);
+        }
+        if self.owner.as_deref() == Some("") {
+            return Err(ConfigError::EmptyOwner);
         }
         Ok(())
     }
@@ -127,6 +210,7 @@ const MIN_MAX_BYTES: usize = 512;
 
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The event mapping would make Flume reject every request.
     #[error("invalid event mapping: {0}")]
@@ -145,18 +229,24 @@ pub enum ConfigError {
         /// The minimum.
         min: usize,
     },
+    /// `max_in_flight` is zero.
+    #[error("max_in_flight must be at least 1")]
+    ZeroMaxInFlight,
     /// A duration that must be positive is zero.
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
     /// The backoff cap is below its base.
     #[error("backoff.cap must not be below backoff.base")]
     BackoffCapBelowBase,
-    /// `classify.isolate_after_server_errors` is zero.
-    #[error("classify.isolate_after_server_errors must be at least 1")]
-    ZeroIsolateThreshold,
+    /// An isolation threshold is zero.
+    #[error("{0} must be at least 1")]
+    ZeroIsolation(&'static str),
     /// `retry_limits.max_attempts` is zero, which would dead-letter every change unsent.
-    #[error("retry_limits.max_attempts must be at least 1 (or None for no limit)")]
+    #[error("retry_limits.max_attempts must be at least 1 (or unset for no limit)")]
     ZeroMaxAttempts,
+    /// `owner` is set but empty.
+    #[error("owner must not be empty (leave it unset for a generated one)")]
+    EmptyOwner,
 }
 
 #[cfg(test)]
@@ -184,6 +274,7 @@ mod tests {
                 min: 512,
             },
         );
+        check(|c| c.max_in_flight = 0, ConfigError::ZeroMaxInFlight);
         check(
             |c| c.lease = Duration::ZERO,
             ConfigError::ZeroDuration("lease"),
@@ -193,16 +284,37 @@ mod tests {
             ConfigError::BackoffCapBelowBase,
         );
         check(
-            |c| c.classify.isolate_after_server_errors = 0,
-            ConfigError::ZeroIsolateThreshold,
+            |c| c.isolation.isolate_after_server_errors = 0,
+            ConfigError::ZeroIsolation("isolation.isolate_after_server_errors"),
         );
         check(
             |c| c.retry_limits.max_attempts = Some(0),
             ConfigError::ZeroMaxAttempts,
         );
+        check(|c| c.owner = Some(String::new()), ConfigError::EmptyOwner);
         check(
             |c| c.mapping.headers.op = Some("id".into()),
             ConfigError::Mapping(MappingError::DuplicateHeaderName("id".into())),
         );
+    }
+
+    #[test]
+    fn round_trips_through_json_without_the_seed() {
+        let mut config = SyncConfig::new("phone", 99);
+        config.backoff.base = Duration::from_millis(300);
+        config.retry_limits.max_age = Some(Duration::from_secs(86_400));
+        let text = serde_json::to_string(&config).unwrap();
+        assert!(text.contains("\"300ms\""), "{text}");
+        assert!(!text.contains("seed"), "{text}");
+        let back: SyncConfig = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.backoff, config.backoff);
+        assert_eq!(back.retry_limits, config.retry_limits);
+        assert_eq!(back.seed, 0);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = serde_json::from_str::<SyncConfig>(r#"{"max_inflight": 3}"#).unwrap_err();
+        assert!(error.to_string().contains("max_inflight"), "{error}");
     }
 }

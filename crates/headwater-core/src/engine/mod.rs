@@ -1,16 +1,18 @@
-//! The delivery engine: [`Syncer`] moves changes from a [`ChangeStore`](crate::store::ChangeStore)
-//! to a [`Transport`](crate::transport::Transport); [`Outbox`] is the application's side
+//! The delivery engine: [`DeliveryMachine`] decides (sans-IO, every call takes `now`),
+//! [`Syncer`] drives it over a [`ChangeStore`](crate::store::ChangeStore) and a
+//! [`Transport`](crate::transport::Transport), and [`Outbox`] is the application's side
 //! (capture, status, dead letters).
 
 mod config;
+pub mod machine;
 mod outbox;
-mod run;
+mod shared;
 mod status;
 mod syncer;
 mod wake;
 
-pub use config::{ConfigError, SyncConfig};
+pub use config::{ConfigError, IsolationRules, SyncConfig};
+pub use machine::{Command, DeliveryMachine, RequestId, SendRequest};
 pub use outbox::{CaptureError, Outbox};
-pub use run::RunError;
 pub use status::{SyncCounters, SyncStatus};
-pub use syncer::{SyncReport, Syncer};
+pub use syncer::{RunError, SyncReport, Syncer};

@@ -1,18 +1,17 @@
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{
-    Captured, Change, ChangeData, ChangeIdGenerator, InvalidChange, OutboxEntry, Seq, SyncMarker,
-};
-use crate::store::{ChangeStore, StoreError};
+use crate::model::{Captured, Change, ChangeData, DeadLetter, InvalidChange, Seq, SyncMarker};
+use crate::store::{ChangeStore, StoreError, StoredEntry};
 
-use super::status::{SyncCounters, SyncStatus};
-use super::wake::Wake;
+use super::shared::Shared;
+use super::status::SyncStatus;
 
 /// A capture that did not happen. Nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CaptureError {
     /// The change itself is invalid.
     #[error(transparent)]
@@ -22,46 +21,10 @@ pub enum CaptureError {
     Store(#[from] StoreError),
 }
 
-/// The engine's state that the application may read while the syncer runs.
-#[derive(Debug, Default)]
-pub(crate) struct EngineView {
-    pub(crate) blocked: Option<String>,
-    pub(crate) last_error: Option<String>,
-    pub(crate) next_attempt_at: Option<DateTime<Utc>>,
-    pub(crate) batch_size: usize,
-    pub(crate) counters: SyncCounters,
-}
-
-/// What an [`Outbox`] and its [`Syncer`](super::Syncer) share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) wake: Wake,
-    pub(crate) shutdown: AtomicBool,
-    pub(crate) ids: Mutex<ChangeIdGenerator>,
-    pub(crate) view: Mutex<EngineView>,
-}
-
-impl Shared {
-    pub(crate) fn new(id_seed: u64, batch_size: usize) -> Self {
-        Shared {
-            wake: Wake::default(),
-            shutdown: AtomicBool::new(false),
-            ids: Mutex::new(ChangeIdGenerator::from_seed(id_seed)),
-            view: Mutex::new(EngineView {
-                batch_size,
-                ..EngineView::default()
-            }),
-        }
-    }
-
-    pub(crate) fn view(&self) -> std::sync::MutexGuard<'_, EngineView> {
-        self.view.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The application's side of headwater: capture changes, watch the sync status, handle
-/// dead letters. Cheap to clone; every clone talks to the same store and wakes the same
-/// [`Syncer`](super::Syncer).
+/// The application's side of the core: capture changes, watch the sync status, handle
+/// dead letters. Every call that needs the time takes `now` (the `headwater` facade
+/// reads the clock for you). Cheap to clone; every clone talks to the same store and
+/// wakes the same [`Syncer`](super::Syncer).
 #[derive(Debug)]
 pub struct Outbox<S> {
     store: S,
@@ -95,9 +58,9 @@ impl<S: ChangeStore> Outbox<S> {
         data: ChangeData,
     ) -> Result<Change, CaptureError> {
         let mut changes = self.capture_all(now, vec![data]).await?;
-        changes.pop().ok_or_else(|| {
-            CaptureError::Store(StoreError::Backend("append returned nothing".into()))
-        })
+        changes
+            .pop()
+            .ok_or_else(|| CaptureError::Store(StoreError::backend("append returned nothing")))
     }
 
     /// Captures several changes atomically (all or none), in order.
@@ -106,20 +69,16 @@ impl<S: ChangeStore> Outbox<S> {
         now: DateTime<Utc>,
         changes: Vec<ChangeData>,
     ) -> Result<Vec<Change>, CaptureError> {
-        let captured = self.prepare(now, changes)?;
+        let captured = self.prepare(now, changes);
         let stored = self.store.append(captured).await?;
-        self.shared.wake.notify();
+        self.appended(&stored);
         Ok(stored)
     }
 
     /// Gives changes their ids and capture time without storing them, for a store whose
-    /// write API appends them in the application's own transaction (IndexedDB). Call
-    /// [`wake`](Self::wake) after the transaction commits.
-    pub fn prepare(
-        &self,
-        now: DateTime<Utc>,
-        changes: Vec<ChangeData>,
-    ) -> Result<Vec<Captured>, CaptureError> {
+    /// write API appends them in the application's own transaction (IndexedDB, SQLite).
+    /// Call [`appended`](Self::appended) after that transaction commits.
+    pub fn prepare(&self, now: DateTime<Utc>, changes: Vec<ChangeData>) -> Vec<Captured> {
         let mut ids = self
             .shared
             .ids
@@ -127,45 +86,63 @@ impl<S: ChangeStore> Outbox<S> {
             .unwrap_or_else(PoisonError::into_inner);
         changes
             .into_iter()
-            .map(|data| {
-                if data.collection.is_empty() {
-                    return Err(CaptureError::Invalid(InvalidChange::EmptyCollection));
-                }
-                Ok(Captured {
-                    id: ids.next_id(now),
-                    captured_at: now,
-                    data,
-                })
+            .map(|data| Captured {
+                id: ids.next_id(now),
+                captured_at: now,
+                data,
             })
             .collect()
     }
 
-    /// The sync status: counts from the store, the engine's state, totals.
-    pub async fn status(&self, now: DateTime<Utc>) -> Result<SyncStatus, StoreError> {
-        let stats = self.store.stats(now).await?;
-        let view = self.shared.view();
-        Ok(SyncStatus {
-            pending: stats.pending,
-            in_flight: stats.in_flight,
-            dead_lettered: stats.dead_lettered,
-            blocked: view.blocked.clone(),
-            last_error: view.last_error.clone().or(stats.last_error),
-            next_attempt_at: view.next_attempt_at.or(stats.next_attempt_at),
-            batch_size: view.batch_size,
-            counters: view.counters,
-        })
+    /// Tells the syncer that these changes were appended (and committed).
+    pub fn appended(&self, changes: &[Change]) {
+        if let Some(last) = changes.iter().map(Change::seq).max() {
+            self.shared.captured(last);
+        }
     }
 
-    /// Dead-lettered changes with their reasons, oldest first.
-    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.store.dead_letters(limit).await
+    /// The highest seq captured through this outbox (0 if none yet).
+    pub fn last_captured(&self) -> Seq {
+        Seq(self.shared.last_captured.load(Ordering::Acquire))
+    }
+
+    /// The sync status: the store's counts with the syncer's state.
+    pub async fn status(&self, now: DateTime<Utc>) -> Result<SyncStatus, StoreError> {
+        let stats = self.store.stats().await?;
+        let view = self.shared.view().clone();
+        Ok(view.with_stats(&stats, now))
+    }
+
+    /// Up to `limit` dead letters after `after`, oldest first.
+    pub async fn dead_letters(
+        &self,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.store.dead_letters(after, limit).await
+    }
+
+    /// Up to `limit` pending changes after `after`, oldest first.
+    pub async fn pending(
+        &self,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.store.pending(after, limit).await
     }
 
     /// Puts dead-lettered changes back in line (after the cause is fixed) and wakes the
     /// syncer. Returns how many were requeued.
     pub async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
         let count = self.store.requeue(seqs).await?;
-        self.shared.wake.notify();
+        self.shared.signal(&self.shared.signals.requeued);
+        Ok(count)
+    }
+
+    /// Deletes dead letters for good. Returns how many were deleted.
+    pub async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+        let count = self.store.discard(seqs).await?;
+        self.shared.notify_progress();
         Ok(count)
     }
 
@@ -181,12 +158,46 @@ impl<S: ChangeStore> Outbox<S> {
 
     /// Wakes the syncer (after changes were appended elsewhere, or the network returned).
     pub fn wake(&self) {
+        self.shared.signal(&self.shared.signals.captured);
+    }
+
+    /// Skips the current backoff or blocked wait: the syncer tries at once.
+    pub fn flush_now(&self) {
+        self.shared.signal(&self.shared.signals.flush_now);
+    }
+
+    /// Stops sending (captures go on); requests in flight finish.
+    pub fn pause(&self) {
+        self.shared.signals.paused.store(true, Ordering::Release);
         self.shared.wake.notify();
     }
 
-    /// Asks the run loop to stop after the step it is in.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::Release);
+    /// Sends again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.shared.signals.paused.store(false, Ordering::Release);
         self.shared.wake.notify();
+    }
+
+    /// Whether sending is paused.
+    pub fn is_paused(&self) -> bool {
+        self.shared.signals.paused.load(Ordering::Acquire)
+    }
+
+    /// Asks the syncer to stop: it finishes the requests in flight, records them, gives
+    /// up its lease and returns from [`run`](super::Syncer::run).
+    pub fn shutdown(&self) {
+        self.shared.signal(&self.shared.signals.shutdown);
+    }
+
+    /// Whether the syncer has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// A future that resolves at the syncer's next progress (an outcome written, a state
+    /// change). Create it before checking a condition, then await it, so no progress is
+    /// missed in between.
+    pub fn progress(&self) -> event_listener::EventListener {
+        self.shared.listen()
     }
 }

@@ -1,12 +1,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::store::OutboxStats;
+
 /// Running totals of one syncer since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SyncCounters {
-    /// HTTP requests sent.
+    /// HTTP requests sent (empty probes included).
     pub requests: u64,
-    /// Requests whose batch was scheduled for another attempt.
+    /// Times a batch was scheduled for another attempt after a backoff.
     pub retries: u64,
     /// Changes Flume acknowledged.
     pub delivered: u64,
@@ -15,26 +18,39 @@ pub struct SyncCounters {
     /// Changes acknowledged without sending because a later change to the same record
     /// superseded them (only with coalescing on).
     pub coalesced: u64,
+    /// Refused batches taken apart to find the changes Flume refuses.
+    pub bisections: u64,
+    /// Empty batches sent to tell a broken server from a refused change.
+    pub probes: u64,
+    /// Outbox rows that did not decode and were moved to the dead letters.
+    pub quarantined: u64,
 }
 
 /// What an application shows in a sync badge, and what tests assert on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SyncStatus {
-    /// Changes waiting to be sent.
+    /// Changes waiting in the outbox (those being sent included).
     pub pending: usize,
-    /// Changes being sent.
+    /// Their total size in bytes (values, names and headers).
+    pub pending_bytes: u64,
+    /// Changes being sent, or taken apart after a refusal.
     pub in_flight: usize,
     /// Changes set aside for an operator.
     pub dead_lettered: usize,
+    /// When the oldest pending change was captured.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
     /// Why the outbox is paused, if it is: a configuration problem (401, 403, 404, ...)
     /// that retrying cannot fix. Nothing is dropped while blocked.
     pub blocked: Option<String>,
-    /// The last error the syncer met.
+    /// The last error, cleared when a batch goes through.
     pub last_error: Option<String>,
     /// When the syncer will try next, if it is waiting.
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// The batch size in force (it adapts to Flume's capacity).
     pub batch_size: usize,
+    /// How many requests may be in flight now (it adapts to how Flume answers).
+    pub in_flight_limit: usize,
     /// Totals since the syncer started.
     pub counters: SyncCounters,
 }
@@ -43,5 +59,26 @@ impl SyncStatus {
     /// Nothing left to send and nothing set aside.
     pub fn is_synced(&self) -> bool {
         self.pending == 0 && self.in_flight == 0 && self.dead_lettered == 0
+    }
+
+    /// Nothing left to send (dead letters aside).
+    pub fn is_drained(&self) -> bool {
+        self.pending == 0 && self.in_flight == 0
+    }
+
+    /// Adds the store's counts to the engine's view. A head that waits for a retry
+    /// (set by this syncer or one before it) shows its error.
+    pub(crate) fn with_stats(mut self, stats: &OutboxStats, now: DateTime<Utc>) -> Self {
+        self.pending = stats.pending;
+        self.pending_bytes = stats.pending_bytes;
+        self.dead_lettered = stats.dead_lettered;
+        self.oldest_pending_at = stats.oldest.as_ref().map(|oldest| oldest.captured_at);
+        if let Some(oldest) = &stats.oldest {
+            let waiting = oldest.delivery.next_attempt_at.filter(|at| *at > now);
+            if self.last_error.is_none() && waiting.is_some() {
+                self.last_error = oldest.delivery.last_error.clone();
+            }
+        }
+        self
     }
 }

@@ -1,49 +1,57 @@
-use std::collections::{HashMap, VecDeque};
-use std::ops::Range;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
-use crate::flume::{BatchEncoder, Fit};
-use crate::model::{Change, OutboxEntry, Seq};
-use crate::policy::{Action, BatchSizer, Overload, classify};
-use crate::store::{ChangeStore, StoreError};
+use crate::flume::EncodedBatch;
+use crate::store::{ChangeStore, Claim, ClaimRequest, Outcome, Recorded, StoreError};
 use crate::transport::{SendOutcome, Transport};
 
-use super::outbox::{Outbox, Shared};
+use super::machine::{Command, DeliveryMachine, RequestId, SendRequest};
+use super::outbox::Outbox;
+use super::shared::Shared;
+use super::status::SyncCounters;
 use super::{ConfigError, SyncConfig};
 
 /// What one [`Syncer::sync_once`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncReport {
-    /// Requests sent.
-    pub requests: usize,
+    /// Requests sent (empty probes included).
+    pub requests: u64,
     /// Changes acknowledged by Flume.
-    pub delivered: usize,
+    pub delivered: u64,
     /// Changes dead-lettered.
-    pub dead_lettered: usize,
+    pub dead_lettered: u64,
     /// Changes acknowledged unsent because a later change superseded them.
-    pub coalesced: usize,
-    /// Changes scheduled for another attempt.
-    pub retrying: usize,
-    /// Nothing was claimable (empty, not yet due, or held by another syncer).
-    pub idle: bool,
+    pub coalesced: u64,
+    /// Batches scheduled for another attempt after a backoff.
+    pub retries: u64,
     /// The outbox is blocked by a configuration problem.
     pub blocked: bool,
 }
 
-impl SyncReport {
-    /// Whether another step right away may do more work (the last batch went through).
-    pub fn more_ready(&self) -> bool {
-        !self.idle && !self.blocked && self.retrying == 0
-    }
+/// Why a run loop stopped on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The store was closed (or must close for another connection's schema upgrade);
+    /// reopen it and start a new syncer.
+    #[error("the store was closed: {0}")]
+    StoreClosed(String),
 }
 
-/// Drives delivery: claims changes from the store, encodes and sends them, and records
-/// what happened. It holds no clock: every step takes `now`.
+/// The async driver of a [`DeliveryMachine`]: it claims from the store, sends through
+/// the transport (several requests at once), and records outcomes, as the machine asks.
+/// It holds no clock: [`sync_once`](Self::sync_once) takes `now`, and
+/// [`run`](Self::run) a clock and a sleep function, so it runs on any runtime (the
+/// `headwater` crate gives it tokio's, or the browser's).
 ///
 /// ```
 /// # use headwater_core::engine::{Syncer, SyncConfig};
@@ -68,37 +76,52 @@ impl SyncReport {
 pub struct Syncer<S, T> {
     store: S,
     transport: T,
-    config: SyncConfig,
-    owner: String,
-    encoder: BatchEncoder,
-    sizer: BatchSizer,
-    rng: ChaCha8Rng,
-    server_errors_in_row: u32,
-    blocked_until: Option<DateTime<Utc>>,
+    machine: DeliveryMachine,
     shared: Arc<Shared>,
+}
+
+impl<S, T> std::fmt::Debug for Syncer<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer")
+            .field("owner", &self.machine.owner())
+            .field("batch_size", &self.machine.batch_size())
+            .field("in_flight", &self.machine.requests_in_flight())
+            .field("in_flight_limit", &self.machine.in_flight_limit())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A seed for the change ids distinct from the jitter's, from the same configured seed.
 const ID_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// What a store command gave back.
+enum StoreDone {
+    Claimed(ClaimRequest, Result<Claim, StoreError>),
+    Recorded(Outcome, Result<Recorded, StoreError>),
+    Released(Result<(), StoreError>),
+}
+
+/// A boxed future: `Send` natively (so the syncer runs on a multi-threaded runtime),
+/// not in the browser, where IndexedDB and fetch futures are `!Send`.
+#[cfg(not(target_arch = "wasm32"))]
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+#[cfg(target_arch = "wasm32")]
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
 impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     /// A syncer over `store` and `transport`, if `config` is valid.
     pub fn new(store: S, transport: T, config: SyncConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let owner = format!("{}#{:016x}", config.mapping.source, config.seed);
-        let sizer = BatchSizer::new(config.batch);
-        let shared = Arc::new(Shared::new(config.seed ^ ID_STREAM, sizer.max_events()));
+        let machine = DeliveryMachine::new(config)?;
+        let seed = machine.config().seed;
+        let shared = Arc::new(Shared::new(
+            seed ^ ID_STREAM,
+            machine.status(DateTime::UNIX_EPOCH),
+        ));
         Ok(Syncer {
             store,
             transport,
-            owner,
-            encoder: BatchEncoder::new(config.mapping.clone()),
-            sizer,
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            server_errors_in_row: 0,
-            blocked_until: None,
+            machine,
             shared,
-            config,
         })
     }
 
@@ -109,7 +132,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
 
     /// The configuration in force.
     pub fn config(&self) -> &SyncConfig {
-        &self.config
+        self.machine.config()
     }
 
     /// The transport.
@@ -117,372 +140,268 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         &self.transport
     }
 
+    /// The state machine this syncer drives.
+    pub fn machine(&self) -> &DeliveryMachine {
+        &self.machine
+    }
+
     /// The batch size in force right now.
     pub fn batch_size(&self) -> usize {
-        self.sizer.max_events()
+        self.machine.batch_size()
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    fn take_signals(machine: &mut DeliveryMachine, shared: &Shared, now: DateTime<Utc>) {
+        let signals = &shared.signals;
+        if signals.captured.swap(false, Ordering::AcqRel) {
+            machine.handle_captured(now);
+        }
+        if signals.requeued.swap(false, Ordering::AcqRel) {
+            machine.handle_requeued();
+        }
+        if signals.flush_now.swap(false, Ordering::AcqRel) {
+            machine.handle_flush_now();
+        }
+        machine.handle_paused(signals.paused.load(Ordering::Acquire));
+        if signals.shutdown.load(Ordering::Acquire) {
+            machine.shutdown();
+        }
     }
 
-    pub(crate) fn blocked_until(&self) -> Option<DateTime<Utc>> {
-        self.blocked_until
+    fn counters(&self) -> SyncCounters {
+        self.machine.status(DateTime::UNIX_EPOCH).counters
     }
 
-    /// One step: claim the head of line, send it (bisecting or splitting as Flume's
-    /// answers require) and record the outcome. Only store failures are errors; every
-    /// transport outcome is handled.
+    /// Does everything delivery can do at `now`, with every request answered before it
+    /// returns: claims, sends (several at once, up to the in-flight limit), bisects and
+    /// splits as answers require, and records outcomes. It returns when only time can
+    /// bring more (a backoff, a retry, a blocked outbox's probe) or nothing is left.
+    ///
+    /// For tests and simulations, which drive time themselves; an application runs
+    /// [`run`](Self::run) (or the `headwater` facade, which does).
     pub async fn sync_once(&mut self, now: DateTime<Utc>) -> Result<SyncReport, StoreError> {
-        let mut report = SyncReport::default();
-        if let Some(until) = self.blocked_until {
-            // A probe time further ahead than one interval was set before the clock
-            // jumped back: probe now rather than wait for the clock to catch up.
-            if now < until && until <= now + delta(self.config.blocked_probe_interval) {
-                report.blocked = true;
-                return Ok(report);
+        let before = self.counters();
+        let Syncer {
+            store,
+            transport,
+            machine,
+            shared,
+        } = self;
+        Self::take_signals(machine, shared, now);
+        let mut sends: FuturesUnordered<BoxFuture<'_, (RequestId, Vec<u8>, SendOutcome)>> =
+            FuturesUnordered::new();
+        let mut failure: Option<StoreError> = None;
+        // A bound far above any real step; it only guards against a rule that loops.
+        for _ in 0..1_000_000 {
+            while let Some(command) = machine.poll_command(now) {
+                match split(command) {
+                    Ok(request) => sends.push(Box::pin(send(transport, request))),
+                    Err(command) => {
+                        let owner = machine.owner().to_owned();
+                        let done = perform(store, owner, now, command).await;
+                        if let Some(error) = Self::handle_store(machine, shared, now, done) {
+                            failure.get_or_insert(error);
+                        }
+                    }
+                }
             }
+            let Some((id, body, outcome)) = sends.next().await else {
+                break;
+            };
+            machine.handle_answer(now, id, outcome, body);
         }
-        let lease_until = now + delta(self.config.lease);
-        let horizon = now + delta(self.config.schedule_horizon());
-        let entries = self
-            .store
-            .claim(
-                &self.owner,
-                now,
-                lease_until,
-                horizon,
-                self.sizer.max_events(),
-            )
-            .await?;
-        if entries.is_empty() {
-            report.idle = true;
-            return Ok(report);
+        shared.publish(machine.status(now));
+        drop(sends);
+        if let Some(error) = failure {
+            return Err(error);
         }
-        let entries = self.expire(entries, now, &mut report).await?;
-        let entries = self.coalesce(entries, now, &mut report).await?;
-        let (changes, attempts): (Vec<Change>, Vec<u32>) = entries
-            .into_iter()
-            .map(|entry| (entry.change, entry.delivery.attempts))
-            .unzip();
-        self.deliver(&changes, &attempts, now, &mut report).await?;
-        self.publish(&report);
-        Ok(report)
+        let after = self.counters();
+        Ok(SyncReport {
+            requests: after.requests - before.requests,
+            delivered: after.delivered - before.delivered,
+            dead_lettered: after.dead_lettered - before.dead_lettered,
+            coalesced: after.coalesced - before.coalesced,
+            retries: after.retries - before.retries,
+            blocked: self.machine.status(now).blocked.is_some(),
+        })
     }
 
-    /// Dead-letters changes past the configured retry limits.
-    async fn expire(
-        &mut self,
-        entries: Vec<OutboxEntry>,
+    /// Gives a store result to the machine; returns the error, if it was one.
+    fn handle_store(
+        machine: &mut DeliveryMachine,
+        shared: &Shared,
         now: DateTime<Utc>,
-        report: &mut SyncReport,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let limits = self.config.retry_limits;
-        if limits.max_attempts.is_none() && limits.max_age.is_none() {
-            return Ok(entries);
+        done: StoreDone,
+    ) -> Option<StoreError> {
+        match done {
+            StoreDone::Claimed(request, Ok(claim)) => machine.handle_claimed(now, &request, claim),
+            StoreDone::Recorded(_, Ok(recorded)) => {
+                machine.handle_recorded(recorded);
+                shared.notify_progress();
+            }
+            StoreDone::Released(result) => {
+                if let Err(error) = result {
+                    tracing::warn!(error = %error.describe(), "could not give up the lease; it lapses on its own");
+                }
+                machine.handle_released();
+            }
+            StoreDone::Claimed(_, Err(error)) => {
+                machine.handle_store_failed(now, None, &error);
+                return Some(error);
+            }
+            StoreDone::Recorded(outcome, Err(error)) => {
+                machine.handle_store_failed(now, Some(outcome), &error);
+                return Some(error);
+            }
         }
-        let mut keep = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let attempts = entry.delivery.attempts;
-            let too_many = limits.max_attempts.is_some_and(|max| attempts >= max);
-            let too_old = limits
-                .max_age
-                .is_some_and(|age| now - entry.change.captured_at > delta(age));
-            if too_many || too_old {
-                let last = entry.delivery.last_error.as_deref().unwrap_or("none");
-                let why = if too_many {
-                    "attempt limit"
+        None
+    }
+
+    /// Runs delivery until [`Outbox::shutdown`] is called.
+    ///
+    /// The loop is runtime-agnostic: `clock` gives wall time and `sleep` a timer future
+    /// (`tokio::time::sleep` natively, a `setTimeout` future in the browser). It keeps
+    /// up to the in-flight limit of requests going while there is work, sleeps until
+    /// the next retry is due, and wakes at once when a change is captured. Shutdown
+    /// lets the requests in flight finish and be recorded, so no request is cut off.
+    /// Store errors other than a closed store are logged and retried with backoff.
+    pub async fn run<C, Sleep, F>(&mut self, clock: C, sleep: Sleep) -> Result<(), RunError>
+    where
+        C: Fn() -> DateTime<Utc>,
+        Sleep: Fn(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        let result = self.run_inner(&clock, &sleep).await;
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.publish(self.machine.status(clock()));
+        result
+    }
+
+    async fn run_inner<C, Sleep, F>(&mut self, clock: &C, sleep: &Sleep) -> Result<(), RunError>
+    where
+        C: Fn() -> DateTime<Utc>,
+        Sleep: Fn(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        let Syncer {
+            store,
+            transport,
+            machine,
+            shared,
+        } = self;
+        let mut sends: FuturesUnordered<BoxFuture<'_, (RequestId, Vec<u8>, SendOutcome)>> =
+            FuturesUnordered::new();
+        let mut store_op: Option<BoxFuture<'_, StoreDone>> = None;
+        loop {
+            let now = clock();
+            Self::take_signals(machine, shared, now);
+            // Sends never wait for the store; the machine asks for one store command at
+            // a time, and none while one is under way.
+            while let Some(command) = machine.poll_command(now) {
+                match split(command) {
+                    Ok(request) => sends.push(Box::pin(send(transport, request))),
+                    Err(command) => {
+                        store_op = Some(Box::pin(perform(
+                            store,
+                            machine.owner().to_owned(),
+                            now,
+                            command,
+                        )));
+                    }
+                }
+            }
+            shared.publish(machine.status(now));
+            if machine.is_stopped() {
+                return Ok(());
+            }
+            let wait = machine
+                .poll_timeout(now)
+                .and_then(|at| (at - now).to_std().ok())
+                .unwrap_or(Duration::from_secs(3600));
+            let mut timer = std::pin::pin!(sleep(wait));
+            let mut woken = std::pin::pin!(shared.wake.wait());
+            // Everything that is ready is taken at once, so that neither the store nor
+            // the answers can starve the other.
+            let (done, answers) = futures::future::poll_fn(|cx| {
+                let mut done = None;
+                if let Some(op) = store_op.as_mut()
+                    && let Poll::Ready(result) = op.as_mut().poll(cx)
+                {
+                    done = Some(result);
+                }
+                let mut answers = Vec::new();
+                while let Poll::Ready(Some(answer)) = sends.poll_next_unpin(cx) {
+                    answers.push(answer);
+                }
+                let woken = woken.as_mut().poll(cx).is_ready();
+                let timer = timer.as_mut().poll(cx).is_ready();
+                if done.is_some() || !answers.is_empty() || woken || timer {
+                    Poll::Ready((done, answers))
                 } else {
-                    "age limit"
-                };
-                let reason =
-                    format!("gave up at the {why} after {attempts} attempts; last error: {last}");
-                tracing::warn!(seq = %entry.change.seq, id = %entry.change.id, %reason, "dead-lettering change");
-                self.store
-                    .dead_letter(&self.owner, &[entry.change.seq], &reason, now)
-                    .await?;
-                report.dead_lettered += 1;
-            } else {
-                keep.push(entry);
-            }
-        }
-        Ok(keep)
-    }
-
-    /// Acknowledges, unsent, changes superseded by a later one to the same record.
-    async fn coalesce(
-        &mut self,
-        entries: Vec<OutboxEntry>,
-        now: DateTime<Utc>,
-        report: &mut SyncReport,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        if !self.config.coalesce {
-            return Ok(entries);
-        }
-        let mut latest: HashMap<(&str, &str), Seq> = HashMap::new();
-        for entry in &entries {
-            let data = &entry.change.data;
-            latest.insert((&data.collection, &data.key), entry.change.seq);
-        }
-        let superseded: Vec<Seq> = entries
-            .iter()
-            .filter(|entry| {
-                let data = &entry.change.data;
-                latest[&(data.collection.as_str(), data.key.as_str())] != entry.change.seq
+                    Poll::Pending
+                }
             })
-            .map(|entry| entry.change.seq)
-            .collect();
-        if superseded.is_empty() {
-            return Ok(entries);
-        }
-        self.store.ack(&superseded, now).await?;
-        report.coalesced += superseded.len();
-        Ok(entries
-            .into_iter()
-            .filter(|entry| !superseded.contains(&entry.change.seq))
-            .collect())
-    }
-
-    /// Sends the claimed changes in order, splitting and bisecting as answers require.
-    /// Every claimed change leaves here acknowledged, dead-lettered, scheduled for retry
-    /// or released.
-    async fn deliver(
-        &mut self,
-        changes: &[Change],
-        attempts: &[u32],
-        now: DateTime<Utc>,
-        report: &mut SyncReport,
-    ) -> Result<(), StoreError> {
-        let mut queue: VecDeque<Range<usize>> = VecDeque::new();
-        queue.push_back(0..changes.len());
-        let mut isolating = false;
-        // 500s in a row for one change sent alone while isolating: a 400 condemns a
-        // change at once, a 500 (which may be passing) only when it repeats.
-        let mut lone_server_errors = 0;
-        while let Some(range) = queue.pop_front() {
-            if range.is_empty() {
-                continue;
+            .await;
+            let now = clock();
+            for (id, body, outcome) in answers {
+                machine.handle_answer(now, id, outcome, body);
             }
-            let take = range.len().min(self.sizer.max_events());
-            let sent = match self.encoder.encode(
-                &changes[range.start..range.start + take],
-                self.sizer.max_bytes(),
-            ) {
-                Fit::FirstTooLarge { encoded_len } => {
-                    let change = &changes[range.start];
-                    let reason = format!(
-                        "the change encodes to {encoded_len} bytes, over the batch limit of {} bytes",
-                        self.sizer.max_bytes()
-                    );
-                    self.dead_letter(change, &reason, now, report).await?;
-                    queue.push_front(range.start + 1..range.end);
-                    continue;
-                }
-                Fit::Events(count) => range.start..range.start + count,
-            };
-            queue.push_front(sent.end..range.end);
-            let body_len = self.encoder.batch().body.len();
-            let outcome = self.transport.send(self.encoder.batch()).await;
-            report.requests += 1;
-            self.log_outcome(&sent, changes, &outcome);
-            // While isolating, a 500 is a rejection of that part of the batch, as a 400 is.
-            let previous = if isolating {
-                self.config.classify.isolate_after_server_errors
-            } else {
-                self.server_errors_in_row
-            };
-            let action = classify(&outcome, previous, &self.config.classify);
-            self.server_errors_in_row = match &outcome {
-                SendOutcome::Response(response) if response.status == 500 => {
-                    self.server_errors_in_row + 1
-                }
-                _ => 0,
-            };
-            let seqs: Vec<Seq> = changes[sent.clone()]
-                .iter()
-                .map(|change| change.seq)
-                .collect();
-            match action {
-                Action::Ack => {
-                    lone_server_errors = 0;
-                    self.unblock();
-                    self.store.ack(&seqs, now).await?;
-                    self.sizer.on_success();
-                    report.delivered += seqs.len();
-                }
-                Action::Retry {
-                    overload: Overload::Capacity(capacity),
-                    ..
-                } if sent.len() > capacity => {
-                    // A batch over the channel's transactionCapacity fails every time:
-                    // resend at once at the size Flume named.
-                    self.sizer
-                        .on_overload(sent.len(), Overload::Capacity(capacity));
-                    queue.push_front(sent);
-                }
-                Action::Retry {
-                    overload,
-                    retry_after,
-                    reason,
-                } => {
-                    self.sizer.on_overload(sent.len(), overload);
-                    let wait = match retry_after {
-                        Some(retry_after) => {
-                            retry_after.delay_from(now).min(self.config.max_retry_after)
-                        }
-                        None => self
-                            .config
-                            .backoff
-                            .delay(attempts[sent.start], &mut self.rng),
-                    };
-                    let next = now + delta(wait);
-                    self.store
-                        .schedule_retry(&self.owner, &seqs, next, &reason)
-                        .await?;
-                    report.retrying += seqs.len();
-                    {
-                        let mut view = self.shared.view();
-                        view.last_error = Some(reason);
-                        view.next_attempt_at = Some(next);
-                        view.counters.retries += 1;
-                    }
-                    self.release_rest(changes, &mut queue).await?;
-                    return Ok(());
-                }
-                Action::TooLarge { reason } => {
-                    if sent.len() == 1 {
-                        self.dead_letter(&changes[sent.start], &reason, now, report)
-                            .await?;
-                    } else {
-                        let first_alone = self.encoder.encoded_len(&changes[sent.start]);
-                        self.sizer.on_too_large((body_len / 2).max(first_alone));
-                        queue.push_front(sent);
-                    }
-                }
-                Action::Isolate { reason } => {
-                    isolating = true;
-                    let server_error =
-                        matches!(&outcome, SendOutcome::Response(r) if r.status == 500);
-                    if sent.len() == 1 && server_error {
-                        lone_server_errors += 1;
-                        if lone_server_errors < self.config.classify.isolate_after_server_errors {
-                            queue.push_front(sent);
-                            continue;
-                        }
-                    }
-                    lone_server_errors = 0;
-                    self.bisect(sent, changes, &reason, now, &mut queue, report)
-                        .await?;
-                    continue;
-                }
-                Action::Block { reason } => {
-                    let until = now + delta(self.config.blocked_probe_interval);
-                    tracing::warn!(%reason, %until, "outbox blocked by a configuration problem; every change is kept");
-                    self.blocked_until = Some(until);
-                    {
-                        let mut view = self.shared.view();
-                        view.blocked = Some(reason.clone());
-                        view.last_error = Some(reason);
-                        view.next_attempt_at = Some(until);
-                    }
-                    queue.push_front(sent);
-                    self.release_rest(changes, &mut queue).await?;
-                    report.blocked = true;
-                    return Ok(());
+            if let Some(done) = done {
+                store_op = None;
+                if let Some(StoreError::Closed { reason }) =
+                    Self::handle_store(machine, shared, now, done)
+                {
+                    return Err(RunError::StoreClosed(reason));
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Splits a rejected range in halves, or dead-letters it if it is one change.
-    async fn bisect(
-        &mut self,
-        sent: Range<usize>,
-        changes: &[Change],
-        reason: &str,
-        now: DateTime<Utc>,
-        queue: &mut VecDeque<Range<usize>>,
-        report: &mut SyncReport,
-    ) -> Result<(), StoreError> {
-        if sent.len() == 1 {
-            // The 500s that led here were this change's; the next batch starts afresh.
-            self.server_errors_in_row = 0;
-            return self
-                .dead_letter(&changes[sent.start], reason, now, report)
-                .await;
-        }
-        let middle = sent.start + sent.len() / 2;
-        queue.push_front(middle..sent.end);
-        queue.push_front(sent.start..middle);
-        Ok(())
-    }
-
-    async fn dead_letter(
-        &mut self,
-        change: &Change,
-        reason: &str,
-        now: DateTime<Utc>,
-        report: &mut SyncReport,
-    ) -> Result<(), StoreError> {
-        tracing::warn!(seq = %change.seq, id = %change.id, %reason, "dead-lettering change");
-        self.store
-            .dead_letter(&self.owner, &[change.seq], reason, now)
-            .await?;
-        report.dead_lettered += 1;
-        Ok(())
-    }
-
-    async fn release_rest(
-        &mut self,
-        changes: &[Change],
-        queue: &mut VecDeque<Range<usize>>,
-    ) -> Result<(), StoreError> {
-        let rest: Vec<Seq> = queue
-            .drain(..)
-            .flat_map(|range| changes[range].iter().map(|change| change.seq))
-            .collect();
-        if !rest.is_empty() {
-            self.store.release(&self.owner, &rest).await?;
-        }
-        Ok(())
-    }
-
-    fn unblock(&mut self) {
-        if self.blocked_until.take().is_some() {
-            tracing::info!("outbox unblocked");
-            self.shared.view().blocked = None;
-        }
-    }
-
-    fn log_outcome(&self, sent: &Range<usize>, changes: &[Change], outcome: &SendOutcome) {
-        let first = changes[sent.start].seq;
-        match outcome {
-            SendOutcome::Response(response) => tracing::debug!(
-                events = sent.len(), first_seq = %first, status = response.status, "batch answered"
-            ),
-            SendOutcome::TimedOut { message }
-            | SendOutcome::ConnectionFailed { message }
-            | SendOutcome::Refused { message } => {
-                tracing::debug!(events = sent.len(), first_seq = %first, %message, "batch not answered")
-            }
-        }
-    }
-
-    fn publish(&self, report: &SyncReport) {
-        let mut view = self.shared.view();
-        view.batch_size = self.sizer.max_events();
-        view.counters.requests += report.requests as u64;
-        view.counters.delivered += report.delivered as u64;
-        view.counters.dead_lettered += report.dead_lettered as u64;
-        view.counters.coalesced += report.coalesced as u64;
-        if report.retrying == 0 && !report.blocked {
-            view.next_attempt_at = None;
         }
     }
 }
 
-/// Converts a std duration to chrono's, saturating (a century is "never" enough).
-pub(crate) fn delta(duration: Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).unwrap_or(TimeDelta::days(36_500))
+async fn send<T: Transport>(
+    transport: &T,
+    request: SendRequest,
+) -> (RequestId, Vec<u8>, SendOutcome) {
+    let outcome = transport
+        .send(EncodedBatch {
+            body: &request.body,
+            events: request.events,
+        })
+        .await;
+    (request.id, request.body, outcome)
+}
+
+/// A command for the store.
+enum StoreCommand {
+    Claim(ClaimRequest),
+    Record(Outcome),
+    Release,
+}
+
+/// A send, or a command for the store.
+fn split(command: Command) -> Result<SendRequest, StoreCommand> {
+    match command {
+        Command::Send(request) => Ok(request),
+        Command::Claim(request) => Err(StoreCommand::Claim(request)),
+        Command::Record(outcome) => Err(StoreCommand::Record(outcome)),
+        Command::Release => Err(StoreCommand::Release),
+    }
+}
+
+async fn perform<S: ChangeStore>(
+    store: &S,
+    owner: String,
+    now: DateTime<Utc>,
+    command: StoreCommand,
+) -> StoreDone {
+    match command {
+        StoreCommand::Claim(request) => {
+            let result = store.claim(&request).await;
+            StoreDone::Claimed(request, result)
+        }
+        StoreCommand::Record(outcome) => {
+            let result = store.record(&owner, now, &outcome).await;
+            StoreDone::Recorded(outcome, result)
+        }
+        StoreCommand::Release => StoreDone::Released(store.release(&owner).await),
+    }
 }

@@ -25,7 +25,12 @@ pub struct EncodedBatch<'a> {
     pub events: usize,
 }
 
-/// Encodes changes into Flume's JSON array in one pass into one reused buffer.
+/// Encodes changes into Flume's JSON array in one pass into one buffer.
+///
+/// [`encode`](Self::encode) fills the encoder's own buffer from a slice of changes; the
+/// engine builds each batch in a buffer of its own with [`start`](Self::start),
+/// [`push`](Self::push) and [`finish`](Self::finish), since several batches may be in
+/// flight at once.
 ///
 /// ```
 /// use headwater_core::flume::{BatchEncoder, EventMapping, Fit, decode_batch, DecodeLimits};
@@ -53,6 +58,15 @@ pub struct BatchEncoder {
     events: usize,
 }
 
+/// Whether [`BatchEncoder::push`] added the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// The change is in the batch.
+    Added,
+    /// The batch would pass the byte limit with it; the body is as it was.
+    Full,
+}
+
 /// The bytes of `[` and `]` around the events.
 const ARRAY_OVERHEAD: usize = 2;
 
@@ -73,32 +87,65 @@ impl BatchEncoder {
         &self.mapping
     }
 
-    /// Encodes as many of `changes`, from the front, as fit in `max_bytes`, replacing
-    /// what the buffer held.
-    pub fn encode(&mut self, changes: &[Change], max_bytes: usize) -> Fit {
-        self.buf.clear();
-        self.buf.push(b'[');
-        self.events = 0;
-        for change in changes {
-            let mark = self.buf.len();
-            if self.events > 0 {
-                self.buf.push(b',');
-            }
-            self.write_event(change);
-            if self.buf.len() + 1 > max_bytes {
-                if self.events == 0 {
-                    let encoded_len = self.buf.len() + 1;
-                    self.buf.truncate(1);
-                    self.buf.push(b']');
-                    return Fit::FirstTooLarge { encoded_len };
-                }
-                self.buf.truncate(mark);
-                break;
-            }
-            self.events += 1;
+    /// Starts an empty batch in `body`, replacing what it held.
+    pub fn start(&self, body: &mut Vec<u8>) {
+        body.clear();
+        body.push(b'[');
+    }
+
+    /// Appends `change` to the batch in `body` (started with [`start`](Self::start) and
+    /// holding `events` events) if the finished batch stays within `max_bytes`.
+    pub fn push(
+        &mut self,
+        body: &mut Vec<u8>,
+        events: usize,
+        change: &Change,
+        max_bytes: usize,
+    ) -> Push {
+        let mark = body.len();
+        if events > 0 {
+            body.push(b',');
         }
-        self.buf.push(b']');
-        Fit::Events(self.events)
+        write_event(
+            &self.prepared,
+            &self.mapping,
+            &mut self.scratch,
+            body,
+            change,
+        );
+        if body.len() + 1 > max_bytes {
+            body.truncate(mark);
+            return Push::Full;
+        }
+        Push::Added
+    }
+
+    /// Closes the batch in `body`.
+    pub fn finish(&self, body: &mut Vec<u8>) {
+        body.push(b']');
+    }
+
+    /// Encodes as many of `changes`, from the front, as fit in `max_bytes`, into the
+    /// encoder's own buffer (see [`batch`](Self::batch)).
+    pub fn encode(&mut self, changes: &[Change], max_bytes: usize) -> Fit {
+        let mut body = std::mem::take(&mut self.buf);
+        self.start(&mut body);
+        let mut events = 0;
+        for change in changes {
+            match self.push(&mut body, events, change, max_bytes) {
+                Push::Added => events += 1,
+                Push::Full => break,
+            }
+        }
+        self.finish(&mut body);
+        self.buf = body;
+        self.events = events;
+        match changes.first() {
+            Some(first) if events == 0 => Fit::FirstTooLarge {
+                encoded_len: self.encoded_len(first),
+            },
+            _ => Fit::Events(events),
+        }
     }
 
     /// The batch the last [`encode`](Self::encode) produced.
@@ -111,85 +158,97 @@ impl BatchEncoder {
 
     /// The size of a request that holds `change` alone.
     pub fn encoded_len(&mut self, change: &Change) -> usize {
-        let before = self.buf.len();
-        self.write_event(change);
-        let len = self.buf.len() - before + ARRAY_OVERHEAD;
-        self.buf.truncate(before);
+        let mut body = std::mem::take(&mut self.scratch);
+        body.clear();
+        let mut scratch = Vec::new();
+        write_event(
+            &self.prepared,
+            &self.mapping,
+            &mut scratch,
+            &mut body,
+            change,
+        );
+        let len = body.len() + ARRAY_OVERHEAD;
+        self.scratch = body;
         len
     }
+}
 
-    fn write_event(&mut self, change: &Change) {
-        let prepared = &self.prepared;
-        let names = &self.mapping.headers;
-        let buf = &mut self.buf;
-        buf.extend_from_slice(b"{\"headers\":{");
-        let mut first = true;
-        let mut field = |buf: &mut Vec<u8>, key: &[u8]| {
-            if !first {
-                buf.push(b',');
-            }
-            first = false;
-            buf.extend_from_slice(key);
-        };
-        if let Some(key) = &prepared.id {
-            field(buf, key);
-            // Hex digits and hyphens never need escaping.
-            let mut id = [0u8; 36];
-            buf.push(b'"');
-            buf.extend_from_slice(change.id.encode(&mut id).as_bytes());
-            buf.push(b'"');
+fn write_event(
+    prepared: &Prepared,
+    mapping: &EventMapping,
+    scratch: &mut Vec<u8>,
+    buf: &mut Vec<u8>,
+    change: &Change,
+) {
+    let names = &mapping.headers;
+    let data = change.data();
+    buf.extend_from_slice(b"{\"headers\":{");
+    let mut first = true;
+    let mut field = |buf: &mut Vec<u8>, key: &[u8]| {
+        if !first {
+            buf.push(b',');
         }
-        if let Some(key) = &prepared.timestamp {
-            field(buf, key);
-            write::quoted_i64(buf, change.captured_at.timestamp_millis());
+        first = false;
+        buf.extend_from_slice(key);
+    };
+    if let Some(key) = &prepared.id {
+        field(buf, key);
+        // Hex digits and hyphens never need escaping.
+        let mut id = [0u8; 36];
+        buf.push(b'"');
+        buf.extend_from_slice(change.id().encode(&mut id).as_bytes());
+        buf.push(b'"');
+    }
+    if let Some(key) = &prepared.timestamp {
+        field(buf, key);
+        write::quoted_i64(buf, change.captured_at().timestamp_millis());
+    }
+    if let Some(key) = &prepared.op {
+        field(buf, key);
+        buf.push(b'"');
+        buf.extend_from_slice(data.kind().as_str().as_bytes());
+        buf.push(b'"');
+    }
+    if let Some(key) = &prepared.collection {
+        field(buf, key);
+        write::string(buf, data.collection());
+    }
+    if let Some(key) = &prepared.key {
+        field(buf, key);
+        write::string(buf, data.key());
+    }
+    if let Some(key) = &prepared.seq {
+        field(buf, key);
+        write::quoted_u64(buf, change.seq().0);
+    }
+    if let Some(pair) = &prepared.source {
+        field(buf, pair);
+    }
+    for (name, value) in data.headers() {
+        if !names.sets(name) {
+            field(buf, b"");
+            write::key(buf, name);
+            write::string(buf, value);
         }
-        if let Some(key) = &prepared.op {
-            field(buf, key);
-            buf.push(b'"');
-            buf.extend_from_slice(change.data.op.as_str().as_bytes());
-            buf.push(b'"');
-        }
-        if let Some(key) = &prepared.collection {
-            field(buf, key);
-            write::string(buf, &change.data.collection);
-        }
-        if let Some(key) = &prepared.key {
-            field(buf, key);
-            write::string(buf, &change.data.key);
-        }
-        if let Some(key) = &prepared.seq {
-            field(buf, key);
-            write::quoted_u64(buf, change.seq.0);
-        }
-        if let Some(pair) = &prepared.source {
+    }
+    for (name, pair) in &prepared.statics {
+        if !data.headers().contains_key(name) {
             field(buf, pair);
         }
-        for (name, value) in &change.data.headers {
-            if !names.sets(name) {
-                field(buf, b"");
-                write::key(buf, name);
-                write::string(buf, value);
-            }
-        }
-        for (name, pair) in &prepared.statics {
-            if !change.data.headers.contains_key(name) {
-                field(buf, pair);
-            }
-        }
-        buf.extend_from_slice(b"},\"body\":");
-        match self.mapping.body {
-            BodyShape::Value => write::string(buf, change.data.value_json().unwrap_or("")),
-            BodyShape::Envelope => {
-                let scratch = &mut self.scratch;
-                scratch.clear();
-                write_envelope(scratch, change);
-                // The envelope is built from JSON text we wrote ourselves: valid UTF-8.
-                let text = std::str::from_utf8(scratch).unwrap_or_default();
-                write::string(buf, text);
-            }
-        }
-        buf.push(b'}');
     }
+    buf.extend_from_slice(b"},\"body\":");
+    match mapping.body {
+        BodyShape::Value => write::string(buf, data.value_json().unwrap_or("")),
+        BodyShape::Envelope => {
+            scratch.clear();
+            write_envelope(scratch, change);
+            // The envelope is built from JSON text we wrote ourselves: valid UTF-8.
+            let text = std::str::from_utf8(scratch).unwrap_or_default();
+            write::string(buf, text);
+        }
+    }
+    buf.push(b'}');
 }
 
 /// The parts of every event that depend only on the mapping, escaped once.
@@ -244,33 +303,34 @@ impl Prepared {
 }
 
 fn write_envelope(buf: &mut Vec<u8>, change: &Change) {
+    let data = change.data();
     let mut id = [0u8; 36];
     buf.push(b'{');
     write::key(buf, "id");
-    write::string(buf, change.id.encode(&mut id));
+    write::string(buf, change.id().encode(&mut id));
     buf.push(b',');
     write::key(buf, "seq");
     let mut digits = itoa::Buffer::new();
-    buf.extend_from_slice(digits.format(change.seq.0).as_bytes());
+    buf.extend_from_slice(digits.format(change.seq().0).as_bytes());
     buf.push(b',');
     write::key(buf, "op");
-    write::string(buf, change.data.op.as_str());
+    write::string(buf, data.kind().as_str());
     buf.push(b',');
     write::key(buf, "collection");
-    write::string(buf, &change.data.collection);
+    write::string(buf, data.collection());
     buf.push(b',');
     write::key(buf, "key");
-    write::string(buf, &change.data.key);
+    write::string(buf, data.key());
     buf.push(b',');
     write::key(buf, "captured_at");
     buf.extend_from_slice(
         digits
-            .format(change.captured_at.timestamp_millis())
+            .format(change.captured_at().timestamp_millis())
             .as_bytes(),
     );
     buf.push(b',');
     write::key(buf, "value");
-    buf.extend_from_slice(change.data.value_json().unwrap_or("null").as_bytes());
+    buf.extend_from_slice(data.value_json().unwrap_or("null").as_bytes());
     buf.push(b'}');
 }
 
@@ -327,7 +387,8 @@ mod tests {
     fn default_headers_and_value_body() {
         let data = ChangeData::insert("todos", "k\"1", &serde_json::json!({"t": "é\n"}))
             .unwrap()
-            .with_header("tenant", "acme");
+            .with_header("tenant", "acme")
+            .unwrap();
         let change = change(9, data);
         let mut encoder = BatchEncoder::new(EventMapping::with_source("tab-1"));
         assert_eq!(
@@ -336,7 +397,7 @@ mod tests {
         );
         let events = decode(&encoder);
         let headers = &events[0].headers;
-        assert_eq!(headers["id"], change.id.to_string());
+        assert_eq!(headers["id"], change.id().to_string());
         assert_eq!(headers["timestamp"], "1700000000123");
         assert_eq!(headers["op"], "insert");
         assert_eq!(headers["collection"], "todos");
@@ -368,7 +429,9 @@ mod tests {
         let data = ChangeData::delete("c", "k")
             .unwrap()
             .with_header("op", "spoofed")
-            .with_header("tenant", "acme");
+            .unwrap()
+            .with_header("tenant", "acme")
+            .unwrap();
         let mut encoder = BatchEncoder::new(mapping);
         encoder.encode(&[change(1, data)], 4096);
         let headers = &decode(&encoder)[0].headers;
@@ -401,7 +464,7 @@ mod tests {
         let mut encoder = BatchEncoder::new(mapping);
         encoder.encode(std::slice::from_ref(&change), 4096);
         let body: serde_json::Value = serde_json::from_str(&decode(&encoder)[0].body).unwrap();
-        assert_eq!(body["id"], change.id.to_string());
+        assert_eq!(body["id"], change.id().to_string());
         assert_eq!(body["seq"], 3);
         assert_eq!(body["op"], "insert");
         assert_eq!(body["captured_at"], 1_700_000_000_123_i64);

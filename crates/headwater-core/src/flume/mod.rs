@@ -8,6 +8,6 @@ mod mapping;
 mod write;
 
 pub use decode::{DecodeError, DecodeErrorKind, DecodeLimits, decode_batch};
-pub use encode::{BatchEncoder, EncodedBatch, Fit, encode_events};
+pub use encode::{BatchEncoder, EncodedBatch, Fit, Push, encode_events};
 pub use event::FlumeEvent;
 pub use mapping::{BodyShape, EventMapping, HeaderNames, MappingError};

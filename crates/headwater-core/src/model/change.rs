@@ -22,37 +22,83 @@ impl fmt::Display for Seq {
     }
 }
 
-/// What happened to a record.
+/// Which kind of change happened to a record: the `op` Flume header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Op {
+#[non_exhaustive]
+pub enum OpKind {
     /// A new record.
     Insert,
     /// A new version of an existing record.
     Update,
-    /// The record was removed; the change carries no value.
+    /// The record was removed.
     Delete,
 }
 
-impl Op {
+impl OpKind {
     /// The lowercase name used in the `op` Flume header.
     pub fn as_str(self) -> &'static str {
         match self {
-            Op::Insert => "insert",
-            Op::Update => "update",
-            Op::Delete => "delete",
+            OpKind::Insert => "insert",
+            OpKind::Update => "update",
+            OpKind::Delete => "delete",
         }
     }
 }
 
-impl fmt::Display for Op {
+impl fmt::Display for OpKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
+/// What happened to a record, with the record's new value where there is one: a delete
+/// cannot carry a value, and an insert or update always does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// A new record with its value.
+    Insert(JsonText),
+    /// A new version of a record with its value.
+    Update(JsonText),
+    /// The record was removed.
+    Delete,
+}
+
+impl Op {
+    /// The kind of change, without the value.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Insert(_) => OpKind::Insert,
+            Op::Update(_) => OpKind::Update,
+            Op::Delete => OpKind::Delete,
+        }
+    }
+
+    /// The new value, unless this is a delete.
+    pub fn value(&self) -> Option<&JsonText> {
+        match self {
+            Op::Insert(value) | Op::Update(value) => Some(value),
+            Op::Delete => None,
+        }
+    }
+
+    /// Builds an op of `kind`, checking that a value comes with inserts and updates and
+    /// not with deletes.
+    pub fn from_parts(kind: OpKind, value: Option<JsonText>) -> Result<Self, InvalidChange> {
+        match (kind, value) {
+            (OpKind::Insert, Some(value)) => Ok(Op::Insert(value)),
+            (OpKind::Update, Some(value)) => Ok(Op::Update(value)),
+            (OpKind::Delete, None) => Ok(Op::Delete),
+            (OpKind::Delete, Some(_)) => Err(InvalidChange::DeleteWithValue),
+            (kind, None) => Err(InvalidChange::MissingValue(kind)),
+        }
+    }
+}
+
 /// A change that cannot be captured as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InvalidChange {
     /// The value could not be turned into JSON (a map with non-string keys, a float NaN).
     #[error("the value of {collection}/{key} is not representable as JSON: {reason}")]
@@ -67,79 +113,102 @@ pub enum InvalidChange {
     /// The collection name is empty.
     #[error("a change needs a non-empty collection name")]
     EmptyCollection,
+    /// The record key is empty.
+    #[error("a change needs a non-empty record key")]
+    EmptyKey,
+    /// A delete was given a value.
+    #[error("a delete carries no value")]
+    DeleteWithValue,
+    /// An insert or update came without a value.
+    #[error("an {0} needs a value")]
+    MissingValue(OpKind),
+    /// A header name is empty.
+    #[error("a header name must not be empty")]
+    EmptyHeaderName,
 }
 
-/// The content of a change: which record, what happened, the new value and any headers of
-/// the caller's own. This is what an application hands to capture.
+/// The content of a change: which record, what happened (with the new value) and any
+/// headers of the caller's own. This is what an application hands to capture. Every
+/// constructor checks its input, so a `ChangeData` is always well-formed.
 ///
 /// ```
-/// use headwater_core::model::{ChangeData, Op};
-/// let change = ChangeData::upsert("todos", "42", &serde_json::json!({"title": "milk"}))
+/// use headwater_core::model::{ChangeData, OpKind};
+/// let change = ChangeData::update("todos", "42", &serde_json::json!({"title": "milk"}))
 ///     .unwrap()
-///     .with_header("tenant", "acme");
-/// assert_eq!(change.op, Op::Update);
+///     .with_header("tenant", "acme")
+///     .unwrap();
+/// assert_eq!(change.kind(), OpKind::Update);
 /// assert_eq!(change.value_json(), Some(r#"{"title":"milk"}"#));
+/// assert!(ChangeData::delete("todos", "").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ChangeDataRepr", into = "ChangeDataRepr")]
 pub struct ChangeData {
-    /// The collection (table, object store) the record belongs to.
-    pub collection: String,
-    /// The record's key within its collection.
-    pub key: String,
-    /// What happened.
-    pub op: Op,
-    /// The record's new value as compact JSON; `None` for deletes.
-    pub value: Option<JsonText>,
-    /// Extra Flume headers for this change. Names that the event mapping sets itself
-    /// (`id`, `timestamp`, ...) are overridden by the mapping.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
+    collection: String,
+    key: String,
+    op: Op,
+    headers: BTreeMap<String, String>,
 }
 
 impl ChangeData {
-    fn with_value(
-        op: Op,
+    /// A change to `collection`/`key`.
+    pub fn new(
         collection: impl Into<String>,
         key: impl Into<String>,
-        value: &impl Serialize,
+        op: Op,
     ) -> Result<Self, InvalidChange> {
         let collection = collection.into();
         let key = key.into();
         if collection.is_empty() {
             return Err(InvalidChange::EmptyCollection);
         }
-        match JsonText::from_serialize(value) {
-            Ok(raw) => Ok(ChangeData {
-                collection,
-                key,
-                op,
-                value: Some(raw),
-                headers: BTreeMap::new(),
-            }),
-            Err(error) => Err(InvalidChange::NotJson {
-                collection,
-                key,
-                reason: error.to_string(),
-            }),
+        if key.is_empty() {
+            return Err(InvalidChange::EmptyKey);
         }
+        Ok(ChangeData {
+            collection,
+            key,
+            op,
+            headers: BTreeMap::new(),
+        })
+    }
+
+    fn with_value(
+        kind: OpKind,
+        collection: impl Into<String>,
+        key: impl Into<String>,
+        value: &(impl Serialize + ?Sized),
+    ) -> Result<Self, InvalidChange> {
+        let collection = collection.into();
+        let key = key.into();
+        let value = JsonText::from_serialize(value).map_err(|error| InvalidChange::NotJson {
+            collection: collection.clone(),
+            key: key.clone(),
+            reason: error.to_string(),
+        })?;
+        let op = match kind {
+            OpKind::Insert => Op::Insert(value),
+            _ => Op::Update(value),
+        };
+        Self::new(collection, key, op)
     }
 
     /// A new record with its value.
     pub fn insert(
         collection: impl Into<String>,
         key: impl Into<String>,
-        value: &impl Serialize,
+        value: &(impl Serialize + ?Sized),
     ) -> Result<Self, InvalidChange> {
-        Self::with_value(Op::Insert, collection, key, value)
+        Self::with_value(OpKind::Insert, collection, key, value)
     }
 
     /// A new version of a record (insert-or-update).
-    pub fn upsert(
+    pub fn update(
         collection: impl Into<String>,
         key: impl Into<String>,
-        value: &impl Serialize,
+        value: &(impl Serialize + ?Sized),
     ) -> Result<Self, InvalidChange> {
-        Self::with_value(Op::Update, collection, key, value)
+        Self::with_value(OpKind::Update, collection, key, value)
     }
 
     /// The record was deleted.
@@ -147,32 +216,112 @@ impl ChangeData {
         collection: impl Into<String>,
         key: impl Into<String>,
     ) -> Result<Self, InvalidChange> {
-        let collection = collection.into();
-        if collection.is_empty() {
-            return Err(InvalidChange::EmptyCollection);
+        Self::new(collection, key, Op::Delete)
+    }
+
+    /// Adds a Flume header of the caller's own to this change. Names that the event
+    /// mapping sets itself (`id`, `timestamp`, ...) are overridden by the mapping.
+    pub fn with_header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, InvalidChange> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(InvalidChange::EmptyHeaderName);
         }
-        Ok(ChangeData {
-            collection,
-            key: key.into(),
-            op: Op::Delete,
-            value: None,
-            headers: BTreeMap::new(),
-        })
+        self.headers.insert(name, value.into());
+        Ok(self)
     }
 
-    /// Adds a Flume header of the caller's own to this change.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.insert(name.into(), value.into());
-        self
+    /// The collection (table, object store) the record belongs to.
+    pub fn collection(&self) -> &str {
+        &self.collection
     }
 
-    /// The value as compact JSON text, if there is one.
+    /// The record's key within its collection.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What happened, with the new value.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+
+    /// What happened, without the value.
+    pub fn kind(&self) -> OpKind {
+        self.op.kind()
+    }
+
+    /// The new value as JSON text, unless this is a delete.
     pub fn value_json(&self) -> Option<&str> {
-        self.value.as_ref().map(JsonText::as_str)
+        self.op.value().map(JsonText::as_str)
+    }
+
+    /// The caller's own headers.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+
+    /// About how many bytes this change occupies: its value, names and headers. Used
+    /// for the outbox's byte counts and limits.
+    pub fn weight(&self) -> usize {
+        self.collection.len()
+            + self.key.len()
+            + self.value_json().map_or(0, str::len)
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
     }
 }
 
-/// Compact JSON text that is known to be valid JSON.
+/// The stored and serialized shape of a [`ChangeData`], checked on the way in.
+#[derive(Serialize, Deserialize)]
+struct ChangeDataRepr {
+    collection: String,
+    key: String,
+    op: OpKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<JsonText>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<String, String>,
+}
+
+impl TryFrom<ChangeDataRepr> for ChangeData {
+    type Error = InvalidChange;
+
+    fn try_from(repr: ChangeDataRepr) -> Result<Self, Self::Error> {
+        let op = Op::from_parts(repr.op, repr.value)?;
+        let mut data = ChangeData::new(repr.collection, repr.key, op)?;
+        if repr.headers.keys().any(String::is_empty) {
+            return Err(InvalidChange::EmptyHeaderName);
+        }
+        data.headers = repr.headers;
+        Ok(data)
+    }
+}
+
+impl From<ChangeData> for ChangeDataRepr {
+    fn from(data: ChangeData) -> Self {
+        let op = data.op.kind();
+        let value = match data.op {
+            Op::Insert(value) | Op::Update(value) => Some(value),
+            Op::Delete => None,
+        };
+        ChangeDataRepr {
+            collection: data.collection,
+            key: data.key,
+            op,
+            value,
+            headers: data.headers,
+        }
+    }
+}
+
+/// JSON text that is known to be one valid JSON value.
 ///
 /// Values are serialized once, at capture, and sent as they are: encoding a batch never
 /// re-serializes a value. Stores keep it as a plain string.
@@ -182,15 +331,20 @@ pub struct JsonText(String);
 
 impl JsonText {
     /// Serializes `value` to compact JSON.
-    pub fn from_serialize(value: &impl Serialize) -> Result<Self, serde_json::Error> {
+    pub fn from_serialize(value: &(impl Serialize + ?Sized)) -> Result<Self, serde_json::Error> {
         serde_json::to_string(value).map(JsonText)
     }
 
-    /// Checks that `text` is one JSON value and keeps it as compact JSON (whitespace
-    /// outside strings is removed).
+    /// Checks that `text` is one JSON value and keeps it as it is (whitespace included):
+    /// validation without building a value tree.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        let value: serde_json::Value = serde_json::from_str(text)?;
-        Self::from_serialize(&value)
+        let raw: &serde_json::value::RawValue = serde_json::from_str(text)?;
+        Ok(JsonText(raw.get().to_owned()))
+    }
+
+    /// Keeps JSON text that serde_json already checked (a `RawValue`).
+    pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
+        JsonText(raw.get().to_owned())
     }
 
     /// The JSON text.
@@ -208,7 +362,7 @@ impl<'de> Deserialize<'de> for JsonText {
 
 /// A change as capture made it: its idempotency id and capture time are fixed here and
 /// never change afterwards. The store turns it into a [`Change`] by assigning a [`Seq`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Captured {
     /// The idempotency key (UUIDv7), sent as Flume's `id` header.
     pub id: ChangeId,
@@ -219,16 +373,12 @@ pub struct Captured {
 }
 
 /// A change in an outbox: a [`Captured`] change with its place in the outbox's order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
-    /// The position in the outbox; delivery follows it.
-    pub seq: Seq,
-    /// The idempotency key (UUIDv7), sent as Flume's `id` header.
-    pub id: ChangeId,
-    /// When the change was captured.
-    pub captured_at: DateTime<Utc>,
-    /// What changed.
-    pub data: ChangeData,
+    seq: Seq,
+    id: ChangeId,
+    captured_at: DateTime<Utc>,
+    data: ChangeData,
 }
 
 impl Change {
@@ -240,5 +390,111 @@ impl Change {
             captured_at: captured.captured_at,
             data: captured.data,
         }
+    }
+
+    /// The position in the outbox; delivery follows it.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// The idempotency key (UUIDv7), sent as Flume's `id` header.
+    pub fn id(&self) -> ChangeId {
+        self.id
+    }
+
+    /// When the change was captured.
+    pub fn captured_at(&self) -> DateTime<Utc> {
+        self.captured_at
+    }
+
+    /// What changed.
+    pub fn data(&self) -> &ChangeData {
+        &self.data
+    }
+
+    /// The record this change belongs to.
+    pub fn record(&self) -> RecordRef<'_> {
+        RecordRef {
+            collection: &self.data.collection,
+            key: &self.data.key,
+        }
+    }
+}
+
+/// A record named by its collection and key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordRef<'a> {
+    /// The collection.
+    pub collection: &'a str,
+    /// The key within the collection.
+    pub key: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_refuse_malformed_changes() {
+        assert_eq!(
+            ChangeData::delete("", "1"),
+            Err(InvalidChange::EmptyCollection)
+        );
+        assert_eq!(ChangeData::delete("c", ""), Err(InvalidChange::EmptyKey));
+        assert_eq!(
+            ChangeData::delete("c", "1").unwrap().with_header("", "x"),
+            Err(InvalidChange::EmptyHeaderName)
+        );
+        let not_json = std::collections::HashMap::from([((1, 2), 3)]);
+        assert!(matches!(
+            ChangeData::insert("c", "1", &not_json),
+            Err(InvalidChange::NotJson { .. })
+        ));
+    }
+
+    #[test]
+    fn ops_carry_exactly_the_values_they_need() {
+        let value = JsonText::parse("{\"a\":1}").unwrap();
+        assert_eq!(
+            Op::from_parts(OpKind::Delete, Some(value.clone())),
+            Err(InvalidChange::DeleteWithValue)
+        );
+        assert_eq!(
+            Op::from_parts(OpKind::Insert, None),
+            Err(InvalidChange::MissingValue(OpKind::Insert))
+        );
+        assert_eq!(
+            Op::from_parts(OpKind::Update, Some(value.clone())),
+            Ok(Op::Update(value))
+        );
+    }
+
+    #[test]
+    fn serialized_changes_are_checked_when_read_back() {
+        let change = ChangeData::insert("todos", "1", &serde_json::json!({"t": "milk"}))
+            .unwrap()
+            .with_header("tenant", "acme")
+            .unwrap();
+        let text = serde_json::to_string(&change).unwrap();
+        assert_eq!(
+            text,
+            r#"{"collection":"todos","key":"1","op":"insert","value":"{\"t\":\"milk\"}","headers":{"tenant":"acme"}}"#
+        );
+        assert_eq!(serde_json::from_str::<ChangeData>(&text).unwrap(), change);
+        for bad in [
+            r#"{"collection":"todos","key":"1","op":"delete","value":"1"}"#,
+            r#"{"collection":"todos","key":"1","op":"insert"}"#,
+            r#"{"collection":"","key":"1","op":"delete"}"#,
+            r#"{"collection":"todos","key":"1","op":"insert","value":"{not json"}"#,
+        ] {
+            assert!(serde_json::from_str::<ChangeData>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_text_keeps_checked_text_as_given() {
+        assert_eq!(JsonText::parse(" [1, 2] ").unwrap().as_str(), "[1, 2]");
+        assert!(JsonText::parse("[1,").is_err());
+        assert!(JsonText::parse("1 2").is_err());
     }
 }

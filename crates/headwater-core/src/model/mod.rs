@@ -4,6 +4,8 @@ mod change;
 mod delivery;
 mod id;
 
-pub use change::{Captured, Change, ChangeData, InvalidChange, JsonText, MAX_SEQ, Op, Seq};
-pub use delivery::{Delivery, DeliveryState, OutboxEntry, SyncMarker};
+pub use change::{
+    Captured, Change, ChangeData, InvalidChange, JsonText, MAX_SEQ, Op, OpKind, RecordRef, Seq,
+};
+pub use delivery::{DeadContent, DeadLetter, Delivery, OutboxEntry, SyncMarker, UnreadableEntry};
 pub use id::{ChangeId, ChangeIdGenerator};

@@ -18,10 +18,13 @@ use serde::{Deserialize, Serialize};
 /// assert!(backoff.delay(3, &mut rng) <= Duration::from_millis(800));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Backoff {
     /// The ceiling of the first retry's wait.
+    #[serde(with = "humantime_serde")]
     pub base: Duration,
     /// The largest wait.
+    #[serde(with = "humantime_serde")]
     pub cap: Duration,
 }
 
@@ -58,10 +61,12 @@ impl Backoff {
 /// When to stop retrying a change and dead-letter it instead. By default there is no
 /// limit: a change is not dropped for being late.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryLimits {
     /// Dead-letter after this many failed attempts.
     pub max_attempts: Option<u32>,
     /// Dead-letter once a change is older than this (measured from capture).
+    #[serde(with = "humantime_serde")]
     pub max_age: Option<Duration>,
 }
 

@@ -4,6 +4,7 @@ use super::Overload;
 
 /// The configured upper bounds of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatchLimits {
     /// Most events per request. The default, 100, is the memory channel's default
     /// `transactionCapacity`: Flume answers 503 to every larger batch.
@@ -27,7 +28,9 @@ impl Default for BatchLimits {
 /// A 503 that names the channel's capacity N sets the size to N at once and keeps it
 /// there; other 503s halve it (down to 1), and each success grows it back by a
 /// twentieth of the configured maximum (additive increase, multiplicative decrease).
-/// A 413 lowers the byte limit (to half the refused request), which never grows back: a proxy's limit is fixed.
+/// A 413 lowers the byte limit (to half the refused request); successes grow it back
+/// the same way, by a twentieth of the configured limit each, so a limit that was only
+/// a passing proxy's heals.
 ///
 /// ```
 /// use headwater_core::policy::{BatchLimits, BatchSizer, Overload};
@@ -77,10 +80,20 @@ impl BatchSizer {
             .map_or(configured, |capacity| capacity.min(configured))
     }
 
-    /// A batch was committed: grow additively.
+    /// The configured limits.
+    pub fn configured(&self) -> BatchLimits {
+        self.configured
+    }
+
+    /// A batch was committed: grow additively, in events and in bytes.
     pub fn on_success(&mut self) {
         let step = (self.configured.max_events / 20).max(1);
         self.max_events = (self.max_events + step).min(self.ceiling());
+        let byte_step = (self.configured.max_bytes / 20).max(1);
+        self.max_bytes = self
+            .max_bytes
+            .saturating_add(byte_step)
+            .min(self.configured.max_bytes);
     }
 
     /// A batch of `sent` events was refused for overload.
@@ -151,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn too_large_halves_bytes() {
+    fn too_large_lowers_bytes_and_successes_heal_it() {
         let mut sizer = sizer(100);
         sizer.on_too_large(400);
         assert_eq!(sizer.max_bytes(), 400);
@@ -159,6 +172,12 @@ mod tests {
         assert_eq!(sizer.max_bytes(), 400);
         sizer.on_too_large(0);
         assert_eq!(sizer.max_bytes(), 1);
+        sizer.on_success();
+        assert_eq!(sizer.max_bytes(), 51);
+        for _ in 0..40 {
+            sizer.on_success();
+        }
+        assert_eq!(sizer.max_bytes(), 1000, "back to the configured limit");
     }
 
     #[test]

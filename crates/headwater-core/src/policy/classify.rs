@@ -13,9 +13,10 @@ pub enum Overload {
     Capacity(usize),
 }
 
-/// What the engine does after a request.
+/// What an answer means for the batch it answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+#[non_exhaustive]
+pub enum Verdict {
     /// Flume committed the batch: acknowledge every change in it.
     Ack,
     /// Try the same changes again after a backoff.
@@ -24,6 +25,9 @@ pub enum Action {
         overload: Overload,
         /// A server-given wait that overrides the backoff.
         retry_after: Option<RetryAfter>,
+        /// Whether the answer says the server is overloaded (503, 429, 408, 504, a
+        /// timeout): the in-flight limit comes down.
+        back_pressure: bool,
         /// What went wrong, for the change's `last_error`.
         reason: String,
     },
@@ -32,61 +36,54 @@ pub enum Action {
         /// What went wrong.
         reason: String,
     },
-    /// Flume rejected the content (400, or repeated 500s): bisect the batch to find and
-    /// dead-letter only the events it rejects.
-    Isolate {
+    /// Flume refused the content: 400 (the body), or 500 (an error while putting the
+    /// events, which may be one event breaking an interceptor, or a broken server). The
+    /// engine isolates the changes responsible, and condemns one only on evidence that
+    /// the fault is its own.
+    Reject {
+        /// Which refusal.
+        rejection: Rejection,
         /// Flume's explanation, kept as the dead-letter reason.
         reason: String,
     },
-    /// A configuration problem (401, 403, 404, 405, other 4xx): pause the whole outbox,
-    /// keep every change, and probe again slowly.
+    /// A configuration problem (401, 403, 404, 405, 501, other 4xx, a TLS failure, a
+    /// browser refusing the answer): pause the whole outbox, keep every change, and
+    /// probe again slowly.
     Block {
         /// What to tell the operator.
         reason: String,
     },
 }
 
-/// The tunable part of classification.
+/// The two ways Flume refuses a batch's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClassifyRules {
-    /// After this many 500s in a row, bisect as for a 400: one event may be breaking an
-    /// interceptor.
-    pub isolate_after_server_errors: u32,
+pub enum Rejection {
+    /// HTTP 400: Flume could not read the body.
+    BadRequest,
+    /// HTTP 500: Flume failed while putting the events in the channel.
+    ServerError,
 }
 
-impl Default for ClassifyRules {
-    fn default() -> Self {
-        ClassifyRules {
-            isolate_after_server_errors: 3,
-        }
-    }
-}
-
-/// Decides what to do about `outcome`.
+/// Decides what an answer means.
 ///
-/// `previous_server_errors` counts the 500s that came in a row just before this one.
-///
-/// | outcome | action |
+/// | outcome | verdict |
 /// |---|---|
-/// | 2xx | [`Action::Ack`] |
-/// | 503 | retry, shrinking the batch (to the capacity Flume names, if it does) |
-/// | 429, 502, 504, 408, other 5xx, timeout, connection error | retry with backoff |
-/// | 413 | [`Action::TooLarge`] |
-/// | 400 | [`Action::Isolate`] |
-/// | 500 | retry; the `isolate_after_server_errors`-th in a row isolates |
-/// | 401, 403, 404, 405, other 4xx, 1xx, 3xx, refused by the browser (CORS) | [`Action::Block`] |
-pub fn classify(
-    outcome: &SendOutcome,
-    previous_server_errors: u32,
-    rules: &ClassifyRules,
-) -> Action {
+/// | 2xx | [`Verdict::Ack`] |
+/// | 503 | retry, shrinking the batch (to the capacity Flume names, if it does); back pressure |
+/// | 429, 408, 504, timeout | retry with backoff; back pressure |
+/// | 502, other 5xx, connection error | retry with backoff |
+/// | 413 | [`Verdict::TooLarge`] |
+/// | 400 | [`Verdict::Reject`] ([`Rejection::BadRequest`]) |
+/// | 500 | [`Verdict::Reject`] ([`Rejection::ServerError`]) |
+/// | 401, 403, 404, 405, 501, other 4xx, 1xx, 3xx, refused (CORS, TLS) | [`Verdict::Block`] |
+pub fn classify(outcome: &SendOutcome) -> Verdict {
     let response = match outcome {
         SendOutcome::Response(response) => response,
         SendOutcome::TimedOut { message } => {
-            return retry(Overload::None, None, format!("timed out: {message}"));
+            return retry(Overload::None, None, true, format!("timed out: {message}"));
         }
         SendOutcome::Refused { message } => {
-            return Action::Block {
+            return Verdict::Block {
                 reason: message.clone(),
             };
         }
@@ -94,6 +91,7 @@ pub fn classify(
             return retry(
                 Overload::None,
                 None,
+                false,
                 format!("connection failed: {message}"),
             );
         }
@@ -105,41 +103,57 @@ pub fn classify(
     } = response;
     let reason = describe(*status, message);
     match status {
-        200..=299 => Action::Ack,
+        200..=299 => Verdict::Ack,
         503 => {
             let overload = match parse_capacity_hint(message) {
                 Some(capacity) => Overload::Capacity(capacity),
                 None => Overload::Shrink,
             };
-            retry(overload, *retry_after, reason)
+            retry(overload, *retry_after, true, reason)
         }
-        500 if previous_server_errors + 1 >= rules.isolate_after_server_errors => {
-            Action::Isolate { reason }
-        }
-        408 | 429 | 500..=599 => retry(Overload::None, *retry_after, reason),
-        413 => Action::TooLarge { reason },
-        400 => Action::Isolate { reason },
-        401 => Action::Block {
+        408 | 429 | 504 => retry(Overload::None, *retry_after, true, reason),
+        500 => Verdict::Reject {
+            rejection: Rejection::ServerError,
+            reason,
+        },
+        400 => Verdict::Reject {
+            rejection: Rejection::BadRequest,
+            reason,
+        },
+        413 => Verdict::TooLarge { reason },
+        501 => Verdict::Block {
+            reason: format!(
+                "{reason} (the server does not take POST: check that the URL is Flume's HTTP source)"
+            ),
+        },
+        502..=599 => retry(Overload::None, *retry_after, false, reason),
+        401 => Verdict::Block {
             reason: format!("{reason} (credentials missing or refused: check the auth headers)"),
         },
-        403 => Action::Block {
+        403 => Verdict::Block {
             reason: format!(
                 "{reason} (forbidden: check credentials; in a browser, Flume answers CORS preflights with 403 and needs a proxy in front)"
             ),
         },
-        404 | 405 => Action::Block {
+        404 | 405 => Verdict::Block {
             reason: format!("{reason} (check the endpoint URL and that it is Flume's HTTP source)"),
         },
-        _ => Action::Block {
+        _ => Verdict::Block {
             reason: format!("{reason} (unexpected status: check the endpoint configuration)"),
         },
     }
 }
 
-fn retry(overload: Overload, retry_after: Option<RetryAfter>, reason: String) -> Action {
-    Action::Retry {
+fn retry(
+    overload: Overload,
+    retry_after: Option<RetryAfter>,
+    back_pressure: bool,
+    reason: String,
+) -> Verdict {
+    Verdict::Retry {
         overload,
         retry_after,
+        back_pressure,
         reason,
     }
 }
@@ -180,31 +194,26 @@ mod tests {
     const FLUME_503_CAPACITY: &str = "Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full, consider committing more frequently, increasing capacity or increasing thread count";
     const FLUME_503_FULL: &str = "Error appending event to channel. Channel might be full.Space for commit to queue couldn't be acquired. Sinks are likely not keeping up with sources, or the buffer size is too tight";
 
-    fn answer(status: u16, message: &str) -> Action {
-        classify(
-            &SendOutcome::Response(Response::with_message(status, message)),
-            0,
-            &ClassifyRules::default(),
-        )
-    }
-
-    fn is_retry(action: &Action) -> bool {
-        matches!(action, Action::Retry { .. })
+    fn answer(status: u16, message: &str) -> Verdict {
+        classify(&SendOutcome::Response(Response::with_message(
+            status, message,
+        )))
     }
 
     #[test]
     fn row_2xx_acks() {
         for status in [200, 201, 204, 299] {
-            assert_eq!(answer(status, ""), Action::Ack);
+            assert_eq!(answer(status, ""), Verdict::Ack);
         }
     }
 
     #[test]
-    fn row_503_retries_and_shrinks() {
+    fn row_503_retries_shrinks_and_pushes_back() {
         assert!(matches!(
             answer(503, FLUME_503_FULL),
-            Action::Retry {
+            Verdict::Retry {
                 overload: Overload::Shrink,
+                back_pressure: true,
                 ..
             }
         ));
@@ -214,7 +223,7 @@ mod tests {
     fn row_503_with_capacity_sets_the_size() {
         assert!(matches!(
             answer(503, FLUME_503_CAPACITY),
-            Action::Retry {
+            Verdict::Retry {
                 overload: Overload::Capacity(100),
                 ..
             }
@@ -224,7 +233,7 @@ mod tests {
                 503,
                 "Put queue for FileBackedTransaction of capacity 10000 full, ..."
             ),
-            Action::Retry {
+            Verdict::Retry {
                 overload: Overload::Capacity(10000),
                 ..
             }
@@ -232,13 +241,30 @@ mod tests {
     }
 
     #[test]
-    fn row_transient_statuses_retry_without_shrinking() {
-        for status in [429, 502, 504, 408] {
+    fn row_overload_statuses_retry_with_back_pressure() {
+        for status in [429, 504, 408] {
             assert!(
                 matches!(
                     answer(status, "busy"),
-                    Action::Retry {
+                    Verdict::Retry {
                         overload: Overload::None,
+                        back_pressure: true,
+                        ..
+                    }
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn row_broken_gateways_retry_without_back_pressure() {
+        for status in [502, 505, 599] {
+            assert!(
+                matches!(
+                    answer(status, ""),
+                    Verdict::Retry {
+                        back_pressure: false,
                         ..
                     }
                 ),
@@ -251,14 +277,9 @@ mod tests {
     fn row_retry_after_is_carried() {
         let mut response = Response::status(429);
         response.retry_after = Some(RetryAfter::Delay(Duration::from_secs(5)));
-        let action = classify(
-            &SendOutcome::Response(response),
-            0,
-            &ClassifyRules::default(),
-        );
         assert!(matches!(
-            action,
-            Action::Retry {
+            classify(&SendOutcome::Response(response)),
+            Verdict::Retry {
                 retry_after: Some(RetryAfter::Delay(d)),
                 ..
             } if d == Duration::from_secs(5)
@@ -267,73 +288,73 @@ mod tests {
 
     #[test]
     fn row_timeout_and_connection_errors_retry() {
-        let rules = ClassifyRules::default();
         let timeout = SendOutcome::TimedOut {
             message: "10s".into(),
         };
         let refused = SendOutcome::ConnectionFailed {
             message: "refused".into(),
         };
-        assert!(is_retry(&classify(&timeout, 5, &rules)));
-        assert!(is_retry(&classify(&refused, 5, &rules)));
+        assert!(matches!(
+            classify(&timeout),
+            Verdict::Retry {
+                back_pressure: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(&refused),
+            Verdict::Retry {
+                back_pressure: false,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn row_413_splits() {
-        assert!(matches!(answer(413, ""), Action::TooLarge { .. }));
+        assert!(matches!(answer(413, ""), Verdict::TooLarge { .. }));
     }
 
     #[test]
-    fn row_400_isolates_with_flumes_message() {
+    fn row_400_and_500_reject_with_flumes_message() {
         let message = "Bad request from client. Request has invalid JSON Syntax.";
         assert_eq!(
             answer(400, message),
-            Action::Isolate {
+            Verdict::Reject {
+                rejection: Rejection::BadRequest,
                 reason: format!("HTTP 400: {message}")
             }
         );
-    }
-
-    #[test]
-    fn row_500_retries_then_isolates() {
-        let rules = ClassifyRules::default();
-        let outcome = SendOutcome::Response(Response::with_message(500, "interceptor"));
-        assert!(is_retry(&classify(&outcome, 0, &rules)));
-        assert!(is_retry(&classify(&outcome, 1, &rules)));
         assert!(matches!(
-            classify(&outcome, 2, &rules),
-            Action::Isolate { .. }
+            answer(500, "interceptor"),
+            Verdict::Reject {
+                rejection: Rejection::ServerError,
+                ..
+            }
         ));
     }
 
     #[test]
     fn row_configuration_errors_block() {
-        for status in [401, 403, 404, 405, 409, 418, 302, 101] {
+        for status in [401, 403, 404, 405, 409, 418, 501, 302, 101] {
             assert!(
-                matches!(answer(status, ""), Action::Block { .. }),
+                matches!(answer(status, ""), Verdict::Block { .. }),
                 "{status}"
             );
         }
     }
 
     #[test]
-    fn row_refused_by_the_browser_blocks() {
+    fn row_refused_blocks() {
         let outcome = SendOutcome::Refused {
             message: "no CORS headers".into(),
         };
         assert_eq!(
-            classify(&outcome, 0, &ClassifyRules::default()),
-            Action::Block {
+            classify(&outcome),
+            Verdict::Block {
                 reason: "no CORS headers".into()
             }
         );
-    }
-
-    #[test]
-    fn other_5xx_retry() {
-        for status in [501, 505, 599] {
-            assert!(is_retry(&answer(status, "")), "{status}");
-        }
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The pure decision rules of delivery: how long to wait before a retry, what a
-//! transport outcome means, and how large the next batch may be.
+//! transport outcome means, how large the next batch may be and how many may be in
+//! flight.
 
 mod backoff;
 mod batch_size;
 mod classify;
+mod concurrency;
 mod retry_after;
 
 pub use backoff::{Backoff, RetryLimits};
 pub use batch_size::{BatchLimits, BatchSizer};
-pub use classify::{Action, ClassifyRules, Overload, classify, parse_capacity_hint};
+pub use classify::{Overload, Rejection, Verdict, classify, parse_capacity_hint};
+pub use concurrency::ConcurrencyLimit;
 pub use retry_after::RetryAfter;

@@ -1,89 +1,207 @@
 //! The [`ChangeStore`] trait: where captured changes wait, durably, until Flume has them.
+//!
+//! A backend only persists and queries. What a lease, a due retry, a dead letter, a
+//! requeue or a sync marker *means* is decided here, once, by the functions the
+//! backends call inside their transactions: [`ClaimRequest::grant`],
+//! [`SyncMarker::advance`](crate::model::SyncMarker::advance),
+//! [`DeadLetter::requeue`](crate::model::DeadLetter::requeue), and the [`Outcome`]s
+//! the engine hands over ready to write.
+
+mod outcome;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Captured, Change, Delivery, DeliveryState, OutboxEntry, Seq, SyncMarker};
+use crate::model::{
+    Captured, Change, DeadLetter, Delivery, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
+};
+
+pub use outcome::{MarkerUpdate, Outcome};
+
+/// The error type a backend wraps in [`StoreError`]: its own error, kept as the source.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A store operation failed. No change is lost by a failed operation: each method is
 /// atomic, so either it happened or nothing did.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    /// The storage is out of space (IndexedDB's `QuotaExceededError`).
-    #[error("storage quota exceeded: {0}")]
-    QuotaExceeded(String),
+    /// The storage is out of space (IndexedDB's `QuotaExceededError`, SQLite's
+    /// `SQLITE_FULL`).
+    #[error("storage quota exceeded")]
+    QuotaExceeded(#[source] BackendError),
     /// The store was closed, or another connection needs it closed (a schema upgrade in
     /// another tab).
-    #[error("store closed: {0}")]
-    Closed(String),
+    #[error("store closed: {reason}")]
+    Closed {
+        /// What closed it.
+        reason: String,
+    },
     /// The store ran out of sequence numbers below 2^53.
     #[error("sequence numbers exhausted")]
     SeqExhausted,
     /// A value the backend cannot hold.
-    #[error("cannot store this change: {0}")]
-    Unstorable(String),
+    #[error("cannot store this change")]
+    Unstorable(#[source] BackendError),
+    /// The outbox is full: it holds as many changes or bytes as it is allowed to.
+    #[error("the outbox is full ({reason}); nothing was captured")]
+    OutboxFull {
+        /// Which limit was reached.
+        reason: String,
+    },
     /// Any other backend failure.
-    #[error("store backend error: {0}")]
-    Backend(String),
+    #[error("store backend error")]
+    Backend(#[source] BackendError),
 }
 
-/// Counts for a status badge and for tests.
+impl StoreError {
+    /// A backend failure described by `message` alone.
+    pub fn backend(message: impl Into<String>) -> Self {
+        StoreError::Backend(message.into().into())
+    }
+
+    /// The error with its whole chain of sources, for logs and status lines.
+    pub fn describe(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// The outbox's sending lease: one syncer at a time sends from an outbox. It renews the
+/// lease with every claim; if it dies, the lease lapses and another syncer takes over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The syncer holding it.
+    pub owner: String,
+    /// When it lapses unless renewed.
+    pub until: DateTime<Utc>,
+}
+
+/// What a syncer asks of [`ChangeStore::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// The syncer asking.
+    pub owner: String,
+    /// The time of asking.
+    pub now: DateTime<Utc>,
+    /// Until when the lease is to hold.
+    pub lease_until: DateTime<Utc>,
+    /// The latest time any syncer could have set a lease or a retry from `now`: later
+    /// ones predate a backward clock jump and count as passed.
+    pub horizon: DateTime<Utc>,
+    /// Read changes after this seq (`None`: from the head of the outbox).
+    pub after: Option<Seq>,
+    /// Read at most this many changes (zero only renews the lease).
+    pub limit: usize,
+}
+
+impl ClaimRequest {
+    /// The lease rule, which every backend applies to the lease it holds: the lease is
+    /// granted (or renewed) if nobody holds it, if the asker already does, or if the
+    /// holder's lease has lapsed; otherwise the current lease stands.
+    pub fn grant(&self, current: Option<&Lease>) -> Result<Lease, Lease> {
+        match current {
+            Some(lease)
+                if lease.owner != self.owner
+                    && lease.until > self.now
+                    && lease.until <= self.horizon =>
+            {
+                Err(lease.clone())
+            }
+            _ => Ok(Lease {
+                owner: self.owner.clone(),
+                until: self.lease_until,
+            }),
+        }
+    }
+}
+
+/// A stored outbox row as [`ChangeStore::claim`] reads it: a change, or a row that does
+/// not decode (which the engine quarantines).
+pub type StoredEntry = Result<OutboxEntry, UnreadableEntry>;
+
+/// What [`ChangeStore::claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The lease is the asker's; these are the changes after `after`, in seq order.
+    Granted(Vec<StoredEntry>),
+    /// Another syncer holds the lease.
+    Held(Lease),
+}
+
+/// Whether [`ChangeStore::record`] could apply everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Every part of the outcome was written.
+    Applied,
+    /// The asker no longer holds the lease: acknowledgements were applied (a delivered
+    /// change is delivered, whoever sent it), retries and dead letters were not.
+    LeaseLost,
+}
+
+/// Where a change is, by seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// Still in the outbox, waiting or being sent.
+    Pending,
+    /// Set aside for an operator.
+    DeadLettered(DeadLetter),
+    /// Not in the store: delivered (or discarded from the dead letters, or never
+    /// captured).
+    Gone,
+}
+
+/// Counts and landmarks of an outbox, for a status badge and for flush.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxStats {
-    /// Changes waiting to be sent (including those whose lease ran out).
+    /// Changes waiting in the outbox (including those being sent).
     pub pending: usize,
-    /// Changes claimed under a live lease.
-    pub in_flight: usize,
+    /// Their total [`weight`](crate::model::ChangeData::weight) in bytes.
+    pub pending_bytes: u64,
     /// Changes set aside for an operator.
     pub dead_lettered: usize,
-    /// The head change's scheduled retry, if it is waiting for one.
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    /// The head change's last error.
-    pub last_error: Option<String>,
+    /// The oldest pending change's seq, capture time and retry state.
+    pub oldest: Option<OldestPending>,
+    /// The newest pending change's seq.
+    pub newest_seq: Option<Seq>,
+    /// The sending lease, if any syncer holds or held one.
+    pub lease: Option<Lease>,
 }
 
-impl OutboxStats {
-    /// Counts an outbox from its entries' delivery states, in seq order (the first is
-    /// the head of line), plus the number of dead letters kept apart.
-    pub fn tally<'a>(
-        outbox: impl IntoIterator<Item = &'a Delivery>,
-        dead_lettered: usize,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let mut stats = OutboxStats {
-            dead_lettered,
-            ..OutboxStats::default()
-        };
-        for (index, delivery) in outbox.into_iter().enumerate() {
-            match delivery.state {
-                DeliveryState::InFlight { lease_until, .. } if lease_until > now => {
-                    stats.in_flight += 1;
-                }
-                _ => stats.pending += 1,
-            }
-            if index == 0 {
-                stats.next_attempt_at = delivery.next_attempt_at.filter(|at| *at > now);
-                stats.last_error = delivery.last_error.clone();
-            }
-        }
-        stats
-    }
+/// The head of an outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldestPending {
+    /// Its seq.
+    pub seq: Seq,
+    /// When it was captured.
+    pub captured_at: DateTime<Utc>,
+    /// Its retry state.
+    pub delivery: Delivery,
 }
 
 /// Durable storage of an outbox.
 ///
-/// The contract every backend keeps (checked by [`testing::conformance`](crate::testing), behind the `testing`
-/// feature):
+/// The contract every backend keeps (checked by `testing::conformance`, behind the
+/// `testing` feature):
 ///
-/// - every method is atomic;
-/// - `append` assigns strictly increasing sequence numbers, never above [`crate::model::MAX_SEQ`];
-/// - `claim` serves the *head of line*: the changes after the dead-lettered ones in seq
-///   order, stopping at the first one that is in flight under a live lease or not yet
-///   due. That keeps delivery in capture order and one batch in flight per outbox;
-/// - `ack` removes changes whoever holds them (a delivered change is delivered) and
-///   updates each record's [`SyncMarker`]; the other transitions only apply to changes
-///   the caller still holds under `owner`, so a syncer whose lease ran out cannot disturb
-///   the one that took over.
+/// - every method is atomic: one transaction;
+/// - `append` assigns strictly increasing sequence numbers, never above
+///   [`crate::model::MAX_SEQ`], and never reuses one;
+/// - `claim` applies [`ClaimRequest::grant`] to the stored lease and, if granted, stores
+///   the new lease and reads changes in seq order; rows that do not decode come back as
+///   [`UnreadableEntry`] instead of failing the claim;
+/// - `record` applies an [`Outcome`]: acknowledgements always (removing the changes and
+///   advancing each record's [`SyncMarker`] with [`SyncMarker::advance`]), retries and
+///   dead letters only while `owner` holds the lease;
+/// - dead letters keep their seq; `requeue` puts them back with
+///   [`DeadLetter::requeue`].
 ///
 /// On wasm32 the trait does not require `Send`, so IndexedDB can implement it.
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
@@ -92,58 +210,44 @@ pub trait ChangeStore: crate::MaybeSendSync {
     /// Appends captured changes in order, assigning their sequence numbers.
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError>;
 
-    /// Claims up to `limit` changes from the head of line for `owner`, until `lease_until`.
-    ///
-    /// Whether a change is free and due is [`Delivery::is_claimable`](crate::model::Delivery::is_claimable)`(now, horizon)`:
-    /// leases and retry times after `horizon` predate a backward clock jump and count as
-    /// passed.
-    async fn claim(
+    /// Takes or renews the sending lease and reads up to `limit` changes after `after`.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError>;
+
+    /// Writes what happened to changes the engine sent.
+    async fn record(
         &self,
         owner: &str,
         now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        horizon: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<Recorded, StoreError>;
+
+    /// Gives the lease up, if `owner` holds it, so that another syncer can start at once.
+    async fn release(&self, owner: &str) -> Result<(), StoreError>;
+
+    /// Up to `limit` pending changes after `after`, in seq order, without a lease (for
+    /// an operator's listing).
+    async fn pending(
+        &self,
+        after: Option<Seq>,
         limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError>;
+    ) -> Result<Vec<StoredEntry>, StoreError>;
 
-    /// Removes delivered changes and records each record's sync marker.
-    async fn ack(&self, seqs: &[Seq], now: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// Returns claimed changes to pending without counting an attempt (they were not
-    /// sent, or they were split off a batch).
-    async fn release(&self, owner: &str, seqs: &[Seq]) -> Result<(), StoreError>;
-
-    /// Returns claimed changes to pending after a failed attempt: one more attempt, not
-    /// before `next_attempt_at`, with `error` as the last error.
-    async fn schedule_retry(
+    /// Up to `limit` dead letters after `after`, in seq order.
+    async fn dead_letters(
         &self,
-        owner: &str,
-        seqs: &[Seq],
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), StoreError>;
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Sets claimed changes aside with `reason`.
-    async fn dead_letter(
-        &self,
-        owner: &str,
-        seqs: &[Seq],
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// Makes changes whose lease ran out pending again; returns how many.
-    async fn release_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
-
-    /// Dead-lettered changes in seq order, at most `limit`.
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
-
-    /// Makes dead-lettered changes pending again with their attempts reset; returns how
-    /// many were requeued. They keep their seq, so they go to the head of the line.
+    /// Puts dead letters back in line; returns how many were requeued. Unreadable rows
+    /// stay where they are.
     async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError>;
 
-    /// Counts and the head's retry state.
-    async fn stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+    /// Deletes dead letters for good; returns how many were deleted.
+    async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError>;
+
+    /// Counts and landmarks.
+    async fn stats(&self) -> Result<OutboxStats, StoreError>;
 
     /// The last acknowledged change of one record, if any was acknowledged.
     async fn sync_marker(
@@ -151,4 +255,117 @@ pub trait ChangeStore: crate::MaybeSendSync {
         collection: &str,
         key: &str,
     ) -> Result<Option<SyncMarker>, StoreError>;
+
+    /// Where the change with `seq` is.
+    async fn locate(&self, seq: Seq) -> Result<Location, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($($wrapper:ty),*) => {$(
+        #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+        #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+        impl<S: ChangeStore + ?Sized> ChangeStore for $wrapper {
+            async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
+                (**self).append(changes).await
+            }
+            async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
+                (**self).claim(request).await
+            }
+            async fn record(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                outcome: &Outcome,
+            ) -> Result<Recorded, StoreError> {
+                (**self).record(owner, now, outcome).await
+            }
+            async fn release(&self, owner: &str) -> Result<(), StoreError> {
+                (**self).release(owner).await
+            }
+            async fn pending(
+                &self,
+                after: Option<Seq>,
+                limit: usize,
+            ) -> Result<Vec<StoredEntry>, StoreError> {
+                (**self).pending(after, limit).await
+            }
+            async fn dead_letters(
+                &self,
+                after: Option<Seq>,
+                limit: usize,
+            ) -> Result<Vec<DeadLetter>, StoreError> {
+                (**self).dead_letters(after, limit).await
+            }
+            async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+                (**self).requeue(seqs).await
+            }
+            async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+                (**self).discard(seqs).await
+            }
+            async fn stats(&self) -> Result<OutboxStats, StoreError> {
+                (**self).stats().await
+            }
+            async fn sync_marker(
+                &self,
+                collection: &str,
+                key: &str,
+            ) -> Result<Option<SyncMarker>, StoreError> {
+                (**self).sync_marker(collection, key).await
+            }
+            async fn locate(&self, seq: Seq) -> Result<Location, StoreError> {
+                (**self).locate(seq).await
+            }
+        }
+    )*};
+}
+
+forward_store!(std::sync::Arc<S>, Box<S>);
+#[cfg(target_arch = "wasm32")]
+forward_store!(std::rc::Rc<S>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn request(owner: &str, now: i64) -> ClaimRequest {
+        ClaimRequest {
+            owner: owner.into(),
+            now: at(now),
+            lease_until: at(now + 60),
+            horizon: at(now + 3600),
+            after: None,
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_lease_is_granted_renewed_refused_and_taken_over() {
+        let first = request("a", 0).grant(None).unwrap();
+        assert_eq!(first.until, at(60));
+        let renewed = request("a", 30).grant(Some(&first)).unwrap();
+        assert_eq!(renewed.until, at(90));
+        assert_eq!(request("b", 30).grant(Some(&renewed)), Err(renewed.clone()));
+        let taken = request("b", 90).grant(Some(&renewed)).unwrap();
+        assert_eq!(taken.owner, "b");
+    }
+
+    #[test]
+    fn a_lease_beyond_the_horizon_predates_a_clock_jump() {
+        let lease = Lease {
+            owner: "a".into(),
+            until: at(0) + TimeDelta::days(3),
+        };
+        assert!(request("b", 0).grant(Some(&lease)).is_ok());
+    }
+
+    #[test]
+    fn errors_keep_their_source() {
+        let error = StoreError::Backend("disk I/O error".into());
+        assert_eq!(error.describe(), "store backend error: disk I/O error");
+    }
 }

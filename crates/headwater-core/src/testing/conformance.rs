@@ -1,5 +1,5 @@
-//! The conformance suite every [`ChangeStore`] backend runs on its own platform (the
-//! memory store natively, IndexedDB in a headless browser).
+//! The conformance suite every [`ChangeStore`] backend runs on its own platform (memory
+//! and SQLite natively, IndexedDB in a headless browser).
 //!
 //! Each check takes a fresh, empty store and panics with a message naming the broken
 //! rule. [`run_all`] runs every check with stores from a factory:
@@ -15,8 +15,13 @@ use std::future::Future;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::model::{Captured, ChangeData, ChangeIdGenerator, DeliveryState, MAX_SEQ, Op, Seq};
-use crate::store::{ChangeStore, OutboxStats, StoreError};
+use crate::model::{
+    Captured, ChangeData, ChangeIdGenerator, DeadContent, Delivery, MAX_SEQ, OpKind, OutboxEntry,
+    Seq,
+};
+use crate::store::{
+    ChangeStore, Claim, ClaimRequest, Location, Outcome, Recorded, StoreError, StoredEntry,
+};
 
 /// A fixed instant the checks measure time from.
 pub fn epoch() -> DateTime<Utc> {
@@ -25,11 +30,6 @@ pub fn epoch() -> DateTime<Utc> {
 
 fn at(seconds: i64) -> DateTime<Utc> {
     epoch() + TimeDelta::seconds(seconds)
-}
-
-/// A horizon a day after `seconds`: nothing in these checks is scheduled that far.
-fn horizon(seconds: i64) -> DateTime<Utc> {
-    at(seconds) + TimeDelta::days(1)
 }
 
 /// `count` captured changes to `collection` with keys `k0..`, some with awkward content.
@@ -44,10 +44,10 @@ pub fn sample(count: usize, collection: &str) -> Vec<Captured> {
                     key,
                     &serde_json::json!({"n": index, "text": "é \"q\" 🎉"}),
                 ),
-                1 => ChangeData::upsert(collection, key, &serde_json::json!([index, null, true])),
+                1 => ChangeData::update(collection, key, &serde_json::json!([index, null, true])),
                 _ => ChangeData::delete(collection, key),
             }
-            .map(|data| data.with_header("tenant", "acme"));
+            .and_then(|data| data.with_header("tenant", "acme"));
             Captured {
                 id: ids.next_id(at(index as i64)),
                 captured_at: at(index as i64),
@@ -57,8 +57,30 @@ pub fn sample(count: usize, collection: &str) -> Vec<Captured> {
         .collect()
 }
 
-fn seqs_of(entries: &[crate::model::OutboxEntry]) -> Vec<Seq> {
-    entries.iter().map(|entry| entry.change.seq).collect()
+/// A claim by `owner` at `now` (seconds from [`epoch`]) with a 60-second lease.
+pub fn claim_request(owner: &str, now: i64, after: Option<Seq>, limit: usize) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        now: at(now),
+        lease_until: at(now + 60),
+        horizon: at(now) + TimeDelta::days(1),
+        after,
+        limit,
+    }
+}
+
+async fn granted<S: ChangeStore>(store: &S, request: &ClaimRequest) -> Vec<OutboxEntry> {
+    match store.claim(request).await.expect("claim") {
+        Claim::Granted(entries) => entries
+            .into_iter()
+            .map(|entry| entry.unwrap_or_else(|bad| panic!("unreadable row {bad:?}")))
+            .collect(),
+        Claim::Held(lease) => panic!("{} was refused the lease held by {lease:?}", request.owner),
+    }
+}
+
+fn seqs_of(entries: &[OutboxEntry]) -> Vec<Seq> {
+    entries.iter().map(|entry| entry.change.seq()).collect()
 }
 
 /// Runs every check, each on a fresh store from `make`.
@@ -69,16 +91,14 @@ where
     Fut: Future<Output = S>,
 {
     append_assigns_increasing_seqs_and_keeps_content(make().await).await;
-    claim_serves_the_head_in_order(make().await).await;
+    claim_reads_in_order_after_a_seq(make().await).await;
     a_lease_keeps_others_out_until_it_lapses(make().await).await;
-    ack_removes_and_marks_records_synced(make().await).await;
-    release_returns_without_an_attempt(make().await).await;
-    a_scheduled_retry_holds_the_line(make().await).await;
-    dead_letters_leave_the_line_and_can_be_requeued(make().await).await;
-    only_the_holder_can_move_a_claimed_change(make().await).await;
-    release_expired_frees_lapsed_leases(make().await).await;
-    stats_count_every_state(make().await).await;
-    schedules_past_the_horizon_predate_a_clock_jump(make().await).await;
+    acks_remove_changes_and_move_markers_forward(make().await).await;
+    retries_are_stored_with_their_changes(make().await).await;
+    dead_letters_leave_the_line_and_can_be_requeued_or_discarded(make().await).await;
+    a_syncer_that_lost_the_lease_can_only_acknowledge(make().await).await;
+    stats_count_and_find_the_head(make().await).await;
+    seqs_are_never_reused(make().await).await;
 }
 
 /// Seqs grow strictly; content (ids, values, headers, deletes) survives the store.
@@ -90,7 +110,7 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
     let seqs: Vec<u64> = stored
         .iter()
         .chain(&more)
-        .map(|change| change.seq.0)
+        .map(|change| change.seq().0)
         .collect();
     assert!(
         seqs.windows(2).all(|pair| pair[0] < pair[1]),
@@ -100,393 +120,355 @@ pub async fn append_assigns_increasing_seqs_and_keeps_content<S: ChangeStore>(st
         seqs.iter().all(|seq| *seq >= 1 && *seq <= MAX_SEQ),
         "seqs in 1..=2^53-1: {seqs:?}"
     );
-    let claimed = store
-        .claim("a", at(100), at(200), horizon(100), 100)
-        .await
-        .expect("claim");
-    assert_eq!(claimed.len(), 7, "every appended change is claimable");
+    let claimed = granted(&store, &claim_request("a", 100, None, 100)).await;
+    assert_eq!(claimed.len(), 7, "every appended change is read");
     for (entry, original) in claimed.iter().zip(&captured) {
-        assert_eq!(entry.change.id, original.id, "the id never changes");
-        assert_eq!(entry.change.captured_at, original.captured_at);
+        assert_eq!(entry.change.id(), original.id, "the id never changes");
+        assert_eq!(entry.change.captured_at(), original.captured_at);
         assert_eq!(
-            entry.change.data, original.data,
+            entry.change.data(),
+            &original.data,
             "content survives the store"
         );
-        assert_eq!(entry.delivery.attempts, 0);
+        assert_eq!(entry.delivery, Delivery::new());
     }
-    assert_eq!(claimed[2].change.data.op, Op::Delete);
-    assert_eq!(claimed[2].change.data.value, None);
+    assert_eq!(claimed[2].change.data().kind(), OpKind::Delete);
+    assert_eq!(claimed[2].change.data().value_json(), None);
+    assert!(
+        store
+            .append(Vec::new())
+            .await
+            .expect("empty append")
+            .is_empty()
+    );
 }
 
-/// Claim returns the lowest seqs first, up to the limit, and marks them in flight.
-pub async fn claim_serves_the_head_in_order<S: ChangeStore>(store: S) {
+/// A claim reads in seq order, after the given seq, at most the limit; limit 0 reads
+/// nothing (it only renews the lease).
+pub async fn claim_reads_in_order_after_a_seq<S: ChangeStore>(store: S) {
     let stored = store.append(sample(10, "c")).await.expect("append");
-    let first = store
-        .claim("a", at(0), at(60), horizon(0), 4)
-        .await
-        .expect("claim");
+    let first = granted(&store, &claim_request("a", 0, None, 4)).await;
     assert_eq!(
         seqs_of(&first),
-        stored[..4].iter().map(|c| c.seq).collect::<Vec<_>>()
+        stored[..4].iter().map(|c| c.seq()).collect::<Vec<_>>()
     );
-    for entry in &first {
-        assert!(
-            matches!(&entry.delivery.state, DeliveryState::InFlight { owner, lease_until } if owner == "a" && *lease_until == at(60)),
-            "claimed changes are in flight under the claimer: {:?}",
-            entry.delivery.state
-        );
-    }
-    let empty = store
-        .claim("a", at(0), at(60), horizon(0), 0)
+    let next = granted(&store, &claim_request("a", 1, Some(stored[3].seq()), 100)).await;
+    assert_eq!(
+        seqs_of(&next),
+        stored[4..].iter().map(|c| c.seq()).collect::<Vec<_>>(),
+        "reading goes on after the seq given"
+    );
+    assert!(
+        granted(&store, &claim_request("a", 2, None, 0))
+            .await
+            .is_empty()
+    );
+    let listed = store
+        .pending(Some(stored[7].seq()), 10)
         .await
-        .expect("claim");
-    assert!(empty.is_empty(), "a zero limit claims nothing");
+        .expect("pending");
+    assert_eq!(listed.len(), 2, "pending lists without a lease");
 }
 
-/// While a lease is live nobody else gets the head; once it lapses, anyone may.
+/// One syncer holds the lease; others are refused until it lapses or is released; the
+/// holder renews it; a lease beyond the horizon predates a clock jump.
 pub async fn a_lease_keeps_others_out_until_it_lapses<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    let first = store
-        .claim("a", at(0), at(60), horizon(0), 2)
-        .await
-        .expect("claim");
-    assert_eq!(first.len(), 2);
-    let blocked = store
-        .claim("b", at(59), at(120), horizon(59), 10)
-        .await
-        .expect("claim");
-    assert!(
-        blocked.is_empty(),
-        "the head is held: one batch in flight per outbox, got {:?}",
-        seqs_of(&blocked)
-    );
-    let after = store
-        .claim("b", at(60), at(120), horizon(60), 10)
-        .await
-        .expect("claim");
     assert_eq!(
-        seqs_of(&after),
-        [
-            first[0].change.seq,
-            first[1].change.seq,
-            Seq(first[1].change.seq.0 + 1)
-        ],
-        "a lapsed lease frees the changes in order"
+        granted(&store, &claim_request("a", 0, None, 10))
+            .await
+            .len(),
+        3
+    );
+    match store
+        .claim(&claim_request("b", 30, None, 10))
+        .await
+        .expect("claim")
+    {
+        Claim::Held(lease) => {
+            assert_eq!(lease.owner, "a");
+            assert_eq!(lease.until, at(60));
+        }
+        Claim::Granted(_) => panic!("b was granted a lease a holds until 60"),
+    }
+    granted(&store, &claim_request("a", 50, None, 0)).await;
+    assert!(
+        matches!(
+            store
+                .claim(&claim_request("b", 100, None, 1))
+                .await
+                .expect("claim"),
+            Claim::Held(_)
+        ),
+        "a renewed its lease at 50, to 110"
+    );
+    assert_eq!(
+        granted(&store, &claim_request("b", 110, None, 10))
+            .await
+            .len(),
+        3,
+        "lapsed"
+    );
+    store.release("a").await.expect("release by a non-holder");
+    assert!(
+        matches!(
+            store
+                .claim(&claim_request("a", 111, None, 1))
+                .await
+                .expect("claim"),
+            Claim::Held(_)
+        ),
+        "a release by a non-holder changes nothing"
+    );
+    store.release("b").await.expect("release");
+    assert_eq!(
+        granted(&store, &claim_request("a", 112, None, 10))
+            .await
+            .len(),
+        3,
+        "released"
+    );
+    assert_eq!(
+        granted(&store, &{
+            let mut request = claim_request("c", 112, None, 10);
+            request.now = at(112) - TimeDelta::days(2);
+            request.horizon = request.now + TimeDelta::hours(1);
+            request.lease_until = request.now + TimeDelta::seconds(60);
+            request
+        })
+        .await
+        .len(),
+        3,
+        "a lease further ahead than the horizon was set before the clock jumped back"
     );
 }
 
-/// Ack removes changes, and each record's marker holds its highest acked seq.
-pub async fn ack_removes_and_marks_records_synced<S: ChangeStore>(store: S) {
-    let mut twice = sample(2, "c");
-    twice[1].data.key = twice[0].data.key.clone();
-    let stored = store.append(twice).await.expect("append");
-    assert_eq!(
-        store.sync_marker("c", "k0").await.expect("marker"),
-        None,
-        "no marker before an ack"
+/// Acknowledgements remove changes and move each record's marker to its highest acked
+/// seq, never backwards.
+pub async fn acks_remove_changes_and_move_markers_forward<S: ChangeStore>(store: S) {
+    let mut captured = sample(2, "todos");
+    let mut ids = ChangeIdGenerator::from_seed(77);
+    let again = ChangeData::update("todos", "k0", &serde_json::json!({"v": 2})).expect("data");
+    captured.push(Captured {
+        id: ids.next_id(at(5)),
+        captured_at: at(5),
+        data: again,
+    });
+    let stored = store.append(captured).await.expect("append");
+    let entries = granted(&store, &claim_request("a", 10, None, 10)).await;
+    assert!(
+        store
+            .sync_marker("todos", "k0")
+            .await
+            .expect("marker")
+            .is_none()
     );
-    let claimed = store
-        .claim("a", at(0), at(60), horizon(0), 10)
-        .await
-        .expect("claim");
-    store
-        .ack(&[stored[1].seq, stored[0].seq], at(5))
-        .await
-        .expect("ack");
+    let mut outcome = Outcome::default();
+    for entry in &entries {
+        outcome.ack(&entry.change);
+    }
+    assert_eq!(
+        store.record("a", at(20), &outcome).await.expect("record"),
+        Recorded::Applied
+    );
     let marker = store
-        .sync_marker("c", "k0")
+        .sync_marker("todos", "k0")
         .await
         .expect("marker")
-        .expect("a marker after ack");
+        .expect("synced");
     assert_eq!(
-        marker.last_acked_seq, stored[1].seq,
-        "the marker keeps the highest seq"
+        marker.last_acked_seq,
+        stored[2].seq(),
+        "the latest change of k0"
     );
-    assert_eq!(marker.acked_at, at(5));
-    assert_eq!(claimed.len(), 2);
+    assert_eq!(marker.acked_at, at(20));
+    assert_eq!(store.stats().await.expect("stats").pending, 0);
+    let mut late = Outcome::default();
+    late.ack(&entries[0].change);
+    store
+        .record("a", at(30), &late)
+        .await
+        .expect("a late duplicate ack");
+    let marker = store
+        .sync_marker("todos", "k0")
+        .await
+        .expect("marker")
+        .expect("synced");
+    assert_eq!(
+        marker.last_acked_seq,
+        stored[2].seq(),
+        "markers never move back"
+    );
     assert!(
         store
-            .claim("a", at(100), at(160), horizon(100), 10)
+            .sync_marker("todos", "nope")
             .await
-            .expect("claim")
-            .is_empty(),
-        "acked changes are gone"
+            .expect("marker")
+            .is_none()
     );
-    let stats = store.stats(at(100)).await.expect("stats");
-    assert_eq!((stats.pending, stats.in_flight), (0, 0));
-    store
-        .ack(&[Seq(999_999)], at(6))
-        .await
-        .expect("acking an unknown seq is harmless");
 }
 
-/// Release returns claimed changes to pending with no attempt counted.
-pub async fn release_returns_without_an_attempt<S: ChangeStore>(store: S) {
+/// Retry bookkeeping is stored with its change and read back by the next claim.
+pub async fn retries_are_stored_with_their_changes<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    let claimed = store
-        .claim("a", at(0), at(60), horizon(0), 3)
-        .await
-        .expect("claim");
-    store
-        .release("a", &seqs_of(&claimed)[1..])
-        .await
-        .expect("release");
-    store
-        .ack(&[claimed[0].change.seq], at(1))
-        .await
-        .expect("ack");
-    let again = store
-        .claim("b", at(1), at(60), horizon(1), 3)
-        .await
-        .expect("claim");
+    let entries = granted(&store, &claim_request("a", 0, None, 10)).await;
+    let failed = entries[1].delivery.failed(at(90), "HTTP 503: full");
+    let mut outcome = Outcome::default();
+    outcome.retry(entries[1].change.seq(), failed.clone());
+    store.record("a", at(1), &outcome).await.expect("record");
+    let again = granted(&store, &claim_request("a", 2, None, 10)).await;
     assert_eq!(
-        seqs_of(&again),
-        seqs_of(&claimed)[1..],
-        "released changes are claimable at once"
+        again[1].delivery, failed,
+        "attempts, retry time and error survive"
     );
-    assert!(
-        again.iter().all(|entry| entry.delivery.attempts == 0),
-        "release does not count an attempt"
-    );
+    assert_eq!(again[0].delivery, Delivery::new());
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.oldest.expect("a head").delivery, Delivery::new());
 }
 
-/// A scheduled retry counts an attempt, records the error, and holds the whole line
-/// (later changes wait) until it is due.
-pub async fn a_scheduled_retry_holds_the_line<S: ChangeStore>(store: S) {
+/// Dead letters leave the outbox with their reason, are listed in seq order, and can be
+/// requeued (same seq and id, attempts reset) or discarded.
+pub async fn dead_letters_leave_the_line_and_can_be_requeued_or_discarded<S: ChangeStore>(
+    store: S,
+) {
     store.append(sample(4, "c")).await.expect("append");
-    let claimed = store
-        .claim("a", at(0), at(60), horizon(0), 2)
-        .await
-        .expect("claim");
-    store
-        .schedule_retry("a", &seqs_of(&claimed), at(30), "HTTP 503")
-        .await
-        .expect("retry");
-    assert!(
+    let entries = granted(&store, &claim_request("a", 0, None, 10)).await;
+    let mut outcome = Outcome::default();
+    let mut tried = entries[1].clone();
+    tried.delivery = tried.delivery.failed(at(1), "HTTP 500");
+    outcome.dead_letter(tried.dead_letter("HTTP 400: Bad request", at(2)));
+    outcome.dead_letter(entries[3].dead_letter("too large", at(3)));
+    store.record("a", at(3), &outcome).await.expect("record");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.dead_lettered), (2, 2));
+    let dead = store.dead_letters(None, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].seq, entries[1].change.seq());
+    assert_eq!(dead[0].reason, "HTTP 400: Bad request");
+    assert_eq!(dead[0].at, at(2));
+    assert_eq!(dead[0].attempts, 1);
+    assert_eq!(dead[0].change(), Some(&entries[1].change));
+    assert_eq!(
         store
-            .claim("a", at(29), at(90), horizon(29), 10)
+            .dead_letters(Some(dead[0].seq), 10)
             .await
-            .expect("claim")
-            .is_empty(),
-        "nothing is sent past a head that waits for its retry"
+            .expect("page")
+            .len(),
+        1
     );
-    let stats = store.stats(at(10)).await.expect("stats");
-    assert_eq!(stats.next_attempt_at, Some(at(30)));
-    assert_eq!(stats.last_error.as_deref(), Some("HTTP 503"));
-    let due = store
-        .claim("a", at(30), at(90), horizon(30), 10)
-        .await
-        .expect("claim");
-    assert_eq!(due.len(), 4, "the retried head and the changes behind it");
-    assert_eq!(due[0].delivery.attempts, 1);
-    assert_eq!(due[0].delivery.last_error.as_deref(), Some("HTTP 503"));
-    assert_eq!(due[2].delivery.attempts, 0);
-}
-
-/// Dead letters leave the line with their reason, are listed, and can be requeued.
-pub async fn dead_letters_leave_the_line_and_can_be_requeued<S: ChangeStore>(store: S) {
-    let stored = store.append(sample(3, "c")).await.expect("append");
-    let claimed = store
-        .claim("a", at(0), at(60), horizon(0), 3)
-        .await
-        .expect("claim");
-    store
-        .dead_letter("a", &[stored[1].seq], "HTTP 400: bad", at(2))
-        .await
-        .expect("dead-letter");
-    store
-        .release("a", &[stored[0].seq, stored[2].seq])
-        .await
-        .expect("release");
-    assert_eq!(claimed.len(), 3);
-    let line = store
-        .claim("a", at(3), at(60), horizon(3), 10)
-        .await
-        .expect("claim");
+    assert_eq!(store.dead_letters(None, 1).await.expect("page").len(), 1);
     assert_eq!(
-        seqs_of(&line),
-        [stored[0].seq, stored[2].seq],
-        "a dead letter does not block the rest"
-    );
-    let dead = store.dead_letters(10).await.expect("dead letters");
-    assert_eq!(seqs_of(&dead), [stored[1].seq]);
-    assert!(
-        matches!(&dead[0].delivery.state, DeliveryState::DeadLettered { reason, at: when } if reason == "HTTP 400: bad" && *when == at(2)),
-        "the reason is kept: {:?}",
-        dead[0].delivery.state
+        store.locate(entries[0].change.seq()).await.expect("locate"),
+        Location::Pending
     );
     assert_eq!(
-        dead[0].change.data, stored[1].data,
-        "a dead letter keeps its content"
+        store.locate(dead[0].seq).await.expect("locate"),
+        Location::DeadLettered(dead[0].clone())
     );
-    store.ack(&seqs_of(&line), at(4)).await.expect("ack");
+    assert_eq!(
+        store.locate(Seq(999)).await.expect("locate"),
+        Location::Gone
+    );
     assert_eq!(
         store
-            .requeue(&[stored[1].seq, Seq(424_242)])
+            .requeue(&[dead[0].seq, Seq(999)])
             .await
             .expect("requeue"),
         1
     );
-    assert!(
-        store
-            .dead_letters(10)
-            .await
-            .expect("dead letters")
-            .is_empty()
-    );
-    let back = store
-        .claim("a", at(5), at(60), horizon(5), 10)
-        .await
-        .expect("claim");
+    let back = granted(&store, &claim_request("a", 4, None, 10)).await;
+    assert_eq!(back.len(), 3);
+    assert_eq!(back[1].change, entries[1].change, "same seq, same id");
+    assert_eq!(back[1].delivery, Delivery::new(), "attempts reset");
     assert_eq!(
-        seqs_of(&back),
-        [stored[1].seq],
-        "a requeued change is sent again"
+        store
+            .discard(&[dead[1].seq, Seq(999)])
+            .await
+            .expect("discard"),
+        1
     );
-    assert_eq!(back[0].delivery.attempts, 0, "requeue resets attempts");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.dead_lettered), (3, 0));
 }
 
-/// A syncer whose lease lapsed and was taken over cannot move the changes any more.
-pub async fn only_the_holder_can_move_a_claimed_change<S: ChangeStore>(store: S) {
-    store.append(sample(2, "c")).await.expect("append");
-    let first = store
-        .claim("a", at(0), at(10), horizon(0), 2)
-        .await
-        .expect("claim");
-    let second = store
-        .claim("b", at(10), at(70), horizon(10), 2)
-        .await
-        .expect("claim");
-    assert_eq!(seqs_of(&first), seqs_of(&second));
-    let seqs = seqs_of(&first);
-    store.release("a", &seqs).await.expect("release");
-    store
-        .schedule_retry("a", &seqs, at(500), "late")
-        .await
-        .expect("retry");
-    store
-        .dead_letter("a", &seqs, "late", at(11))
-        .await
-        .expect("dead-letter");
-    assert!(
-        store
-            .dead_letters(10)
-            .await
-            .expect("dead letters")
-            .is_empty(),
-        "a former holder cannot dead-letter"
-    );
-    let stats = store.stats(at(11)).await.expect("stats");
-    assert_eq!(stats.in_flight, 2, "the new holder keeps its claim");
-    assert_eq!(
-        stats.next_attempt_at, None,
-        "a former holder cannot schedule a retry"
-    );
-    assert!(
-        store
-            .claim("c", at(11), at(70), horizon(11), 2)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
-}
-
-/// release_expired makes lapsed leases pending and counts them.
-pub async fn release_expired_frees_lapsed_leases<S: ChangeStore>(store: S) {
+/// A syncer whose lease passed to another may still acknowledge (a delivered change is
+/// delivered), but its retries and dead letters are not written.
+pub async fn a_syncer_that_lost_the_lease_can_only_acknowledge<S: ChangeStore>(store: S) {
     store.append(sample(3, "c")).await.expect("append");
-    store
-        .claim("a", at(0), at(10), horizon(0), 2)
-        .await
-        .expect("claim");
-    assert_eq!(store.release_expired(at(9)).await.expect("release"), 0);
-    assert_eq!(store.release_expired(at(10)).await.expect("release"), 2);
-    let stats = store.stats(at(10)).await.expect("stats");
-    assert_eq!((stats.pending, stats.in_flight), (3, 0));
-}
-
-/// Stats count pending, in flight and dead-lettered changes.
-pub async fn stats_count_every_state<S: ChangeStore>(store: S) {
-    assert_eq!(
-        store.stats(at(0)).await.expect("stats"),
-        OutboxStats::default()
+    let entries = granted(&store, &claim_request("a", 0, None, 10)).await;
+    granted(&store, &claim_request("b", 100, None, 10)).await;
+    let mut outcome = Outcome::default();
+    outcome.ack(&entries[0].change);
+    outcome.retry(
+        entries[1].change.seq(),
+        entries[1].delivery.failed(at(200), "x"),
     );
-    store.append(sample(6, "c")).await.expect("append");
-    let claimed = store
-        .claim("a", at(0), at(60), horizon(0), 3)
-        .await
-        .expect("claim");
-    store
-        .dead_letter("a", &[claimed[0].change.seq], "bad", at(1))
-        .await
-        .expect("dead-letter");
-    let stats = store.stats(at(1)).await.expect("stats");
+    outcome.dead_letter(entries[2].dead_letter("x", at(100)));
     assert_eq!(
-        (stats.pending, stats.in_flight, stats.dead_lettered),
-        (3, 2, 1)
+        store.record("a", at(101), &outcome).await.expect("record"),
+        Recorded::LeaseLost
     );
-    let later = store.stats(at(61)).await.expect("stats");
+    let left = granted(&store, &claim_request("b", 102, None, 10)).await;
     assert_eq!(
-        (later.pending, later.in_flight),
-        (5, 0),
-        "a lapsed lease counts as pending"
+        seqs_of(&left),
+        seqs_of(&entries[1..]),
+        "the ack was applied"
+    );
+    assert_eq!(left[0].delivery, Delivery::new(), "the retry was not");
+    assert_eq!(
+        store.stats().await.expect("stats").dead_lettered,
+        0,
+        "nor the dead letter"
     );
 }
 
-/// After the wall clock jumps back, a retry time or lease beyond the horizon counts as
-/// passed instead of holding the line until the clock catches up.
-pub async fn schedules_past_the_horizon_predate_a_clock_jump<S: ChangeStore>(store: S) {
-    store.append(sample(2, "c")).await.expect("append");
-    let claimed = store
-        .claim("a", at(100_000), at(100_060), horizon(100_000), 1)
-        .await
-        .expect("claim");
-    store
-        .schedule_retry("a", &seqs_of(&claimed), at(100_030), "HTTP 503")
-        .await
-        .expect("retry");
-    // The clock is set back by a day: the retry time is now 86 430 s away.
-    let back = at(100_000 - 86_400);
+/// Stats count pending changes and their bytes, dead letters, and find the oldest and
+/// newest pending change.
+pub async fn stats_count_and_find_the_head<S: ChangeStore>(store: S) {
+    let empty = store.stats().await.expect("stats");
+    assert_eq!(
+        (empty.pending, empty.pending_bytes, empty.dead_lettered),
+        (0, 0, 0)
+    );
+    assert!(empty.oldest.is_none() && empty.newest_seq.is_none());
+    let captured = sample(6, "c");
+    let weight: u64 = captured.iter().map(|c| c.data.weight() as u64).sum();
+    let stored = store.append(captured).await.expect("append");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.pending, 6);
+    assert_eq!(stats.pending_bytes, weight);
+    let oldest = stats.oldest.expect("a head");
+    assert_eq!(oldest.seq, stored[0].seq());
+    assert_eq!(oldest.captured_at, stored[0].captured_at());
+    assert_eq!(stats.newest_seq, Some(stored[5].seq()));
+    let entries = granted(&store, &claim_request("a", 0, None, 2)).await;
+    let mut outcome = Outcome::default();
+    outcome.ack(&entries[0].change);
+    outcome.dead_letter(entries[1].dead_letter("x", at(1)));
+    store.record("a", at(1), &outcome).await.expect("record");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.dead_lettered), (4, 1));
+    let removed = (stored[0].data().weight() + stored[1].data().weight()) as u64;
+    assert_eq!(stats.pending_bytes, weight - removed);
+    assert_eq!(stats.oldest.expect("a head").seq, stored[2].seq());
+    assert_eq!(stats.lease.expect("a lease").owner, "a");
+}
+
+/// A seq is never given out twice, even after every change was acknowledged.
+pub async fn seqs_are_never_reused<S: ChangeStore>(store: S) {
+    let first = store.append(sample(2, "c")).await.expect("append");
+    let entries = granted(&store, &claim_request("a", 0, None, 10)).await;
+    let mut outcome = Outcome::default();
+    for entry in &entries {
+        outcome.ack(&entry.change);
+    }
+    store.record("a", at(1), &outcome).await.expect("record");
+    let next = store.append(sample(1, "c")).await.expect("append");
     assert!(
-        store
-            .claim(
-                "a",
-                back,
-                back + TimeDelta::seconds(60),
-                back + TimeDelta::seconds(3600),
-                10
-            )
-            .await
-            .expect("claim")
-            .len()
-            == 2,
-        "a retry time past the horizon is due"
-    );
-    let lapsed = store
-        .claim(
-            "b",
-            back,
-            back + TimeDelta::seconds(60),
-            back + TimeDelta::seconds(3600),
-            10,
-        )
-        .await
-        .expect("claim");
-    assert!(lapsed.is_empty(), "a lease within the horizon holds");
-    let far = back - TimeDelta::days(1);
-    assert_eq!(
-        store
-            .claim(
-                "b",
-                far,
-                far + TimeDelta::seconds(60),
-                far + TimeDelta::seconds(3600),
-                10
-            )
-            .await
-            .expect("claim")
-            .len(),
-        2,
-        "a lease past the horizon has lapsed"
+        next[0].seq() > first[1].seq(),
+        "{:?} after {:?}",
+        next[0].seq(),
+        first[1].seq()
     );
 }
 
@@ -494,14 +476,60 @@ pub async fn schedules_past_the_horizon_predate_a_clock_jump<S: ChangeStore>(sto
 /// with [`StoreError::SeqExhausted`] without writing anything.
 pub async fn seq_stays_below_2_pow_53<S: ChangeStore>(store: S) {
     let last = store.append(sample(1, "c")).await.expect("append");
-    assert_eq!(last[0].seq, Seq(MAX_SEQ));
-    assert_eq!(
+    assert_eq!(last[0].seq(), Seq(MAX_SEQ));
+    assert!(matches!(
         store.append(sample(2, "c")).await,
         Err(StoreError::SeqExhausted)
-    );
+    ));
     assert_eq!(
-        store.stats(at(0)).await.expect("stats").pending,
+        store.stats().await.expect("stats").pending,
         1,
         "a failed append writes nothing"
     );
+}
+
+/// A row that does not decode comes back from a claim as unreadable (the claim does
+/// not fail), can be quarantined into the dead letters with its raw text, is not
+/// requeued, and can be discarded. `damage` writes such a row (its text is `raw`) and
+/// returns its seq.
+pub async fn quarantine<S, D, Fut>(store: S, damage: D)
+where
+    S: ChangeStore,
+    D: Fn(&S, &str) -> Fut,
+    Fut: Future<Output = Seq>,
+{
+    store.append(sample(1, "c")).await.expect("append");
+    let raw = "{\"not\": \"a change\"";
+    let bad = damage(&store, raw).await;
+    store.append(sample(1, "d")).await.expect("append");
+    let rows: Vec<StoredEntry> = match store.claim(&claim_request("a", 0, None, 10)).await {
+        Ok(Claim::Granted(rows)) => rows,
+        other => panic!("claim: {other:?}"),
+    };
+    assert_eq!(rows.len(), 3, "the damaged row does not fail the claim");
+    let unreadable = rows[1].clone().expect_err("the damaged row is reported");
+    assert_eq!(unreadable.seq, bad);
+    assert!(unreadable.raw.contains("not"), "{:?}", unreadable.raw);
+    let mut outcome = Outcome::default();
+    outcome.dead_letter(unreadable.quarantine(at(1)));
+    store.record("a", at(1), &outcome).await.expect("record");
+    let dead = store.dead_letters(None, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        matches!(&dead[0].content, DeadContent::Unreadable { raw: kept } if kept.contains("not")),
+        "the raw row is kept: {:?}",
+        dead[0].content
+    );
+    assert!(
+        dead[0].reason.starts_with("quarantined"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(
+        store.requeue(&[bad]).await.expect("requeue"),
+        0,
+        "not requeued"
+    );
+    assert_eq!(store.stats().await.expect("stats").pending, 2);
+    assert_eq!(store.discard(&[bad]).await.expect("discard"), 1);
 }

@@ -107,15 +107,15 @@ impl SimFlume {
 
     /// What Flume would answer to `events`, committing them on success.
     fn offer(state: &mut State, events: Vec<FlumeEvent>) -> Response {
-        if let Some(capacity) = state.transaction_capacity {
-            if events.len() > capacity {
-                return Response::with_message(
-                    503,
-                    format!(
-                        "Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity {capacity} full, consider committing more frequently, increasing capacity or increasing thread count"
-                    ),
-                );
-            }
+        if let Some(capacity) = state.transaction_capacity
+            && events.len() > capacity
+        {
+            return Response::with_message(
+                503,
+                format!(
+                    "Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity {capacity} full, consider committing more frequently, increasing capacity or increasing thread count"
+                ),
+            );
         }
         let has_key = |prefix: &str| {
             events.iter().any(|event| {

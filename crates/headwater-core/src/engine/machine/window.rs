@@ -1,0 +1,292 @@
+//! The changes a syncer has read from its outbox, and how batches are cut from them so
+//! that no record ever has two batches in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{Change, OutboxEntry, Seq};
+
+/// Where a loaded change stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SlotState {
+    /// Waiting to be batched (at its retry time, if it has one).
+    Ready,
+    /// In a request in flight.
+    Sending,
+    /// Held by an isolation that is taking a refused batch apart.
+    Isolating,
+}
+
+/// One loaded change.
+#[derive(Debug, Clone)]
+pub(super) struct Slot {
+    pub(super) entry: OutboxEntry,
+    /// A hash of (collection, key): equal records have equal hashes. A collision only
+    /// makes two records wait for each other, never reorders one.
+    pub(super) record: u64,
+    pub(super) state: SlotState,
+    /// Batches holding this change refused with 500 in a row.
+    pub(super) server_errors: u32,
+}
+
+/// The record hash of a change.
+pub(super) fn record_hash(change: &Change) -> u64 {
+    let mut hasher = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
+    let record = change.record();
+    record.collection.hash(&mut hasher);
+    record.key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// How a record stands while one batch is being cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// It has a change in the batch being cut (the latest such seq).
+    Taken(Seq),
+    /// It has an earlier change that is not in this batch: its later changes wait.
+    Held,
+}
+
+/// What the window offers for one batch, before encoding.
+#[derive(Debug, Default)]
+pub(super) struct Candidates {
+    /// The changes to send, in seq order.
+    pub(super) send: Vec<Seq>,
+    /// Changes superseded by a later one of the same record in `send` (coalescing).
+    pub(super) superseded: Vec<Seq>,
+}
+
+/// The loaded changes, in seq order.
+#[derive(Debug, Default)]
+pub(super) struct Window {
+    slots: BTreeMap<Seq, Slot>,
+    seen: HashMap<u64, Seen>,
+}
+
+impl Window {
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub(super) fn contains(&self, seq: Seq) -> bool {
+        self.slots.contains_key(&seq)
+    }
+
+    pub(super) fn insert(&mut self, entry: OutboxEntry) {
+        let seq = entry.change.seq();
+        self.slots.entry(seq).or_insert_with(|| Slot {
+            record: record_hash(&entry.change),
+            entry,
+            state: SlotState::Ready,
+            server_errors: 0,
+        });
+    }
+
+    pub(super) fn get(&self, seq: Seq) -> Option<&Slot> {
+        self.slots.get(&seq)
+    }
+
+    pub(super) fn get_mut(&mut self, seq: Seq) -> Option<&mut Slot> {
+        self.slots.get_mut(&seq)
+    }
+
+    pub(super) fn remove(&mut self, seq: Seq) -> Option<Slot> {
+        self.slots.remove(&seq)
+    }
+
+    /// Drops every change not in a request or an isolation (the lease was lost).
+    pub(super) fn drop_ready(&mut self) {
+        self.slots.retain(|_, slot| slot.state != SlotState::Ready);
+    }
+
+    pub(super) fn set_state(&mut self, seqs: &[Seq], state: SlotState) {
+        for seq in seqs {
+            if let Some(slot) = self.slots.get_mut(seq) {
+                slot.state = state;
+            }
+        }
+    }
+
+    /// Makes every ready change due now.
+    pub(super) fn clear_retry_times(&mut self) {
+        for slot in self.slots.values_mut() {
+            if slot.state == SlotState::Ready {
+                slot.entry.delivery.next_attempt_at = None;
+            }
+        }
+    }
+
+    /// Ready changes that wait for a retry time.
+    pub(super) fn earliest_retry(
+        &self,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        self.slots
+            .values()
+            .filter(|slot| slot.state == SlotState::Ready)
+            .filter_map(|slot| slot.entry.delivery.next_attempt_at)
+            .filter(|at| *at > now && *at <= horizon)
+            .min()
+    }
+
+    /// Whether any ready change could be batched at `now`.
+    pub(super) fn any_due(&self, now: DateTime<Utc>, horizon: DateTime<Utc>) -> bool {
+        self.slots
+            .values()
+            .any(|slot| slot.state == SlotState::Ready && slot.entry.delivery.is_due(now, horizon))
+    }
+
+    /// Changes in requests or isolations.
+    pub(super) fn busy(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|slot| slot.state != SlotState::Ready)
+            .count()
+    }
+
+    /// Picks up to `max_events` changes for the next batch.
+    ///
+    /// With `total_order`, the batch is the longest run of ready, due changes from the
+    /// head, stopping at the first that is not. Otherwise a change joins unless an
+    /// earlier change of its record is elsewhere (in flight, isolating, or waiting for
+    /// a retry): each record's changes go in capture order, and records do not wait for
+    /// each other.
+    pub(super) fn candidates(
+        &mut self,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+        max_events: usize,
+        total_order: bool,
+        coalesce: bool,
+    ) -> Candidates {
+        let mut picked = Candidates::default();
+        self.seen.clear();
+        for (seq, slot) in &self.slots {
+            if picked.send.len() >= max_events {
+                break;
+            }
+            let joinable =
+                slot.state == SlotState::Ready && slot.entry.delivery.is_due(now, horizon);
+            if total_order {
+                if !joinable {
+                    break;
+                }
+                Self::take(&mut self.seen, &mut picked, slot.record, *seq, coalesce);
+                continue;
+            }
+            match (self.seen.get(&slot.record).copied(), joinable) {
+                (Some(Seen::Held), _) => {}
+                (_, false) => {
+                    self.seen.insert(slot.record, Seen::Held);
+                }
+                (_, true) => Self::take(&mut self.seen, &mut picked, slot.record, *seq, coalesce),
+            }
+        }
+        picked
+    }
+
+    fn take(
+        seen: &mut HashMap<u64, Seen>,
+        picked: &mut Candidates,
+        record: u64,
+        seq: Seq,
+        coalesce: bool,
+    ) {
+        if coalesce
+            && let Some(Seen::Taken(previous)) = seen.get(&record).copied()
+            && let Some(position) = picked.send.iter().rposition(|s| *s == previous)
+        {
+            picked.send.remove(position);
+            picked.superseded.push(previous);
+        }
+        seen.insert(record, Seen::Taken(seq));
+        picked.send.push(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Captured, ChangeData, ChangeIdGenerator, Delivery};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn window(keys: &[&str]) -> Window {
+        let mut ids = ChangeIdGenerator::from_seed(1);
+        let mut window = Window::default();
+        for (index, key) in keys.iter().enumerate() {
+            let data = ChangeData::update("c", *key, &index).unwrap();
+            let change = Change::new(
+                Seq(index as u64 + 1),
+                Captured {
+                    id: ids.next_id(at(0)),
+                    captured_at: at(0),
+                    data,
+                },
+            );
+            window.insert(OutboxEntry::new(change));
+        }
+        window
+    }
+
+    fn seqs(values: &[u64]) -> Vec<Seq> {
+        values.iter().copied().map(Seq).collect()
+    }
+
+    fn pick(window: &mut Window, max: usize, total_order: bool) -> Vec<Seq> {
+        window
+            .candidates(at(0), at(3600), max, total_order, false)
+            .send
+    }
+
+    #[test]
+    fn a_record_in_flight_holds_back_only_its_own_later_changes() {
+        let mut window = window(&["a", "b", "a", "c", "b", "d"]);
+        let first = pick(&mut window, 2, false);
+        assert_eq!(first, seqs(&[1, 2]));
+        window.set_state(&first, SlotState::Sending);
+        assert_eq!(
+            pick(&mut window, 10, false),
+            seqs(&[4, 6]),
+            "a and b wait for the batch holding their earlier changes"
+        );
+    }
+
+    #[test]
+    fn a_record_waiting_for_a_retry_holds_back_its_later_changes() {
+        let mut window = window(&["a", "b", "a"]);
+        window.get_mut(Seq(1)).unwrap().entry.delivery = Delivery::new().failed(at(30), "503");
+        assert_eq!(pick(&mut window, 10, false), seqs(&[2]));
+        assert_eq!(pick(&mut window, 10, true), seqs(&[]), "total order waits");
+        assert_eq!(window.earliest_retry(at(0), at(3600)), Some(at(30)));
+        assert_eq!(
+            window.candidates(at(30), at(3600), 10, true, false).send,
+            seqs(&[1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn total_order_stops_at_the_first_change_not_ready() {
+        let mut window = window(&["a", "b", "c", "d"]);
+        window.set_state(&seqs(&[2]), SlotState::Sending);
+        assert_eq!(pick(&mut window, 10, true), seqs(&[1]));
+        assert_eq!(pick(&mut window, 10, false), seqs(&[1, 3, 4]));
+    }
+
+    #[test]
+    fn coalescing_keeps_the_latest_change_of_each_record() {
+        let mut window = window(&["a", "b", "a", "a"]);
+        let picked = window.candidates(at(0), at(3600), 10, false, true);
+        assert_eq!(picked.send, seqs(&[2, 4]));
+        assert_eq!(picked.superseded, seqs(&[1, 3]));
+    }
+}
