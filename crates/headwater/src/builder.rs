@@ -1,0 +1,259 @@
+//! Configuring and starting headwater.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use headwater_core::engine::{ConfigError, SyncConfig, Syncer};
+use headwater_core::store::ChangeStore;
+use headwater_core::transport::Transport;
+use headwater_memory::MemoryStore;
+
+use crate::handle::{DynStore, DynTransport, Headwater};
+use crate::runtime::{self, Clock, SharedClock, SystemClock};
+
+/// Why headwater did not start. Nothing was spawned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The delivery settings cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP settings cannot work (no Flume URL, a malformed URL, a bad header).
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    Http(#[from] headwater_http::HttpConfigError),
+    /// Neither Flume URLs nor a transport were given.
+    #[error("no Flume to send to: give the builder `flume(urls)` (or a `transport`)")]
+    NoTransport,
+    /// The lease would lapse while a request is still allowed to run, so another syncer
+    /// could send the same changes at the same time.
+    #[error(
+        "the lease ({lease:?}) must be longer than the request timeout ({timeout:?}): raise `lease` or lower the timeout"
+    )]
+    LeaseTooShort {
+        /// The configured lease.
+        lease: Duration,
+        /// The configured request timeout.
+        timeout: Duration,
+    },
+    /// `start` was called outside a tokio runtime (natively, headwater runs its
+    /// delivery task on the runtime it is started in).
+    #[error(
+        "headwater must be started inside a tokio runtime (in async code under #[tokio::main] or Runtime::block_on)"
+    )]
+    NoRuntime,
+    /// The operating system gave no random seed for the change ids.
+    #[error("no random source for the change ids: {0}")]
+    Seed(String),
+}
+
+/// Builds a [`Headwater`]: where to send, where to keep the outbox, and how to deliver.
+/// Everything has a default but the Flume URLs.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use headwater::Headwater;
+///
+/// let headwater = Headwater::builder()
+///     .flume(["http://flume-a:5140/", "http://flume-b:5140/"])
+///     .round_robin()
+///     .source("laptop-7")
+///     .header("authorization", "Bearer s3cret")
+///     .batch_size(500)
+///     .configure(|config| config.linger = Duration::from_millis(20))
+///     .start()?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct Builder {
+    config: SyncConfig,
+    store: Option<DynStore>,
+    transport: Option<DynTransport>,
+    clock: Option<SharedClock>,
+    seed: Option<u64>,
+    #[cfg(feature = "http")]
+    http: headwater_http::HttpConfig,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Builder");
+        out.field("config", &self.config)
+            .field("custom_store", &self.store.is_some())
+            .field("custom_transport", &self.transport.is_some())
+            .field("custom_clock", &self.clock.is_some())
+            .field("seeded", &self.seed.is_some());
+        #[cfg(feature = "http")]
+        out.field("http", &self.http);
+        out.finish()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: SyncConfig::default(),
+            store: None,
+            transport: None,
+            clock: None,
+            seed: None,
+            #[cfg(feature = "http")]
+            http: headwater_http::HttpConfig::new(Vec::<String>::new()),
+        }
+    }
+}
+
+impl Builder {
+    /// Flume HTTP source URLs (`http://host:port/`), tried in order (failover) unless
+    /// [`round_robin`](Self::round_robin).
+    #[cfg(feature = "http")]
+    pub fn flume<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.http.endpoints = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Spreads requests over the Flume URLs in turn instead of failing over.
+    #[cfg(feature = "http")]
+    pub fn round_robin(mut self) -> Self {
+        self.http.selection = headwater_http::Selection::RoundRobin;
+        self
+    }
+
+    /// Adds a request header (for a proxy in front of Flume). Its value never appears
+    /// in logs or errors.
+    #[cfg(feature = "http")]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.http.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The timeout of one request, from connecting to the last byte of the answer
+    /// (default 10 s).
+    #[cfg(feature = "http")]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// Changes any HTTP setting (TLS, endpoint rests, message limits).
+    #[cfg(feature = "http")]
+    pub fn http(mut self, configure: impl FnOnce(&mut headwater_http::HttpConfig)) -> Self {
+        configure(&mut self.http);
+        self
+    }
+
+    /// Names this client: the `source` header of every event (default `headwater`).
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.config.mapping.source = source.into();
+        self
+    }
+
+    /// Most events per request (default 100: keep it at or below the Flume channel's
+    /// `transactionCapacity`; headwater adapts if it is above).
+    pub fn batch_size(mut self, events: usize) -> Self {
+        self.config.batch.max_events = events;
+        self
+    }
+
+    /// Most requests in flight at once (default 4). Changes to one record always arrive
+    /// in capture order; with 1, all changes do.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.config.max_in_flight = requests;
+        self
+    }
+
+    /// Replaces every delivery setting (for a [`SyncConfig`] read from a config file).
+    /// The source set with [`source`](Self::source) is kept if the config has the
+    /// default one.
+    pub fn config(mut self, config: SyncConfig) -> Self {
+        let source = std::mem::take(&mut self.config.mapping.source);
+        self.config = config;
+        if self.config.mapping.source == SyncConfig::default().mapping.source {
+            self.config.mapping.source = source;
+        }
+        self
+    }
+
+    /// Changes any delivery setting.
+    pub fn configure(mut self, configure: impl FnOnce(&mut SyncConfig)) -> Self {
+        configure(&mut self.config);
+        self
+    }
+
+    /// Where the outbox lives (default: in memory, lost with the process).
+    pub fn store(mut self, store: impl ChangeStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Sends through this transport instead of HTTP (tests, other protocols).
+    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// Reads time from this clock instead of the system's (tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Seeds the change ids and jitter with this instead of a random seed (tests).
+    /// Two running outboxes with one seed would make equal ids.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Checks the settings, spawns delivery on the current runtime (tokio natively, the
+    /// page's event loop in a browser) and returns the handle.
+    pub fn start(self) -> Result<Headwater, StartError> {
+        let Builder {
+            mut config,
+            store,
+            transport,
+            clock,
+            seed,
+            #[cfg(feature = "http")]
+            http,
+        } = self;
+        config.seed = match seed {
+            Some(seed) => seed,
+            None => runtime::os_seed().map_err(|error| StartError::Seed(error.to_string()))?,
+        };
+        config.validate()?;
+        let transport = match transport {
+            Some(transport) => transport,
+            #[cfg(feature = "http")]
+            None => Self::http_transport(&config, http)?,
+            #[cfg(not(feature = "http"))]
+            None => return Err(StartError::NoTransport),
+        };
+        let store: DynStore = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let syncer = Syncer::new(store, transport, config)?;
+        Headwater::spawn(syncer, clock)
+    }
+
+    #[cfg(feature = "http")]
+    fn http_transport(
+        config: &SyncConfig,
+        http: headwater_http::HttpConfig,
+    ) -> Result<DynTransport, StartError> {
+        if http.endpoints.is_empty() {
+            return Err(StartError::NoTransport);
+        }
+        if config.lease <= http.timeout {
+            return Err(StartError::LeaseTooShort {
+                lease: config.lease,
+                timeout: http.timeout,
+            });
+        }
+        Ok(Arc::new(headwater_http::HttpTransport::new(http)?))
+    }
+}

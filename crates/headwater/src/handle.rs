@@ -1,0 +1,341 @@
+//! The running headwater: what an application calls.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use headwater_core::engine::{CaptureError, Outbox, SyncStatus, Syncer};
+use headwater_core::model::{Change, ChangeData, ChangeId, DeadLetter, Seq, SyncMarker};
+use headwater_core::store::{ChangeStore, Location, StoreError, StoredEntry};
+use headwater_core::transport::Transport;
+
+use crate::StartError;
+use crate::builder::Builder;
+use crate::runtime::{self, SharedClock, Task};
+
+/// The store behind a [`Headwater`], whatever its kind.
+pub type DynStore = Arc<dyn ChangeStore>;
+/// The transport behind a [`Headwater`], whatever its kind.
+pub(crate) type DynTransport = Arc<dyn Transport>;
+
+struct Inner {
+    outbox: Outbox<DynStore>,
+    clock: SharedClock,
+    task: Mutex<Option<Task>>,
+}
+
+impl Drop for Inner {
+    /// When the last handle goes, delivery stops after the requests in flight; what is
+    /// not delivered stays in the store.
+    fn drop(&mut self) {
+        self.outbox.shutdown();
+    }
+}
+
+/// A running headwater: capture changes, watch delivery, handle dead letters, stop.
+///
+/// Cheap to clone; all clones drive the same outbox. When the last clone is dropped,
+/// delivery stops after the requests in flight (call [`shutdown`](Self::shutdown) to
+/// wait for that).
+///
+/// ```no_run
+/// use headwater::{ChangeData, Headwater};
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let headwater = Headwater::builder().flume(["http://127.0.0.1:5140/"]).start()?;
+/// let receipt = headwater
+///     .capture(ChangeData::insert("todos", "1", &serde_json::json!({"title": "milk"}))?)
+///     .await?;
+/// headwater.flush().await?;
+/// assert!(headwater.sync_marker("todos", "1").await?.is_some());
+/// println!("{} delivered", receipt.id());
+/// headwater.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Headwater {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Headwater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headwater")
+            .field("stopped", &self.inner.outbox.is_stopped())
+            .field("paused", &self.inner.outbox.is_paused())
+            .field("last_captured", &self.inner.outbox.last_captured())
+            .finish()
+    }
+}
+
+/// A captured change: its place and idempotency id, and a way to wait for its delivery.
+#[derive(Clone)]
+pub struct Receipt {
+    seq: Seq,
+    id: ChangeId,
+    headwater: Headwater,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt")
+            .field("seq", &self.seq)
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// How a change's delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Delivered {
+    /// Flume acknowledged it.
+    Acknowledged,
+    /// It was set aside for an operator, for this reason.
+    DeadLettered(String),
+}
+
+/// Why waiting for delivery ended without it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The outbox is blocked by a configuration problem (a 401, a wrong URL, TLS): every
+    /// change is kept, and delivery goes on once it is fixed.
+    #[error("the outbox is blocked: {0}")]
+    Blocked(String),
+    /// Sending is paused.
+    #[error("sending is paused: call resume()")]
+    Paused,
+    /// Delivery has stopped (shut down, or the store was closed).
+    #[error("delivery has stopped")]
+    Stopped,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Receipt {
+    /// The change's place in the outbox.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// The change's idempotency key, sent as Flume's `id` header.
+    pub fn id(&self) -> ChangeId {
+        self.id
+    }
+
+    /// Resolves once the change is acknowledged by Flume or dead-lettered. Fails if the
+    /// outbox is blocked or delivery stops first.
+    pub async fn delivered(&self) -> Result<Delivered, FlushError> {
+        let outbox = &self.headwater.inner.outbox;
+        loop {
+            let progress = outbox.progress();
+            match outbox.store().locate(self.seq).await? {
+                Location::Gone => return Ok(Delivered::Acknowledged),
+                Location::DeadLettered(letter) => {
+                    return Ok(Delivered::DeadLettered(letter.reason));
+                }
+                Location::Pending => {}
+                _ => {}
+            }
+            self.headwater.check_can_progress()?;
+            progress.await;
+        }
+    }
+}
+
+impl Headwater {
+    /// Starts configuring: see [`Builder`].
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn spawn(
+        syncer: Syncer<DynStore, DynTransport>,
+        clock: SharedClock,
+    ) -> Result<Self, StartError> {
+        let outbox = syncer.outbox();
+        let mut syncer = syncer;
+        let run_clock = Arc::clone(&clock);
+        let task = runtime::spawn(async move {
+            let result = syncer.run(move || run_clock.now(), runtime::sleep).await;
+            if let Err(error) = result {
+                tracing::error!(%error, "delivery stopped");
+            }
+        })?;
+        Ok(Headwater {
+            inner: Arc::new(Inner {
+                outbox,
+                clock,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn receipt(&self, change: &Change) -> Receipt {
+        Receipt {
+            seq: change.seq(),
+            id: change.id(),
+            headwater: self.clone(),
+        }
+    }
+
+    /// Captures one change: it gets its idempotency id and capture time now, is stored
+    /// durably (as durable as the store), and delivery starts at once.
+    pub async fn capture(&self, change: ChangeData) -> Result<Receipt, CaptureError> {
+        let stored = self.inner.outbox.capture(self.now(), change).await?;
+        Ok(self.receipt(&stored))
+    }
+
+    /// Captures several changes atomically (all or none), in order.
+    pub async fn capture_all(
+        &self,
+        changes: Vec<ChangeData>,
+    ) -> Result<Vec<Receipt>, CaptureError> {
+        let stored = self.inner.outbox.capture_all(self.now(), changes).await?;
+        Ok(stored.iter().map(|change| self.receipt(change)).collect())
+    }
+
+    /// What delivery is doing: pending, in flight, dead-lettered, blocked, the last
+    /// error, totals.
+    pub async fn status(&self) -> Result<SyncStatus, StoreError> {
+        self.inner.outbox.status(self.now()).await
+    }
+
+    /// The last acknowledged change of a record: it is synced once this reaches the seq
+    /// of its last capture.
+    pub async fn sync_marker(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<SyncMarker>, StoreError> {
+        self.inner.outbox.sync_marker(collection, key).await
+    }
+
+    /// Up to `limit` dead letters after `after`, oldest first.
+    pub async fn dead_letters(
+        &self,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.outbox.dead_letters(after, limit).await
+    }
+
+    /// Puts dead letters back in line, same seq and id; returns how many.
+    pub async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+        self.inner.outbox.requeue(seqs).await
+    }
+
+    /// Deletes dead letters for good; returns how many.
+    pub async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
+        self.inner.outbox.discard(seqs).await
+    }
+
+    /// Up to `limit` pending changes after `after`, oldest first.
+    pub async fn pending(
+        &self,
+        after: Option<Seq>,
+        limit: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.inner.outbox.pending(after, limit).await
+    }
+
+    /// Tells delivery that changes were appended elsewhere (after an application's own
+    /// transaction committed, or when the network came back).
+    pub fn wake(&self) {
+        self.inner.outbox.wake();
+    }
+
+    /// Skips the current backoff (or a blocked outbox's wait): try now.
+    pub fn flush_now(&self) {
+        self.inner.outbox.flush_now();
+    }
+
+    /// Stops sending; captures go on, requests in flight finish.
+    pub fn pause(&self) {
+        self.inner.outbox.pause();
+    }
+
+    /// Sends again after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.inner.outbox.resume();
+    }
+
+    fn check_can_progress(&self) -> Result<(), FlushError> {
+        let outbox = &self.inner.outbox;
+        if outbox.is_stopped() {
+            return Err(FlushError::Stopped);
+        }
+        if outbox.is_paused() {
+            return Err(FlushError::Paused);
+        }
+        Ok(())
+    }
+
+    /// Resolves when every change captured before the call (through this handle, or
+    /// pending in the store) is delivered or dead-lettered. Fails at once with the
+    /// reason if the outbox is blocked, paused or stopped.
+    pub async fn flush(&self) -> Result<(), FlushError> {
+        let outbox = &self.inner.outbox;
+        let stats = outbox.store().stats().await?;
+        let target = stats.newest_seq.map_or(outbox.last_captured(), |newest| {
+            newest.max(outbox.last_captured())
+        });
+        loop {
+            let progress = outbox.progress();
+            let status = outbox.status(self.now()).await?;
+            let stats = outbox.store().stats().await?;
+            if stats
+                .oldest
+                .as_ref()
+                .is_none_or(|oldest| oldest.seq > target)
+            {
+                return Ok(());
+            }
+            if let Some(reason) = status.blocked {
+                return Err(FlushError::Blocked(reason));
+            }
+            self.check_can_progress()?;
+            progress.await;
+        }
+    }
+
+    /// Stops delivery: the requests in flight finish and are recorded, the lease is
+    /// given up, and what is not delivered stays in the store for the next start.
+    /// Resolves when delivery has stopped. Other clones of this handle can still read
+    /// the store, but nothing more is sent.
+    pub async fn shutdown(&self) {
+        let outbox = &self.inner.outbox;
+        outbox.shutdown();
+        let task = self
+            .inner
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match task {
+            Some(task) => task.join().await,
+            // Another clone is joining the task: wait until it has stopped.
+            None => loop {
+                let progress = outbox.progress();
+                if outbox.is_stopped() {
+                    break;
+                }
+                progress.await;
+            },
+        }
+    }
+
+    /// The core's outbox behind this handle, for capture inside an application's own
+    /// transaction ([`Outbox::prepare`] and [`Outbox::appended`]) and other advanced use.
+    pub fn outbox(&self) -> &Outbox<DynStore> {
+        &self.inner.outbox
+    }
+
+    /// The current time on this headwater's clock (the system's, unless a test set one).
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.now()
+    }
+}

@@ -1,0 +1,84 @@
+//! # headwater
+//!
+//! Capture changes to local data and deliver them to Apache Flume's HTTP source:
+//! durably, in capture order per record, with an idempotency key on every event,
+//! through crashes, flaky networks and a Flume that pushes back. This is the crate an
+//! application adds; it owns the runtime, the clock and the random seed, and hands
+//! back a small handle.
+//!
+//! ```
+//! use headwater::{ChangeData, Headwater};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let flume = headwater_mock_flume::MockFlume::start(Default::default()).await?;
+//! # let url = flume.url();
+//! let headwater = Headwater::builder().flume([url]).source("laptop-7").start()?;
+//!
+//! // The application captures changes as it makes them...
+//! for n in 0..10 {
+//!     let todo = serde_json::json!({"title": format!("todo {n}"), "done": false});
+//!     headwater.capture(ChangeData::insert("todos", n.to_string(), &todo)?).await?;
+//! }
+//!
+//! // ...and headwater delivers them in the background.
+//! headwater.flush().await?;
+//! assert_eq!(headwater.status().await?.counters.delivered, 10);
+//! headwater.shutdown().await;
+//! # assert_eq!(flume.unique_ids(), 10);
+//! # Ok(()) }
+//! ```
+//!
+//! ## What it promises
+//!
+//! No captured change is silently dropped: it is delivered, retried, or parked in the
+//! dead letters with the reason, where [`Headwater::requeue`] puts it back. Each event
+//! carries the change's UUIDv7 in its `id` header, fixed at capture: a batch sent again
+//! after a lost acknowledgement arrives under the same ids, so consumers drop the
+//! duplicates. Changes to one record arrive in capture order; with
+//! [`max_in_flight(1)`](Builder::max_in_flight), all changes do.
+//!
+//! ## Features
+//!
+//! - `native` (default): the Flume HTTP transport with HTTPS (rustls). Delivery runs
+//!   on the tokio runtime `start` is called in.
+//! - `http`: the HTTP transport without choosing a TLS backend (in the browser, fetch
+//!   does TLS).
+//! - `sqlite`: the durable native store on SQLite, and capture inside the
+//!   application's own SQLite transactions (the `sqlite` module).
+//! - `browser`: the IndexedDB store for apps compiled to wasm32; delivery runs on the
+//!   page's event loop.
+//!
+//! The in-memory store is always there (and the default); it loses the outbox with the
+//! process.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+mod handle;
+mod runtime;
+#[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
+
+pub use builder::{Builder, StartError};
+pub use handle::{Delivered, DynStore, FlushError, Headwater, Receipt};
+pub use runtime::{Clock, SystemClock};
+
+pub use headwater_core::engine::{
+    CaptureError, ConfigError, IsolationRules, SyncConfig, SyncCounters, SyncStatus,
+};
+pub use headwater_core::flume::{BodyShape, EventMapping, HeaderNames};
+pub use headwater_core::model::{
+    Change, ChangeData, ChangeId, DeadContent, DeadLetter, InvalidChange, JsonText, Op, OpKind,
+    Seq, SyncMarker,
+};
+pub use headwater_core::policy::{Backoff, BatchLimits, RetryLimits};
+pub use headwater_core::store::{ChangeStore, StoreError};
+pub use headwater_core::transport::Transport;
+pub use headwater_memory::MemoryStore;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use headwater_http::{HttpConfig, HttpConfigError, Selection};
