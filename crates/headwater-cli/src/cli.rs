@@ -17,9 +17,10 @@ pub struct Cli {
 pub enum Command {
     /// Capture changes and deliver them over HTTP to the built-in mock Flume, with faults.
     Demo(DemoArgs),
-    /// Run the mock Flume HTTP source as a server until Ctrl-C.
+    /// Run the mock Flume HTTP source as a server until Ctrl-C or SIGTERM.
     MockFlume(MockArgs),
-    /// Deliver changes from a JSON-lines file to Flume.
+    /// Deliver changes from a JSON-lines file (or standard input) to Flume, resuming
+    /// after a crash under the same ids.
     Send(SendArgs),
 }
 
@@ -35,9 +36,12 @@ pub struct DemoArgs {
     /// Seeds the faults and the engine.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Events per request (the engine's max_events).
+    /// Events per request.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Most requests in flight at once (1 keeps total order).
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
     /// The mock channel's transactionCapacity.
     #[arg(long, default_value_t = 100)]
     pub transaction_capacity: usize,
@@ -90,18 +94,33 @@ pub struct SendArgs {
         value_name = "URL[,URL...]"
     )]
     pub to: Vec<String>,
-    /// JSON lines: {"collection","key","op","value","headers"} per line.
+    /// JSON lines, one change per line: {"collection","key","op","value","headers"};
+    /// `-` reads standard input.
     pub file: PathBuf,
+    /// Where the outbox is kept between runs (default: printed at start, one per input).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Forget earlier runs of this input and start over (new ids for every line).
+    #[arg(long)]
+    pub fresh: bool,
     /// Spread requests round-robin instead of failing over.
     #[arg(long)]
     pub round_robin: bool,
     /// Events per request.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Most requests in flight at once (1 keeps total order).
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// The largest event, encoded, in bytes; a line over it is refused before anything
+    /// is sent.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_event_bytes: usize,
     /// Request timeout in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
-    /// Extra request header, NAME:VALUE (repeatable), e.g. for a proxy's auth.
+    /// Extra request header, NAME:VALUE (repeatable), e.g. for a proxy's auth. Values
+    /// are never printed.
     #[arg(long = "header", value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
     /// The source header: which client sent the events.

@@ -1,109 +1,199 @@
-//! Runs a syncer until its outbox is empty, showing progress on stderr.
+//! Waiting for delivery while showing progress, until everything is delivered, Flume
+//! refuses the configuration, or the user interrupts (Ctrl-C or SIGTERM).
 
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use headwater_core::engine::{Outbox, SyncStatus, Syncer};
-use headwater_http::HttpTransport;
-use headwater_memory::MemoryStore;
-use indicatif::{ProgressBar, ProgressStyle};
+use headwater::{FlushError, Headwater, SyncStatus};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How a delivery ended.
 pub enum Ending {
-    /// Nothing left to send.
+    /// Nothing left to send (dead letters aside).
     Drained,
-    /// Flume refused the configuration (401, 404, ...): retrying cannot help.
+    /// Flume refused the configuration (401, 404, TLS, ...): retrying cannot help.
     Blocked(String),
-    /// The user pressed Ctrl-C.
+    /// The user pressed Ctrl-C, or the process got SIGTERM.
     Interrupted,
 }
 
-pub struct Delivery {
-    pub ending: Ending,
-    pub status: SyncStatus,
-    pub elapsed: Duration,
-}
-
-/// A progress bar over `total` changes on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} delivered ({per_sec}) {msg}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Runs `syncer` until everything captured through `outbox` is delivered or
-/// dead-lettered (and `expected` changes were captured), the outbox is blocked, or
-/// Ctrl-C.
-pub async fn run_until_drained(
-    syncer: Syncer<MemoryStore, HttpTransport>,
-    outbox: &Outbox<MemoryStore>,
-    expected: u64,
-    captured: impl Fn() -> u64,
-    bar: &ProgressBar,
+/// What the user sees while delivery runs, on stderr: a progress bar on a terminal, a
+/// line every few seconds otherwise (CI, nohup, a log file), so that a run that
+/// retries for minutes is never silent.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
     started: Instant,
-) -> Delivery {
-    let mut syncer = syncer;
-    let runner = tokio::spawn(async move {
-        let result = syncer.run(Utc::now, tokio::time::sleep).await;
-        (syncer, result)
-    });
-    let mut ticker = tokio::time::interval(Duration::from_millis(20));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    last_line: Instant,
+    interval: Duration,
+}
+
+impl Progress {
+    /// Progress over `total` changes.
+    pub fn new(total: u64) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} delivered ({per_sec})\n{wide_msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            started: Instant::now(),
+            last_line: Instant::now(),
+            interval: if terminal {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(5)
+            },
+        }
+    }
+
+    /// How often to look at the status.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn describe(status: &SyncStatus) -> String {
+        let mut text = format!(
+            "{} requests, {} retries, {} pending",
+            status.counters.requests, status.counters.retries, status.pending
+        );
+        if status.dead_lettered > 0 {
+            text.push_str(&format!(", {} dead-lettered", status.dead_lettered));
+        }
+        if let Some(reason) = &status.blocked {
+            text.push_str(&format!(", blocked: {reason}"));
+        } else if let Some(error) = &status.last_error {
+            text.push_str(&format!(", last error: {error}"));
+        }
+        text
+    }
+
+    /// Shows `done` of the total, with the status.
+    pub fn update(&mut self, done: u64, status: &SyncStatus) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done);
+                bar.set_message(Self::describe(status));
+            }
+            None => {
+                if self.last_line.elapsed() >= self.interval {
+                    self.last_line = Instant::now();
+                    let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+                    eprintln!(
+                        "delivered {done}/{} ({:.0}/s), {}",
+                        self.total,
+                        done as f64 / seconds,
+                        Self::describe(status)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (on Unix).
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Counts of one run: changes captured so far by this run, and by earlier runs of the
+/// same input.
+pub struct Counts {
+    pub captured: Arc<AtomicU64>,
+    pub captured_before: u64,
+}
+
+/// Waits until `capture` has finished and everything it captured is delivered or
+/// dead-lettered, showing progress. Ctrl-C, SIGTERM or a blocked outbox end it early;
+/// delivery is then shut down (requests in flight finish and are recorded).
+pub async fn deliver<C, E>(
+    headwater: &Headwater,
+    capture: C,
+    counts: &Counts,
+    progress: &mut Progress,
+) -> Result<Ending, E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut ticker = tokio::time::interval(progress.interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interrupted = interrupted();
+    tokio::pin!(capture, interrupted);
+    let mut capturing = true;
     let ending = loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = &mut ctrl_c => break Ending::Interrupted,
-        }
-        let Ok(status) = outbox.status(Utc::now()).await else {
-            continue;
+        let flush = async {
+            if capturing {
+                std::future::pending::<Result<(), FlushError>>().await
+            } else {
+                headwater.flush().await
+            }
         };
-        bar.set_position(status.counters.delivered);
-        bar.set_message(format!(
-            "{} requests, {} retries{}",
-            status.counters.requests,
-            status.counters.retries,
-            status
-                .last_error
-                .as_deref()
-                .filter(|_| status.pending > 0)
-                .map(|error| format!(", last error: {}", shorten(error)))
-                .unwrap_or_default()
-        ));
-        if let Some(reason) = status.blocked {
-            break Ending::Blocked(reason);
-        }
-        if captured() >= expected && status.pending == 0 && status.in_flight == 0 {
-            break Ending::Drained;
+        tokio::select! {
+            result = &mut capture, if capturing => {
+                result?;
+                capturing = false;
+            }
+            result = flush => match result {
+                Ok(()) => break Ending::Drained,
+                Err(FlushError::Blocked(reason)) => break Ending::Blocked(reason),
+                Err(error) => {
+                    tracing::warn!(%error, "delivery stopped");
+                    break Ending::Interrupted;
+                }
+            },
+            _ = &mut interrupted => break Ending::Interrupted,
+            _ = ticker.tick() => {
+                if let Ok(status) = headwater.status().await {
+                    if let Some(reason) = status.blocked.clone()
+                        && !capturing {
+                            break Ending::Blocked(reason);
+                        }
+                    let captured = counts.captured.load(Ordering::Acquire);
+                    let open = (status.pending + status.dead_lettered) as u64;
+                    let done = (counts.captured_before + captured).saturating_sub(open);
+                    progress.update(done, &status);
+                }
+            }
         }
     };
-    let elapsed = started.elapsed();
-    outbox.shutdown();
-    if let Ok((_syncer, Err(error))) = runner.await {
-        tracing::warn!(%error, "the syncer stopped with an error");
-    }
-    let status = outbox.status(Utc::now()).await.unwrap_or_default();
-    bar.set_position(status.counters.delivered);
-    bar.finish_and_clear();
-    Delivery {
-        ending,
-        status,
-        elapsed,
-    }
-}
-
-fn shorten(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.chars().count() <= MAX {
-        text.to_owned()
-    } else {
-        let cut: String = text.chars().take(MAX).collect();
-        format!("{cut}…")
-    }
+    headwater.shutdown().await;
+    progress.finish();
+    Ok(ending)
 }
 
 /// Events per second over `elapsed`.

@@ -4,8 +4,12 @@
 //!   the real HTTP transport to the built-in mock Flume, with faults, then prints a
 //!   summary.
 //! - `headwater mock-flume`: the mock Flume as a server.
-//! - `headwater send --to URL FILE`: delivers changes from a JSON-lines file to a real
-//!   (or mock) Flume.
+//! - `headwater send --to URL FILE`: delivers changes from a JSON-lines file (or standard
+//!   input) to a real (or mock) Flume, keeping its outbox in a SQLite state so that a
+//!   run after a crash resumes under the same ids.
+//!
+//! Exit codes: 0 everything delivered; 1 some changes dead-lettered; 2 bad input or
+//! configuration; 3 Flume refused the configuration (blocked); 130 interrupted.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -14,8 +18,10 @@ mod demo;
 mod input;
 mod mock;
 mod send;
+mod state;
 mod summary;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -28,6 +34,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

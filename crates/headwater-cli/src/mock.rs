@@ -24,8 +24,11 @@ pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     };
     let flume = MockFlume::start(config).await?;
     println!("{}", flume.url());
-    eprintln!("mock Flume listening at {} (Ctrl-C to stop)", flume.url());
-    tokio::signal::ctrl_c().await?;
+    eprintln!(
+        "mock Flume listening at {} (Ctrl-C or SIGTERM to stop)",
+        flume.url()
+    );
+    crate::deliver::interrupted().await;
     eprintln!(
         "received {} requests, {} events ({} unique ids)",
         flume.requests(),

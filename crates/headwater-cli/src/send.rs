@@ -1,98 +1,231 @@
-//! `headwater send`: deliver a JSON-lines file to Flume through the full engine.
+//! `headwater send`: deliver a JSON-lines input to Flume, durably: the outbox lives in a
+//! state database, so a run after a crash sends only what was not acknowledged, under
+//! the same ids.
 
+use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use headwater_core::engine::{SyncConfig, Syncer};
-use headwater_http::{HttpConfig, HttpTransport, Selection};
-use headwater_memory::MemoryStore;
+use headwater::sqlite::{SqliteOptions, SqliteStore};
+use headwater::{EventMapping, Headwater};
 
 use crate::cli::SendArgs;
-use crate::deliver::{Ending, progress_bar, rate, run_until_drained};
-use crate::input::parse_changes;
+use crate::deliver::{Counts, Ending, Progress, deliver, rate};
+use crate::input::{LineRules, parse_changes};
+use crate::state;
 use crate::summary::Summary;
 
-pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|error| format!("cannot read {}: {error}", args.file.display()))?;
-    let changes = parse_changes(&text)?;
-    let mut http = HttpConfig::new(args.to.iter().map(|url| url.trim().to_owned()));
-    http.selection = if args.round_robin {
-        Selection::RoundRobin
-    } else {
-        Selection::Failover
-    };
-    http.timeout = Duration::from_millis(args.timeout_ms);
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| format!("--header {header:?} is not NAME:VALUE"))?;
-        http.headers
-            .push((name.trim().to_owned(), value.trim().to_owned()));
-    }
-    let transport = HttpTransport::new(http)?;
-    let seed = getrandom::u64()
-        .map_err(|error| format!("no OS random source for the change ids: {error}"))?;
-    let mut config = SyncConfig::new(args.source.clone(), seed);
-    config.batch.max_events = args.batch_size;
-    config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
-    let syncer = Syncer::new(MemoryStore::new(), transport, config)?;
-    let outbox = syncer.outbox();
+/// Changes captured per transaction.
+const CAPTURE_CHUNK: usize = 1000;
 
-    let total = changes.len() as u64;
+/// The lease is held under this name, so a run that follows a crash takes it back at
+/// once; the state's lock file keeps two runs from sharing it.
+const OWNER: &str = "headwater-send";
+
+fn check_args(args: &SendArgs) -> Result<(), String> {
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    if args.max_in_flight == 0 {
+        return Err("--max-in-flight must be at least 1".into());
+    }
+    if args.timeout_ms == 0 {
+        return Err("--timeout-ms must be at least 1".into());
+    }
+    if args.max_event_bytes < 512 {
+        return Err("--max-event-bytes must be at least 512".into());
+    }
+    if args.source.is_empty() {
+        return Err("--source must not be empty".into());
+    }
+    Ok(())
+}
+
+fn read_input(args: &SendArgs) -> Result<Vec<u8>, String> {
+    if args.file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|error| format!("cannot read standard input: {error}"))?;
+        Ok(bytes)
+    } else {
+        std::fs::read(&args.file)
+            .map_err(|error| format!("cannot read {}: {error}", args.file.display()))
+    }
+}
+
+fn parse_header(header: &str) -> Result<(String, String), String> {
+    let (name, value) = header.split_once(':').ok_or_else(|| {
+        format!(
+            "--header {:?} is not NAME:VALUE",
+            header.split(':').next().unwrap_or("")
+        )
+    })?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
+}
+
+pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    check_args(&args)?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|header| parse_header(header))
+        .collect::<Result<Vec<_>, _>>()?;
+    let input = read_input(&args)?;
+    let mapping = EventMapping::with_source(args.source.clone());
+    let changes = parse_changes(
+        &input,
+        &LineRules {
+            mapping: &mapping,
+            max_event_bytes: args.max_event_bytes,
+        },
+    )?;
+    let total = changes.len();
+
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| state::default_path(&args.file));
+    if args.fresh {
+        state::remove(&state_path)?;
+    }
+    let identity = format!(
+        "{:016x} ({} lines)",
+        state::fingerprint(&input),
+        input.split(|b| *b == b'\n').count()
+    );
+    let options = SqliteOptions::default();
+    let (state, mut connection) = state::open(&state_path, &identity, &options)?;
+    let resumed = state.lines_captured.min(total);
     if !args.json {
         eprintln!(
-            "sending {total} changes from {} to {}",
-            args.file.display(),
-            args.to.join(", ")
+            "sending {total} changes from {} to {} (state: {}{})",
+            if args.file.as_os_str() == "-" {
+                "standard input".to_owned()
+            } else {
+                args.file.display().to_string()
+            },
+            args.to.join(", "),
+            state.path.display(),
+            if resumed > 0 {
+                format!("; resuming: {resumed} lines captured before")
+            } else {
+                String::new()
+            }
         );
     }
+
+    let mut builder = Headwater::builder()
+        .flume(args.to.iter().map(|url| url.trim().to_owned()))
+        .source(args.source.clone())
+        .batch_size(args.batch_size)
+        .max_in_flight(args.max_in_flight)
+        .timeout(Duration::from_millis(args.timeout_ms))
+        .store(SqliteStore::open_with(&state.path, &options)?)
+        .configure(|config| {
+            config.owner = Some(OWNER.into());
+            config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
+            config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
+        });
+    if args.round_robin {
+        builder = builder.round_robin();
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    let headwater = builder.start()?;
+
     let started = Instant::now();
-    outbox.capture_all(Utc::now(), changes).await?;
-    let bar = progress_bar(total);
-    let delivery = run_until_drained(syncer, &outbox, total, || total, &bar, started).await;
-    let status = &delivery.status;
+    let captured = Arc::new(AtomicU64::new(0));
+    let capture = {
+        let headwater = headwater.clone();
+        let captured = Arc::clone(&captured);
+        let pending: Vec<_> = changes.into_iter().skip(resumed).collect();
+        let mut done = resumed;
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut pending = pending.into_iter().peekable();
+            while pending.peek().is_some() {
+                let chunk: Vec<_> = pending.by_ref().take(CAPTURE_CHUNK).collect();
+                let count = chunk.len();
+                headwater
+                    .transaction(&mut connection, |tx, capture| {
+                        capture.changes(chunk);
+                        state::set_lines_captured(tx, done + count)?;
+                        Ok::<_, CaptureFailure>(())
+                    })
+                    .map_err(|error| error.to_string())?;
+                done += count;
+                captured.fetch_add(count as u64, Ordering::Release);
+            }
+            Ok(())
+        })
+    };
+    let capture = async {
+        capture
+            .await
+            .map_err(|error| format!("the capture task failed: {error}"))?
+    };
+    let mut progress = Progress::new(total as u64);
+    let counts = Counts {
+        captured: Arc::clone(&captured),
+        captured_before: resumed as u64,
+    };
+    let ending = deliver(&headwater, capture, &counts, &mut progress).await?;
+    let elapsed = started.elapsed();
+    let status = headwater.status().await.unwrap_or_default();
+    let settled = status.counters.delivered;
     let summary = Summary {
-        captured: total,
-        delivered_unique: status.counters.delivered,
+        captured: total as u64,
+        resumed: Some(resumed as u64),
+        delivered_unique: (total as u64)
+            .saturating_sub((status.pending + status.dead_lettered) as u64),
         duplicates: None,
         dead_lettered: status.dead_lettered as u64,
         requests: status.counters.requests,
         retries: status.counters.retries,
-        elapsed_ms: delivery.elapsed.as_millis() as u64,
-        events_per_sec: rate(status.counters.delivered, delivery.elapsed),
+        elapsed_ms: elapsed.as_millis() as u64,
+        events_per_sec: rate(settled, elapsed),
     };
     summary.print(args.json);
-    for entry in outbox.dead_letters(20).await.unwrap_or_default() {
-        eprintln!(
-            "dead-lettered: {}/{} ({}): {}",
-            entry.change.data.collection,
-            entry.change.data.key,
-            entry.change.id,
-            entry
-                .delivery
-                .last_error
-                .as_deref()
-                .unwrap_or("no reason recorded")
-        );
+    for letter in headwater.dead_letters(None, 20).await.unwrap_or_default() {
+        let (what, id) = match letter.change() {
+            Some(change) => (
+                format!("{}/{}", change.data().collection(), change.data().key()),
+                change.id().to_string(),
+            ),
+            None => (
+                "an unreadable row".to_owned(),
+                format!("seq {}", letter.seq),
+            ),
+        };
+        eprintln!("dead-lettered: {what} ({id}): {}", letter.reason);
     }
-    Ok(match delivery.ending {
-        Ending::Drained if summary.complete() => ExitCode::SUCCESS,
+    let open = status.pending;
+    Ok(match ending {
+        Ending::Drained if status.dead_lettered == 0 => ExitCode::SUCCESS,
         Ending::Drained => ExitCode::FAILURE,
         Ending::Blocked(reason) => {
             eprintln!(
-                "error: Flume refused the configuration, so nothing more was sent ({} changes not delivered): {reason}",
-                status.pending + status.in_flight
+                "error: Flume refused the configuration, so nothing more was sent ({open} changes not delivered; they are kept in the state): {reason}"
             );
             ExitCode::from(3)
         }
         Ending::Interrupted => {
             eprintln!(
-                "interrupted: {} changes not delivered",
-                status.pending + status.in_flight
+                "interrupted: {open} changes not delivered; run the same command again to resume"
             );
             ExitCode::from(130)
         }
     })
+}
+
+/// A failed capture transaction.
+#[derive(Debug, thiserror::Error)]
+enum CaptureFailure {
+    #[error("cannot write to the state: {0}")]
+    Sqlite(#[from] headwater::sqlite::rusqlite::Error),
+    #[error(transparent)]
+    Capture(#[from] headwater::CaptureError),
 }

@@ -4,10 +4,14 @@ use serde::Serialize;
 
 /// What a run achieved. `delivered_unique` and `duplicates` are counted at the sink
 /// when it can be inspected (the demo's mock); for a real Flume, `delivered_unique` is
-/// what Flume acknowledged and `duplicates` is unknown.
+/// what Flume acknowledged (over every run of the same input) and `duplicates` is
+/// unknown.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub captured: u64,
+    /// Lines captured by earlier runs of the same input (send only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<u64>,
     pub delivered_unique: u64,
     pub duplicates: Option<u64>,
     pub dead_lettered: u64,
@@ -31,6 +35,9 @@ impl Summary {
             |d| d.to_string(),
         );
         println!("captured          {}", self.captured);
+        if let Some(resumed) = self.resumed.filter(|resumed| *resumed > 0) {
+            println!("resumed after     {resumed} (captured by an earlier run)");
+        }
         println!("delivered unique  {}", self.delivered_unique);
         println!("duplicates        {duplicates}");
         println!("dead-lettered     {}", self.dead_lettered);

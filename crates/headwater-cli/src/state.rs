@@ -1,0 +1,205 @@
+//! Where `send` keeps its outbox between runs, so that a run after a crash sends only
+//! what was not acknowledged, under the ids of the first run.
+//!
+//! The state is a SQLite database: headwater's outbox tables, and a table of `send`'s
+//! own that records which input it belongs to and how many of its lines are captured.
+//! Lines are captured in chunks, each in one transaction with that count, so a crash
+//! between chunks leaves no line captured twice and none half-captured.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
+
+/// A state database, locked for this process as long as this lives.
+pub struct State {
+    pub path: PathBuf,
+    /// Lines of this input captured by earlier runs.
+    pub lines_captured: usize,
+    _lock: File,
+}
+
+/// Why the state cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot use the state at {path}: {reason}")]
+    Unusable { path: String, reason: String },
+    #[error(
+        "the state at {path} belongs to another input ({found}); run with --fresh to start over, or --state PATH for a separate state"
+    )]
+    OtherInput { path: String, found: String },
+    #[error(
+        "another `headwater send` is using the state at {path}; wait for it, or give this run its own --state"
+    )]
+    Locked { path: String },
+}
+
+/// The default state location for `input` (`-` is standard input): in
+/// `$XDG_STATE_HOME/headwater`, else `~/.local/state/headwater`, else the temp folder.
+pub fn default_path(input: &Path) -> PathBuf {
+    let dir = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("headwater");
+    let name = if input == Path::new("-") {
+        "send-stdin.db".to_owned()
+    } else {
+        let absolute = std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf());
+        let stem = input
+            .file_stem()
+            .map(|stem| {
+                stem.to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            })
+            .unwrap_or_default();
+        format!(
+            "send-{stem}-{:016x}.db",
+            fingerprint(absolute.to_string_lossy().as_bytes())
+        )
+    };
+    dir.join(name)
+}
+
+/// A stable 64-bit fingerprint (FNV-1a): the same bytes give the same value on every
+/// platform and Rust version, unlike `std`'s hashers.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+fn unusable(path: &Path, reason: impl std::fmt::Display) -> StateError {
+    StateError::Unusable {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Deletes a state (for `--fresh`).
+pub fn remove(path: &Path) -> Result<(), StateError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(unusable(&file, error)),
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating it if needed) the state at `path` for an input with `identity`
+/// (its fingerprint and line count), and locks it for this process.
+pub fn open(
+    path: &Path,
+    identity: &str,
+    options: &SqliteOptions,
+) -> Result<(State, rusqlite::Connection), StateError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|error| unusable(path, error))?;
+    }
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let lock = File::create(&lock_path).map_err(|error| unusable(&lock_path, error))?;
+    if lock.try_lock().is_err() {
+        return Err(StateError::Locked {
+            path: path.display().to_string(),
+        });
+    }
+    let connection = rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?;
+    configure_connection(&connection, options).map_err(|error| unusable(path, error))?;
+    migrate(&connection).map_err(|error| unusable(path, error))?;
+    connection
+        .execute_batch(
+            "CREATE TABLE IF NOT EXISTS send_input (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(|error| unusable(path, error))?;
+    let read = |name: &str| -> Result<Option<String>, StateError> {
+        connection
+            .query_row(
+                "SELECT value FROM send_input WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map(Some)
+            .or_else(|error| match error {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                error => Err(unusable(path, error)),
+            })
+    };
+    match read("input")? {
+        Some(found) if found != identity => {
+            return Err(StateError::OtherInput {
+                path: path.display().to_string(),
+                found,
+            });
+        }
+        Some(_) => {}
+        None => {
+            connection
+                .execute(
+                    "INSERT INTO send_input (name, value) VALUES ('input', ?1), ('lines_captured', '0')",
+                    [identity],
+                )
+                .map_err(|error| unusable(path, error))?;
+        }
+    }
+    let lines_captured = read("lines_captured")?
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0);
+    let state = State {
+        path: path.to_path_buf(),
+        lines_captured,
+        _lock: lock,
+    };
+    Ok((state, connection))
+}
+
+/// Records, inside the capture's own transaction, that `count` lines are captured.
+pub fn set_lines_captured(
+    tx: &rusqlite::Transaction<'_>,
+    count: usize,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "UPDATE send_input SET value = ?1 WHERE name = 'lines_captured'",
+        [count.to_string()],
+    )
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable() {
+        assert_eq!(fingerprint(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fingerprint(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn a_state_remembers_its_input_and_refuses_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let options = SqliteOptions::default();
+        let (state, _connection) = open(&path, "input-a", &options).unwrap();
+        assert_eq!(state.lines_captured, 0);
+        assert!(matches!(
+            open(&path, "input-a", &options),
+            Err(StateError::Locked { .. })
+        ));
+        drop(state);
+        assert!(matches!(
+            open(&path, "input-b", &options),
+            Err(StateError::OtherInput { .. })
+        ));
+        remove(&path).unwrap();
+        assert_eq!(
+            open(&path, "input-b", &options).unwrap().0.lines_captured,
+            0
+        );
+    }
+}
