@@ -32,6 +32,10 @@ rustup target add wasm32-unknown-unknown >/dev/null
 step "native tests (unit, integration, property, doc)"
 PROPTEST_CASES="${PROPTEST_CASES:-1024}" cargo test --workspace --all-targets
 cargo test --workspace --doc
+cargo test -p headwater --features sqlite --doc
+
+step "the docs build without warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "conformance against a real Apache Flume 1.11.0 agent"
 if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3 >/dev/null; then
@@ -92,8 +96,9 @@ for target in decode roundtrip engine; do
   fi
 done
 
-step "the core, the stores and the HTTP transport build for wasm32"
+step "the core, the stores, the HTTP transport and the facade build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http -p headwater-indexeddb
+cargo check --target wasm32-unknown-unknown -p headwater --features browser
 
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
 forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \

@@ -1,26 +1,44 @@
 //! # headwater-indexeddb
 //!
-//! The IndexedDB [`ChangeStore`](headwater_core::store::ChangeStore) of headwater, for
+//! The IndexedDB `ChangeStore` of headwater, for
 //! Rust apps compiled to `wasm32-unknown-unknown` and running in a browser. On other
 //! targets this crate is empty.
 //!
+//! The application owns its database: its stores, key paths, indexes and versions.
+//! headwater's stores join it through one call in the app's own upgrade
+//! (`Upgrade::install_headwater`), at whatever version the app adds headwater.
 //! IndexedDB has no change events, so capture is a **transactional outbox**: the app
-//! writes its records through [`IdbStore::write`], which puts or deletes the records and
-//! appends the matching outbox entries in one readwrite transaction with strict
-//! durability: both happen or neither does. Every `ChangeStore` method is exactly one
-//! transaction with no foreign awaits inside (a timer or a fetch inside a transaction
-//! would let it auto-commit).
+//! writes its records and appends their changes in one readwrite transaction
+//! (`IdbStore::transaction`), so both happen or neither does. Every store method is
+//! one transaction with no foreign await inside (a timer or a fetch inside a
+//! transaction would let it auto-commit); claims read a range with `getAll`, and
+//! leases, acknowledgements and retries use relaxed durability (a lost lease lapses, a
+//! lost acknowledgement resends under the same id).
 //!
 //! (Not compiled as a doc test: this crate exists only on wasm32, where doc tests do not
 //! run; the browser tests in `tests/` exercise the same calls.)
 //!
 //! ```ignore
-//! use headwater_indexeddb::{Schema, RecordWrite};
-//! let store = Schema::new("my-app").app_store("todos").open().await?;
-//! let outbox = syncer.outbox(); // a Syncer over `store.clone()` and an HttpTransport
-//! store.write(&outbox, chrono::Utc::now(), vec![
-//!     RecordWrite::put("todos", "42", &serde_json::json!({"title": "milk"}))?,
-//! ]).await?;
+//! use headwater_indexeddb::{IdbStore, open_database};
+//!
+//! let db = open_database("todo-app", 2, |upgrade| {
+//!     if upgrade.old_version() < 1 {
+//!         upgrade.create_store("todos", Some("id"))?;
+//!     }
+//!     if upgrade.old_version() < 2 {
+//!         upgrade.install_headwater()?; // headwater joins in version 2
+//!     }
+//!     Ok(())
+//! })
+//! .await?;
+//! let store = IdbStore::new(db)?;
+//!
+//! // The app's record and its change, in one transaction.
+//! let tx = store.transaction(&["todos"])?;
+//! tx.object_store("todos")?.put(headwater_indexeddb::to_js(&todo)?).primitive()?;
+//! let changes = tx.append(outbox.prepare(now, vec![change])).await?;
+//! tx.commit().await?;
+//! outbox.appended(&changes);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,7 +46,27 @@
 #[cfg(target_arch = "wasm32")]
 pub mod browser;
 #[cfg(target_arch = "wasm32")]
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod layout;
+#[cfg(target_arch = "wasm32")]
+mod records;
+#[cfg(target_arch = "wasm32")]
+mod schema;
+#[cfg(target_arch = "wasm32")]
 mod store;
+#[cfg(target_arch = "wasm32")]
+mod upgrade;
 
 #[cfg(target_arch = "wasm32")]
-pub use store::{IdbError, IdbStore, RecordWrite, Schema};
+pub use error::IdbError;
+#[cfg(target_arch = "wasm32")]
+pub use layout::HEADWATER_STORES;
+#[cfg(target_arch = "wasm32")]
+pub use records::{AppTransaction, RecordWrite, to_js};
+#[cfg(target_arch = "wasm32")]
+pub use schema::Schema;
+#[cfg(target_arch = "wasm32")]
+pub use store::IdbStore;
+#[cfg(target_arch = "wasm32")]
+pub use upgrade::{Upgrade, UpgradeError, open_database};

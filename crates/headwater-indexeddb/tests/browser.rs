@@ -1,15 +1,19 @@
 //! The IndexedDB store in headless Chromium (run by scripts/test.sh): the shared
-//! conformance suite, atomic capture, reload with changes in flight, and two
-//! connections claiming at once.
+//! conformance suite, the app's own schema and upgrades, capture inside the app's own
+//! transaction, reload with changes in flight, and two connections claiming at once.
 #![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use headwater_core::engine::{SyncConfig, Syncer};
-use headwater_core::store::{ChangeStore, StoreError};
-use headwater_core::testing::{SimFlume, conformance};
-use headwater_indexeddb::{RecordWrite, Schema};
+use headwater_core::engine::{CaptureError, SyncConfig, Syncer};
+use headwater_core::model::ChangeData;
+use headwater_core::store::{ChangeStore, Claim, StoreError};
+use headwater_core::testing::SimFlume;
+use headwater_core::testing::conformance::{self, claim_request};
+use headwater_indexeddb::{IdbStore, RecordWrite, Schema, open_database, to_js};
+use indexed_db_futures::prelude::*;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 mod common;
@@ -28,6 +32,26 @@ async fn the_indexeddb_store_passes_the_conformance_suite() {
 }
 
 #[wasm_bindgen_test]
+async fn seq_exhaustion_is_an_error_not_a_wrap() {
+    let store = fresh("exhaust").await;
+    store
+        .force_last_seq(headwater_core::model::MAX_SEQ - 1)
+        .await
+        .unwrap();
+    conformance::seq_stays_below_2_pow_53(store).await;
+}
+
+#[wasm_bindgen_test]
+async fn damaged_rows_are_reported_and_quarantined() {
+    conformance::quarantine(fresh("damaged").await, |store: &IdbStore, raw: &str| {
+        let store = store.clone();
+        let raw = raw.to_owned();
+        async move { store.append_damaged(&raw).await.unwrap() }
+    })
+    .await;
+}
+
+#[wasm_bindgen_test]
 async fn a_write_puts_the_record_and_its_outbox_entry_together() {
     let store = fresh("write").await;
     let syncer = Syncer::new(store.clone(), SimFlume::new(), SyncConfig::new("tab", 1)).unwrap();
@@ -38,7 +62,7 @@ async fn a_write_puts_the_record_and_its_outbox_entry_together() {
             t(0),
             vec![
                 RecordWrite::put("todos", "1", &serde_json::json!({"title": "milk"})).unwrap(),
-                RecordWrite::delete("todos", "2"),
+                RecordWrite::delete("todos", "2").unwrap(),
             ],
         )
         .await
@@ -50,25 +74,19 @@ async fn a_write_puts_the_record_and_its_outbox_entry_together() {
     );
     assert_eq!(outbox.status(t(0)).await.unwrap().pending, 2);
     let error = store
-        .write(&outbox, t(0), vec![RecordWrite::delete("nope", "1")])
+        .write(
+            &outbox,
+            t(0),
+            vec![RecordWrite::delete("nope", "1").unwrap()],
+        )
         .await
         .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("not one of the app's object stores"),
-        "{error}"
-    );
+    assert!(matches!(error, CaptureError::Store(_)), "{error:?}");
 }
 
 #[wasm_bindgen_test]
 async fn a_failing_write_leaves_neither_the_record_nor_an_outbox_entry() {
-    let name = fresh_name("atomic");
-    let store = Schema::new(name.clone())
-        .app_store("todos")
-        .open()
-        .await
-        .unwrap();
+    let store = fresh("atomic").await;
     let syncer = Syncer::new(store.clone(), SimFlume::new(), SyncConfig::new("tab", 1)).unwrap();
     let outbox = syncer.outbox();
     store
@@ -84,10 +102,7 @@ async fn a_failing_write_leaves_neither_the_record_nor_an_outbox_entry() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            error,
-            headwater_core::engine::CaptureError::Store(StoreError::SeqExhausted)
-        ),
+        matches!(error, CaptureError::Store(StoreError::SeqExhausted)),
         "{error:?}"
     );
     assert_eq!(
@@ -96,6 +111,140 @@ async fn a_failing_write_leaves_neither_the_record_nor_an_outbox_entry() {
         "the record write rolled back"
     );
     assert_eq!(outbox.status(t(0)).await.unwrap().pending, 0);
+}
+
+#[wasm_bindgen_test]
+async fn an_aborted_app_transaction_leaves_neither_records_nor_changes() {
+    let store = fresh("abort").await;
+    let syncer = Syncer::new(store.clone(), SimFlume::new(), SyncConfig::new("tab", 1)).unwrap();
+    let outbox = syncer.outbox();
+    let tx = store.transaction(&["todos"]).unwrap();
+    let todos = tx.object_store("todos").unwrap();
+    todos
+        .put(to_js(&serde_json::json!({"title": "milk"})).unwrap())
+        .with_key(JsValue::from_str("1"))
+        .primitive()
+        .unwrap();
+    let change = ChangeData::insert("todos", "1", &serde_json::json!({"title": "milk"})).unwrap();
+    let appended = tx.append(outbox.prepare(t(0), vec![change])).await.unwrap();
+    assert_eq!(appended.len(), 1);
+    tx.abort().unwrap();
+    assert_eq!(store.read_record("todos", "1").await.unwrap(), None);
+    assert_eq!(
+        outbox.status(t(0)).await.unwrap().pending,
+        0,
+        "no outbox entry survived"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_database_grows_from_app_stores_to_headwater_to_an_index_and_keeps_everything() {
+    let name = fresh_name("upgrades");
+    // Version 1: the app alone, with its own key path.
+    let v1 = open_database(&name, 1, |upgrade| {
+        upgrade.create_store("todos", Some("id"))
+    })
+    .await
+    .unwrap();
+    let tx = v1
+        .transaction("todos")
+        .with_mode(indexed_db_futures::transaction::TransactionMode::Readwrite)
+        .build()
+        .unwrap();
+    let todos = tx.object_store("todos").unwrap();
+    for (id, done) in [("a", true), ("b", false), ("c", true)] {
+        todos
+            .put(to_js(&serde_json::json!({"id": id, "done": if done { 1 } else { 0 }})).unwrap())
+            .primitive()
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    v1.close();
+    assert!(
+        IdbStore::new(open_database(&name, 1, |_| Ok(())).await.unwrap()).is_err(),
+        "headwater is not installed yet"
+    );
+
+    // Version 2: headwater joins with one call; a change is captured and left pending.
+    let v2 = open_database(&name, 2, |upgrade| {
+        if upgrade.old_version() < 2 {
+            upgrade.install_headwater()?;
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let store = IdbStore::new(v2).unwrap();
+    let flume = SimFlume::new();
+    let mut syncer = Syncer::new(store.clone(), flume.clone(), SyncConfig::new("tab", 1)).unwrap();
+    store
+        .write(
+            &syncer.outbox(),
+            t(0),
+            vec![
+                RecordWrite::put("todos", "d", &serde_json::json!({"id": "d", "done": 1})).unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    store.close();
+
+    // Version 3: an index on an existing store.
+    let v3 = open_database(&name, 3, |upgrade| {
+        assert_eq!(upgrade.old_version(), 2);
+        upgrade.install_headwater()?; // idempotent
+        upgrade.create_index("todos", "by_done", "done", false)
+    })
+    .await
+    .unwrap();
+    let store = IdbStore::new(v3).unwrap();
+    let tx = store.database().transaction("todos").build().unwrap();
+    let done: Vec<JsValue> = tx
+        .object_store("todos")
+        .unwrap()
+        .index("by_done")
+        .unwrap()
+        .get_all::<JsValue>()
+        .with_query::<JsValue, _>(JsValue::from_f64(1.0))
+        .await
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        done.len(),
+        3,
+        "records of versions 1 and 2, found through the app's index"
+    );
+    drop(tx);
+    syncer = Syncer::new(store.clone(), flume.clone(), SyncConfig::new("tab", 2)).unwrap();
+    let report = syncer.sync_once(t(100)).await.unwrap();
+    assert_eq!(
+        report.delivered, 1,
+        "the change pending since version 2 is delivered"
+    );
+    assert_eq!(flume.delivered()[0].headers["key"], "d");
+}
+
+#[wasm_bindgen_test]
+async fn a_failed_upgrade_leaves_the_database_as_it_was() {
+    let name = fresh_name("failed-upgrade");
+    open_database(&name, 1, |upgrade| upgrade.create_store("todos", None))
+        .await
+        .unwrap()
+        .close();
+    let error = open_database(&name, 2, |upgrade| {
+        upgrade.install_headwater()?;
+        upgrade.create_index("missing_store", "x", "x", false)
+    })
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("nothing was changed"), "{error}");
+    let db = open_database(&name, 1, |_| Ok(())).await.unwrap();
+    assert_eq!(db.version(), 1.0);
+    assert!(
+        IdbStore::new(db).is_err(),
+        "headwater's stores were rolled back too"
+    );
 }
 
 #[wasm_bindgen_test]
@@ -116,21 +265,25 @@ async fn changes_in_flight_survive_a_reload_and_are_delivered_after_the_lease() 
             .collect();
         store.write(&syncer.outbox(), t(0), writes).await.unwrap();
         let claimed = store
-            .claim("tab#dead", t(0), t(30), t(3600), 100)
+            .claim(&claim_request("tab#dead", 0, None, 100))
             .await
             .unwrap();
-        assert_eq!(claimed.len(), 5);
+        assert!(matches!(claimed, Claim::Granted(entries) if entries.len() == 5));
         store.close(); // the tab is closed with the batch in flight
     }
     let store = Schema::new(name).app_store("todos").open().await.unwrap();
     config.seed = 2;
     let mut syncer = Syncer::new(store.clone(), flume.clone(), config).unwrap();
-    assert!(
-        syncer.sync_once(t(10)).await.unwrap().idle,
+    assert_eq!(
+        syncer.sync_once(t(10)).await.unwrap().requests,
+        0,
         "the lease still holds"
     );
-    assert_eq!(store.release_expired(t(30)).await.unwrap(), 5);
-    assert_eq!(syncer.sync_once(t(30)).await.unwrap().delivered, 5);
+    assert_eq!(
+        syncer.sync_once(t(60)).await.unwrap().delivered,
+        5,
+        "the dead tab's lease lapsed at 60 s"
+    );
     assert_eq!(flume.delivered().len(), 5);
     let marker = syncer
         .outbox()
@@ -142,7 +295,7 @@ async fn changes_in_flight_survive_a_reload_and_are_delivered_after_the_lease() 
 }
 
 #[wasm_bindgen_test]
-async fn two_connections_never_claim_the_same_change() {
+async fn two_connections_never_hold_the_lease_at_once() {
     let name = fresh_name("tabs");
     let first = Schema::new(name.clone())
         .app_store("todos")
@@ -155,23 +308,16 @@ async fn two_connections_never_claim_the_same_change() {
         .map(|i| RecordWrite::put("todos", i.to_string(), &i).unwrap())
         .collect();
     first.write(&syncer.outbox(), t(0), writes).await.unwrap();
-    let (a, b) = futures::join!(
-        first.claim("tab-a", t(0), t(60), t(3600), 30),
-        second.claim("tab-b", t(0), t(60), t(3600), 30)
+    let (request_a, request_b) = (
+        claim_request("tab-a", 0, None, 30),
+        claim_request("tab-b", 0, None, 30),
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(!a.is_empty() || !b.is_empty());
-    for entry in &a {
-        assert!(
-            b.iter().all(|other| other.change.seq != entry.change.seq),
-            "both tabs claimed seq {}",
-            entry.change.seq
-        );
-    }
-    assert!(
-        a.is_empty() || b.is_empty(),
-        "one batch in flight per outbox"
-    );
+    let (a, b) = futures::join!(first.claim(&request_a), second.claim(&request_b));
+    let granted = [a.unwrap(), b.unwrap()]
+        .into_iter()
+        .filter(|claim| matches!(claim, Claim::Granted(_)))
+        .count();
+    assert_eq!(granted, 1, "exactly one tab holds the lease");
 }
 
 #[wasm_bindgen_test]
@@ -182,14 +328,11 @@ async fn another_tabs_upgrade_closes_this_connection_with_a_typed_error() {
         .open()
         .await
         .unwrap();
-    assert!(store.stats(t(0)).await.is_ok());
+    assert!(store.stats().await.is_ok());
     // Another tab opens version 2: this connection closes so that it is not blocked.
-    let newer = indexed_db_futures::database::Database::open(name.as_str())
-        .with_version(2u8)
-        .await
-        .unwrap();
-    let error = store.stats(t(0)).await.unwrap_err();
-    assert!(matches!(error, StoreError::Closed(_)), "{error:?}");
+    let newer = open_database(&name, 2, |_| Ok(())).await.unwrap();
+    let error = store.stats().await.unwrap_err();
+    assert!(matches!(error, StoreError::Closed { .. }), "{error:?}");
     assert!(error.to_string().contains("reopen"), "{error}");
     newer.close();
 }

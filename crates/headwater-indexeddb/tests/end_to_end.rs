@@ -50,7 +50,6 @@ fn writes(count: usize) -> Vec<RecordWrite> {
 }
 
 /// Waits (on the browser's timer) until `done` holds for the status, for at most 20 s.
-/// (A status reads the whole outbox, so it is polled sparingly.)
 async fn wait_for(
     outbox: &headwater_core::engine::Outbox<IdbStore>,
     done: impl Fn(&SyncStatus) -> bool,
@@ -93,7 +92,8 @@ async fn writes_in_indexeddb_reach_flume_through_a_cors_proxy() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        marker.last_acked_seq, last.seq,
+        marker.last_acked_seq,
+        last.seq(),
         "the record shows as synced"
     );
     running.stop();

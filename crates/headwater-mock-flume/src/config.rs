@@ -150,21 +150,21 @@ impl MockConfig {
                 transaction_capacity: self.transaction_capacity,
             });
         }
-        if let Some(faults) = &self.random_faults {
-            if !(0.0..=1.0).contains(&faults.rate) || (faults.rate > 0.0 && faults.kinds.is_empty())
-            {
-                return Err(MockError::InvalidFaultRate(faults.rate));
-            }
+        if let Some(faults) = &self.random_faults
+            && (!(0.0..=1.0).contains(&faults.rate)
+                || (faults.rate > 0.0 && faults.kinds.is_empty()))
+        {
+            return Err(MockError::InvalidFaultRate(faults.rate));
         }
-        if let Some(rate) = self.drain_rate {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(MockError::InvalidDrainRate(rate));
-            }
+        if let Some(rate) = self.drain_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(MockError::InvalidDrainRate(rate));
         }
-        if let Some(dir) = &self.static_dir {
-            if !dir.is_dir() {
-                return Err(MockError::StaticDirMissing(dir.clone()));
-            }
+        if let Some(dir) = &self.static_dir
+            && !dir.is_dir()
+        {
+            return Err(MockError::StaticDirMissing(dir.clone()));
         }
         Ok(())
     }

@@ -161,6 +161,9 @@ impl Headwater {
                 tracing::error!(%error, "delivery stopped");
             }
         })?;
+        // On wasm32 the store is `!Send` and everything runs on one thread: the `Arc` is
+        // then only a shared pointer, as natively it is also a thread-safe one.
+        #[allow(clippy::arc_with_non_send_sync)]
         Ok(Headwater {
             inner: Arc::new(Inner {
                 outbox,
