@@ -6,41 +6,43 @@
 //! are inputs, so the whole delivery engine can be driven faster than real time in
 //! tests, and the same code runs natively and in the browser (wasm32).
 //!
-//! - [`model`]: changes, their idempotency ids (UUIDv7) and delivery state;
+//! Applications depend on the `headwater` crate, which runs all of this for them. This
+//! crate is what store and transport adapters, and tests, build on:
+//!
+//! - [`model`]: changes, their idempotency ids (UUIDv7) and delivery bookkeeping;
 //! - [`flume`]: the change → Flume event mapping and the JSON codec of Flume's HTTP source;
-//! - [`policy`]: backoff, `Retry-After`, outcome classification, adaptive batch size;
+//! - [`policy`]: backoff, `Retry-After`, outcome classification, batch size, concurrency;
 //! - [`store`] and [`transport`]: the two traits adapters implement;
-//! - [`engine`]: the [`Syncer`](engine::Syncer) that drives delivery and the
-//!   [`Outbox`](engine::Outbox) an application captures through.
+//! - [`engine`]: the sans-IO [`DeliveryMachine`](engine::DeliveryMachine), the
+//!   [`Syncer`](engine::Syncer) that drives it, and the [`Outbox`](engine::Outbox) an
+//!   application captures through.
+//!
+//! The machine says what to do and is told what happened; nothing here awaits:
 //!
 //! ```
-//! use headwater_core::engine::{SyncConfig, Syncer};
-//! use headwater_core::flume::EncodedBatch;
-//! use headwater_core::model::ChangeData;
-//! use headwater_core::transport::{Response, SendOutcome, Transport};
+//! use headwater_core::engine::{Command, DeliveryMachine, SyncConfig};
+//! use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, OutboxEntry, Seq};
+//! use headwater_core::store::{Claim, Recorded};
+//! use headwater_core::transport::{Response, SendOutcome};
 //!
-//! /// A transport that accepts everything (a real one is `headwater-http`).
-//! struct AcceptAll;
+//! let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
+//! let mut machine = DeliveryMachine::new(SyncConfig::new("laptop-1", 0x5eed)).unwrap();
+//! let data = ChangeData::insert("todos", "1", &serde_json::json!({"title": "milk"})).unwrap();
+//! let id = ChangeIdGenerator::from_seed(1).next_id(now);
+//! let change = Change::new(Seq(1), Captured { id, captured_at: now, data });
 //!
-//! #[async_trait::async_trait]
-//! impl Transport for AcceptAll {
-//!     async fn send(&self, _batch: EncodedBatch<'_>) -> SendOutcome {
-//!         SendOutcome::Response(Response::status(200))
-//!     }
-//! }
-//!
-//! futures::executor::block_on(async {
-//!     // The core never reads the clock: the caller passes `now` (chrono::Utc::now() in an app).
-//!     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-//!     let store = headwater_memory::MemoryStore::new();
-//!     let mut syncer = Syncer::new(store, AcceptAll, SyncConfig::new("laptop-1", 0x5eed)).unwrap();
-//!     let outbox = syncer.outbox();
-//!     let todo = ChangeData::insert("todos", "1", &serde_json::json!({"title": "milk"})).unwrap();
-//!     let change = outbox.capture(now, todo).await.unwrap();
-//!     syncer.sync_once(now).await.unwrap();
-//!     let marker = outbox.sync_marker("todos", "1").await.unwrap().unwrap();
-//!     assert_eq!(marker.last_acked_seq, change.seq);
-//! });
+//! // It asks for changes from the store...
+//! let Some(Command::Claim(request)) = machine.poll_command(now) else { panic!() };
+//! machine.handle_claimed(now, &request, Claim::Granted(vec![Ok(OutboxEntry::new(change))]));
+//! // ...to send a batch...
+//! let Some(Command::Send(batch)) = machine.poll_command(now) else { panic!() };
+//! assert_eq!(batch.events, 1);
+//! machine.handle_answer(now, batch.id, SendOutcome::Response(Response::status(200)), batch.body);
+//! // ...and to record that Flume has it.
+//! let Some(Command::Record(outcome)) = machine.poll_command(now) else { panic!() };
+//! assert_eq!(outcome.acked(), &[Seq(1)]);
+//! machine.handle_recorded(Recorded::Applied);
+//! assert_eq!(machine.status(now).counters.delivered, 1);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

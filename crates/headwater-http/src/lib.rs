@@ -13,14 +13,29 @@
 //! `default_failover` and `default_loadbalance` clients, and rests an endpoint that
 //! could not be reached with a growing backoff.
 //!
-//! ```no_run
-//! use std::time::Duration;
-//! use headwater_http::{HttpConfig, HttpTransport, Selection};
+//! Applications configure it through the `headwater` facade:
 //!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use headwater::Headwater;
+//!
+//! let headwater = Headwater::builder()
+//!     .flume(["http://flume-a:5140/", "http://flume-b:5140/"])
+//!     .round_robin()
+//!     .timeout(Duration::from_secs(5))
+//!     .header("authorization", "Bearer s3cret")
+//!     .start()?;
+//! # Ok(()) }
+//! ```
+//!
+//! or use [`HttpTransport`] directly with an [`HttpConfig`], as any
+//! [`Transport`]:
+//!
+//! ```no_run
+//! use headwater_http::{HttpConfig, HttpTransport, Selection};
 //! let mut config = HttpConfig::new(["http://flume-a:5140/", "http://flume-b:5140/"]);
 //! config.selection = Selection::RoundRobin;
-//! config.timeout = Duration::from_secs(5);
-//! config.headers.push(("authorization".into(), "Bearer s3cret".into()));
 //! let transport = HttpTransport::new(config).unwrap();
 //! ```
 #![forbid(unsafe_code)]

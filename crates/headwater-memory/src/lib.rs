@@ -6,23 +6,23 @@
 //! durable stores (it passes the shared conformance suite), runs on native and wasm32,
 //! and is safe to share between tasks: clones share one outbox.
 //!
-//! Applications reach it through the `headwater` facade, whose builder uses it by
-//! default:
+//! Applications get it from the `headwater` facade, whose builder uses it unless told
+//! otherwise:
 //!
 //! ```
-//! use headwater_core::store::ChangeStore;
-//! use headwater_core::model::{Captured, ChangeData, ChangeIdGenerator};
-//! use headwater_memory::MemoryStore;
+//! use headwater::{ChangeData, Headwater, MemoryStore};
 //!
-//! futures::executor::block_on(async {
-//!     let store = MemoryStore::new();
-//!     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-//!     let data = ChangeData::delete("todos", "1").unwrap();
-//!     let id = ChangeIdGenerator::from_seed(1).next_id(now);
-//!     let stored = store.append(vec![Captured { id, captured_at: now, data }]).await.unwrap();
-//!     assert_eq!(stored[0].seq().0, 1);
-//!     assert_eq!(store.stats().await.unwrap().pending, 1);
-//! });
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let flume = headwater_mock_flume::MockFlume::start(Default::default()).await?;
+//! # let url = flume.url();
+//! let store = MemoryStore::new();
+//! let headwater = Headwater::builder().flume([url]).store(store.clone()).start()?;
+//! headwater.capture(ChangeData::delete("todos", "1")?).await?;
+//! headwater.flush().await?;
+//! assert!(store.snapshot().is_empty(), "delivered changes leave the outbox");
+//! headwater.shutdown().await;
+//! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -10,23 +10,27 @@
 //! Every store operation is one SQLite transaction, run on a thread of the store's
 //! own: blocking SQLite calls never run on an async runtime's worker threads.
 //!
-//! Applications reach it through the `headwater` facade (feature `sqlite`):
+//! Applications reach it through the `headwater` facade (feature `sqlite`), which also
+//! offers capture inside the app's own transaction (`Headwater::transaction`):
 //!
 //! ```
-//! use headwater_core::model::{Captured, ChangeData, ChangeIdGenerator};
-//! use headwater_core::store::ChangeStore;
+//! use headwater::{ChangeData, Headwater};
 //! use headwater_sqlite::SqliteStore;
 //!
-//! # let dir = tempfile::tempdir().unwrap();
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("app.db");
-//! futures::executor::block_on(async {
-//!     let store = SqliteStore::open(&path).unwrap();
-//!     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
-//!     let id = ChangeIdGenerator::from_seed(1).next_id(now);
-//!     let data = ChangeData::delete("todos", "1").unwrap();
-//!     store.append(vec![Captured { id, captured_at: now, data }]).await.unwrap();
-//!     assert_eq!(store.stats().await.unwrap().pending, 1);
-//! });
+//! # let flume = headwater_mock_flume::MockFlume::start(Default::default()).await?;
+//! # let url = flume.url();
+//! let headwater = Headwater::builder()
+//!     .flume([url])
+//!     .store(SqliteStore::open(&path)?)
+//!     .start()?;
+//! headwater.capture(ChangeData::delete("todos", "1")?).await?;
+//! headwater.flush().await?;
+//! headwater.shutdown().await;
+//! # Ok(()) }
 //! ```
 //!
 //! ## Durability: `synchronous`
