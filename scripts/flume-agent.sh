@@ -9,8 +9,11 @@
 #   flume_stop        stops it (safe to call more than once; use it in a trap)
 #
 # Needs java (17) and mvn. Jars are cached in $HEADWATER_CACHE/flume-1.11.0.
-
-FLUME_TRANSACTION_CAPACITY=20
+#
+# Environment (read by flume_start):
+#   FLUME_TRANSACTION_CAPACITY  the channel's transactionCapacity (default 20)
+#   FLUME_SINK                  file_roll (default: events in DIR/sink) or null (for
+#                               throughput runs)
 
 flume_start() {
   local dir="$1"
@@ -24,6 +27,8 @@ flume_start() {
       -DoutputDirectory="$cache/lib" || { echo "maven could not fetch Flume" >&2; return 1; }
     touch "$cache/complete"
   fi
+  local capacity="${FLUME_TRANSACTION_CAPACITY:-20}"
+  local sink="${FLUME_SINK:-file_roll}"
   mkdir -p "$dir/sink"
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
@@ -37,21 +42,30 @@ a1.sources.r1.port = $port
 a1.sources.r1.channels = c1
 a1.channels.c1.type = memory
 a1.channels.c1.capacity = 200000
-a1.channels.c1.transactionCapacity = $FLUME_TRANSACTION_CAPACITY
-a1.sinks.k1.type = file_roll
+a1.channels.c1.transactionCapacity = $capacity
 a1.sinks.k1.channel = c1
+CONF
+  if [ "$sink" = null ]; then
+    cat >> "$dir/agent.conf" <<CONF
+a1.sinks.k1.type = null
+a1.sinks.k1.batchSize = $capacity
+CONF
+  else
+    cat >> "$dir/agent.conf" <<CONF
+a1.sinks.k1.type = file_roll
 a1.sinks.k1.sink.directory = $dir/sink
 a1.sinks.k1.sink.rollInterval = 0
 a1.sinks.k1.sink.serializer = header_and_text
-a1.sinks.k1.sink.batchSize = $FLUME_TRANSACTION_CAPACITY
+a1.sinks.k1.sink.batchSize = $capacity
 CONF
+  fi
   java -Xmx512m -Dfile.encoding=UTF-8 -cp "$cache/lib/*" \
     org.apache.flume.node.Application -n a1 -f "$dir/agent.conf" --no-reload-conf \
     > "$dir/agent.log" 2>&1 &
   FLUME_PID=$!
   export HEADWATER_FLUME_URL="http://127.0.0.1:$port/"
   export HEADWATER_FLUME_SINK="$dir/sink"
-  export HEADWATER_FLUME_TRANSACTION_CAPACITY=$FLUME_TRANSACTION_CAPACITY
+  export HEADWATER_FLUME_TRANSACTION_CAPACITY=$capacity
   local waited=0
   until python3 - "$HEADWATER_FLUME_URL" <<'PY' 2>/dev/null
 import sys, urllib.request

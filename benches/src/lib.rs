@@ -1,6 +1,10 @@
 //! Shared fixtures of headwater's criterion benchmarks (in `benches/`): realistic
-//! changes and the mapping they are sent with.
+//! changes, the mapping they are sent with, and the bench mock Flume in a process of
+//! its own.
 #![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 
 use chrono::DateTime;
 use headwater_core::flume::EventMapping;
@@ -55,4 +59,47 @@ pub fn realistic_mapping() -> EventMapping {
     let mut mapping = EventMapping::with_source("bench-client-7");
     mapping.headers.seq = None;
     mapping
+}
+
+/// The bench mock Flume (`bench-mock-flume`) in a process of its own, so that it does not
+/// share a runtime (or a profile) with what is measured. It exits when its stdin closes.
+#[derive(Debug)]
+pub struct MockProcess {
+    child: Child,
+    /// Its URL.
+    pub url: String,
+}
+
+impl MockProcess {
+    /// Starts it (the binary is built next to the benches).
+    pub fn start() -> Self {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|exe| {
+                exe.parent()
+                    .and_then(|deps| deps.parent())
+                    .map(|dir| dir.join("bench-mock-flume"))
+            })
+            .expect("the bench's own path");
+        let mut child = Command::new(exe)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the bench mock Flume (cargo bench builds it)");
+        let mut url = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut url)
+            .expect("the mock prints its URL");
+        MockProcess {
+            child,
+            url: url.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
 }

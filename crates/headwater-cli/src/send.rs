@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
-use headwater::{EventMapping, Headwater};
+use headwater::{EventMapping, Headwater, HttpConfig, HttpTransport, Selection};
 
 use crate::cli::SendArgs;
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
@@ -73,6 +73,14 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         .iter()
         .map(|header| parse_header(header))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut http = HttpConfig::new(args.to.iter().map(|url| url.trim().to_owned()));
+    http.timeout = Duration::from_millis(args.timeout_ms);
+    http.headers = headers;
+    if args.round_robin {
+        http.selection = Selection::RoundRobin;
+    }
+    // A wrong URL or header is reported before any state is made.
+    HttpTransport::new(http.clone())?;
     let input = read_input(&args)?;
     let mapping = EventMapping::with_source(args.source.clone());
     let changes = parse_changes(
@@ -117,25 +125,18 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         );
     }
 
-    let mut builder = Headwater::builder()
-        .flume(args.to.iter().map(|url| url.trim().to_owned()))
+    let headwater = Headwater::builder()
+        .http(|config| *config = http)
         .source(args.source.clone())
         .batch_size(args.batch_size)
         .max_in_flight(args.max_in_flight)
-        .timeout(Duration::from_millis(args.timeout_ms))
         .store(SqliteStore::open_with(&state.path, &options)?)
         .configure(|config| {
             config.owner = Some(OWNER.into());
             config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
             config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
-        });
-    if args.round_robin {
-        builder = builder.round_robin();
-    }
-    for (name, value) in headers {
-        builder = builder.header(name, value);
-    }
-    let headwater = builder.start()?;
+        })
+        .start()?;
 
     let started = Instant::now();
     let captured = Arc::new(AtomicU64::new(0));

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use headwater_mock_flume::{MockConfig, MockFault, MockFlume};
 
@@ -15,11 +16,14 @@ fn temp_file(name: &str, contents: &str) -> std::path::PathBuf {
     path
 }
 
-/// Runs `headwater send --to URL ARGS FILE` with `contents` as the file.
+/// Runs `headwater send --to URL ARGS FILE` with `contents` as the file, and a state
+/// of its own.
 async fn send(url: &str, args: &[&str], name: &str, contents: &str) -> std::process::Output {
     let file = temp_file(name, contents);
+    let state = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
-        .args(["send", "--to", url])
+        .args(["send", "--to", url, "--state"])
+        .arg(state.path().join("state.db"))
         .args(args)
         .arg(&file)
         .output()
@@ -96,6 +100,7 @@ async fn send_delivers_a_file_through_the_engine() {
         .map(|i| format!("{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"n\":{i}}}}}\n"))
         .collect();
     let file = temp_file("valid.jsonl", &lines);
+    let state = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
         .args([
             "send",
@@ -104,7 +109,9 @@ async fn send_delivers_a_file_through_the_engine() {
             "--json",
             "--header",
             "x-demo: 1",
+            "--state",
         ])
+        .arg(state.path().join("state.db"))
         .arg(&file)
         .output()
         .await
@@ -206,4 +213,74 @@ async fn mock_flume_serves_until_stopped() {
     assert_eq!(post(r#"[{},{},{}]"#).await.unwrap().status(), 503);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// The probe of the durability issue: `send` killed with SIGKILL partway through 5,000
+/// lines to a slow Flume (the sink takes 300 events/s), then run again on the same
+/// file: each line arrives under one id only, the one of its first capture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_killed_partway_resumes_under_the_same_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("sink.jsonl");
+    let flume = MockFlume::start(MockConfig {
+        drain_rate: Some(300.0),
+        sink_file: Some(sink.clone()),
+        retain_events: false,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let input = dir.path().join("changes.jsonl");
+    let lines: String = (0..5000)
+        .map(|i| format!("{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"n\":{i}}}}}\n"))
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let state = dir.path().join("state.db");
+    let send = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["send", "--to", flume.url(), "--json", "--state"])
+            .arg(&state)
+            .arg(&input)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = send();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    let delivered_before = flume.unique_ids();
+    assert!(
+        delivered_before > 0 && delivered_before < 5000,
+        "killed partway: {delivered_before} delivered"
+    );
+    let second = send().wait_with_output().await.unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(
+        summary["resumed"], 5000,
+        "the first run had captured every line"
+    );
+    let mut ids_per_key: std::collections::HashMap<String, std::collections::HashSet<String>> =
+        Default::default();
+    for line in std::fs::read_to_string(&sink).unwrap().lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        ids_per_key
+            .entry(event["headers"]["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(event["headers"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids_per_key.len(), 5000, "every line arrived");
+    assert!(
+        ids_per_key.values().all(|ids| ids.len() == 1),
+        "a line arrived under two ids"
+    );
+    let distinct: usize = ids_per_key.values().map(|ids| ids.len()).sum();
+    assert_eq!(distinct, 5000);
 }

@@ -44,8 +44,16 @@
 //! machine.handle_recorded(Recorded::Applied);
 //! assert_eq!(machine.status(now).counters.delivered, 1);
 //! ```
+//!
+//! ## Features
+//!
+//! - `decode`: the decoder of Flume's JSON batches (`flume::decode_batch`), for servers,
+//!   fuzzers and tests; a client only encodes.
+//! - `testing`: the store conformance suite, a simulated Flume and whole-engine
+//!   scenarios (`headwater_core::testing`), for adapters' tests. Implies `decode`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod engine;
 pub mod flume;
@@ -53,6 +61,7 @@ pub mod model;
 pub mod policy;
 pub mod store;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 pub mod transport;
 

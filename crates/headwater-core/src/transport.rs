@@ -37,6 +37,7 @@ impl Response {
 
 /// What happened to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendOutcome {
     /// The server answered.
     Response(Response),

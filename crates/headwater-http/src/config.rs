@@ -2,6 +2,7 @@ use std::time::Duration;
 
 /// How requests are spread over several endpoints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Selection {
     /// Always the first endpoint that is not resting; the next one only when it cannot
     /// be reached (Flume's `default_failover`).
@@ -14,6 +15,7 @@ pub enum Selection {
 
 /// Configuration of an [`HttpTransport`](crate::HttpTransport).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Flume HTTP source URLs (`http://host:port/`; any path works with Flume).
     pub endpoints: Vec<String>,
@@ -59,6 +61,7 @@ impl HttpConfig {
 
 /// A transport configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HttpConfigError {
     /// No endpoint was given.
     #[error("at least one Flume endpoint URL is needed")]

@@ -82,6 +82,18 @@ impl Endpoints {
         }
     }
 
+    /// The endpoint answered with a refusal of its own (a wrong path, missing
+    /// credentials, no POST): it rests as long as a failing endpoint rests at most, while
+    /// the others take the requests.
+    pub(crate) fn refused(&self, index: usize, now: DateTime<Utc>) {
+        let mut state = self.lock();
+        if let Some(health) = state.health.get_mut(index) {
+            health.failures = health.failures.saturating_add(1);
+            health.resting_until =
+                Some(now + TimeDelta::from_std(self.rest_cap).unwrap_or(TimeDelta::seconds(30)));
+        }
+    }
+
     pub(crate) fn failed(&self, index: usize, now: DateTime<Utc>) {
         let mut state = self.lock();
         if let Some(health) = state.health.get_mut(index) {

@@ -193,6 +193,12 @@ fn text_of_error_page(body: &str) -> String {
     }
 }
 
+/// Answers that say this endpoint, as configured, refuses requests: another endpoint may
+/// take the same request, since nothing was committed.
+fn refuses(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 405 | 501)
+}
+
 /// Whether the request surely never reached Flume (the connection never opened), so
 /// another endpoint can take it at once without risking a duplicate.
 #[cfg(not(target_arch = "wasm32"))]
@@ -224,7 +230,10 @@ impl Transport for HttpTransport {
         let mut last = SendOutcome::ConnectionFailed {
             message: "no endpoint".into(),
         };
-        for index in self.endpoints.order(chrono::Utc::now()) {
+        let order = self.endpoints.order(chrono::Utc::now());
+        let final_index = order.last().copied();
+        let last_endpoint = |index: usize| Some(index) == final_index;
+        for index in order {
             let url = &self.urls[index];
             let sent = self
                 .client
@@ -235,6 +244,19 @@ impl Transport for HttpTransport {
                 .send()
                 .await;
             match sent {
+                Ok(response) if refuses(response.status().as_u16()) && !last_endpoint(index) => {
+                    // This endpoint refuses (wrong path, credentials, no POST), and Flume
+                    // committed nothing: let the others take the request.
+                    self.endpoints.refused(index, chrono::Utc::now());
+                    let status = response.status().as_u16();
+                    let message = self.read_message(response).await;
+                    tracing::warn!(url = %url, status, %message, "endpoint refuses requests; trying the next");
+                    last = SendOutcome::Response(Response {
+                        status,
+                        retry_after: None,
+                        message,
+                    });
+                }
                 Ok(response) => {
                     self.endpoints.succeeded(index);
                     #[cfg(target_arch = "wasm32")]

@@ -168,3 +168,41 @@ async fn round_robin_spreads_requests() {
     }
     assert_eq!((a.requests(), b.requests()), (3, 3));
 }
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_rests_while_the_others_take_the_requests() {
+    let refusing = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        refusing.push_fault(MockFault::Status(404));
+    }
+    let healthy = MockFlume::start(MockConfig::default()).await.unwrap();
+    let http = transport(&[refusing.url(), healthy.url()], |_| {});
+    for _ in 0..3 {
+        assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
+    }
+    assert_eq!(
+        healthy.event_count(),
+        3,
+        "the healthy endpoint took every batch"
+    );
+    assert_eq!(
+        refusing.requests(),
+        1,
+        "the refusing one rests after its 404"
+    );
+
+    let both = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        both.push_fault(MockFault::Status(404));
+    }
+    let other = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        other.push_fault(MockFault::Status(405));
+    }
+    let http = transport(&[both.url(), other.url()], |_| {});
+    assert_eq!(
+        response(http.send(batch(ONE_EVENT)).await).status,
+        405,
+        "when every endpoint refuses, the refusal is the answer (and the outbox blocks)"
+    );
+}

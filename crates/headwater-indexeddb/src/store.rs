@@ -422,7 +422,7 @@ impl ChangeStore for IdbStore {
                 .primitive()
                 .map_err(store_error)?;
         }
-        let updates: Vec<_> = outcome.markers().collect();
+        let updates = outcome.markers();
         let existing = updates
             .iter()
             .map(|update| {

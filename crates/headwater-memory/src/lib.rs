@@ -30,6 +30,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use rustc_hash::FxHashMap;
+
 use chrono::{DateTime, Utc};
 use headwater_core::model::{
     Captured, Change, DeadLetter, MAX_SEQ, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
@@ -60,8 +62,9 @@ struct Inner {
     pending_bytes: u64,
     /// Dead letters, kept apart so they never slow down the head of line.
     dead: BTreeMap<Seq, DeadLetter>,
-    /// Per-record sync markers (ordered: no hashing of two strings per ack).
-    markers: BTreeMap<(String, String), SyncMarker>,
+    /// Per-record sync markers, by collection then key (the names are shared with the
+    /// changes, not copied).
+    markers: FxHashMap<Arc<str>, FxHashMap<Arc<str>, SyncMarker>>,
     lease: Option<Lease>,
 }
 
@@ -180,10 +183,13 @@ impl ChangeStore for MemoryStore {
                     .saturating_sub(entry.change.data().weight() as u64);
             }
         }
-        for update in outcome.markers() {
-            let record = (update.collection, update.key);
-            if let Some(marker) = SyncMarker::advance(inner.markers.get(&record), update.seq, now) {
-                inner.markers.insert(record, marker);
+        for update in outcome.marked() {
+            let keys = inner
+                .markers
+                .entry(Arc::clone(&update.collection))
+                .or_default();
+            if let Some(marker) = SyncMarker::advance(keys.get(&update.key), update.seq, now) {
+                keys.insert(Arc::clone(&update.key), marker);
             }
         }
         if !inner.holds(owner) {
@@ -289,7 +295,8 @@ impl ChangeStore for MemoryStore {
         Ok(self
             .lock()
             .markers
-            .get(&(collection.to_owned(), key.to_owned()))
+            .get(collection)
+            .and_then(|keys| keys.get(key))
             .copied())
     }
 

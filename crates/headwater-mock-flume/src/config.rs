@@ -5,6 +5,7 @@ use std::time::Duration;
 /// A fault the mock applies to one Flume request (POST or GET) instead of, or around,
 /// its normal answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MockFault {
     /// Answer with this status (and a Jetty error page), committing nothing. A 503
     /// carries Flume's "channel full" text; a 429 carries `Retry-After: 1`.
@@ -108,6 +109,7 @@ impl Default for MockConfig {
 
 /// A configuration the mock cannot run with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MockError {
     /// A channel size of zero, or a transaction capacity above the capacity.
     #[error(

@@ -43,6 +43,7 @@ mod metrics;
 mod server;
 mod sink;
 mod source;
+mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{MockConfig, MockError, MockFault, RandomFaults};
 
-use server::Shared;
+use state::Shared;
 
 /// A running mock Flume. Dropping it stops the server too; [`MockFlume::shutdown`]
 /// also waits for it to close its connections.

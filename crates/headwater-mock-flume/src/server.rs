@@ -2,7 +2,7 @@
 //! without an answer; routing of methods and paths as Flume's Jetty does.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -11,62 +11,13 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::channel::Channel;
-use crate::config::MockConfig;
-use crate::faults::Faults;
 use crate::jetty::bare;
-use crate::metrics::Counters;
-use crate::sink::Sink;
 use crate::source;
-
-/// What every connection shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: MockConfig,
-    pub(crate) channel: Arc<Channel>,
-    pub(crate) counters: Counters,
-    sink: Mutex<Sink>,
-    faults: Mutex<Faults>,
-}
-
-impl Shared {
-    pub(crate) fn new(config: MockConfig, sink: Sink) -> Self {
-        Shared {
-            channel: Arc::new(Channel::new(
-                config.capacity,
-                config.transaction_capacity,
-                config.keep_alive,
-                config.drain_rate.is_some(),
-            )),
-            counters: Counters::default(),
-            sink: Mutex::new(sink),
-            faults: Mutex::new(Faults::new(config.random_faults.clone())),
-            config,
-        }
-    }
-
-    pub(crate) fn sink(&self) -> MutexGuard<'_, Sink> {
-        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Closes the connection a request came on, without an answer.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ConnectionKill(Arc<Notify>);
-
-impl ConnectionKill {
-    pub(crate) fn fire(&self) {
-        self.0.notify_one();
-    }
-}
+use crate::state::{ConnectionKill, Shared};
 
 #[derive(Clone)]
 struct ConnectionState {
@@ -97,7 +48,7 @@ pub(crate) async fn serve(
                     tokio::select! {
                         _ = connection => {}
                         // Dropping the connection closes the socket with no answer.
-                        () = kill.0.notified() => {}
+                        () = kill.fired() => {}
                     }
                 });
             }

@@ -12,7 +12,7 @@ use crate::charset::request_text;
 use crate::config::MockFault;
 use crate::jetty::{self, error_page};
 use crate::metrics::add;
-use crate::server::{ConnectionKill, Shared};
+use crate::state::{ConnectionKill, Shared};
 
 /// Waits for ever: the connection is closed around it, or the server shuts down.
 async fn never() -> Response {

@@ -77,25 +77,18 @@ fn adjust_pending(connection: &Connection, count: i64, bytes: i64) -> Result<(),
 
 /// Appends captured changes inside `connection`'s open transaction (the application's
 /// own, or the store's), assigning their seqs. Nothing is visible to the syncer until
-/// that transaction commits.
+/// that transaction commits. On an error the caller's transaction must not commit
+/// (dropping a `rusqlite::Transaction` rolls it back).
+///
+/// It writes before it reads, so even a deferred transaction takes the write lock at
+/// once (waiting for the busy timeout) instead of failing for a write the syncer made
+/// after it read.
 pub fn append_in(
     connection: &Connection,
     captured: Vec<Captured>,
 ) -> Result<Vec<Change>, StoreError> {
     if captured.is_empty() {
         return Ok(Vec::new());
-    }
-    let last: i64 = connection
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'headwater_outbox'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-        .map_err(sql_error)?
-        .unwrap_or(0);
-    if (last as u64).saturating_add(captured.len() as u64) > MAX_SEQ {
-        return Err(StoreError::SeqExhausted);
     }
     let mut insert = connection
         .prepare_cached(
@@ -129,8 +122,11 @@ pub fn append_in(
             ])
             .map_err(sql_error)?;
         bytes += weight;
-        let seq = Seq(connection.last_insert_rowid() as u64);
-        changes.push(Change::new(seq, item));
+        let seq = connection.last_insert_rowid() as u64;
+        if seq > MAX_SEQ {
+            return Err(StoreError::SeqExhausted);
+        }
+        changes.push(Change::new(Seq(seq), item));
     }
     adjust_pending(connection, changes.len() as i64, bytes)?;
     Ok(changes)

@@ -11,6 +11,9 @@ use crate::StartError;
 use crate::builder::Builder;
 use crate::runtime::{self, SharedClock, Task};
 
+/// How long waiting for delivery gathers progress events before it looks at the store.
+const PROGRESS_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The store behind a [`Headwater`], whatever its kind.
 pub type DynStore = Arc<dyn ChangeStore>;
 /// The transport behind a [`Headwater`], whatever its kind.
@@ -137,7 +140,7 @@ impl Receipt {
                 _ => {}
             }
             self.headwater.check_can_progress()?;
-            progress.await;
+            self.headwater.wait_for_progress(progress).await;
         }
     }
 }
@@ -264,6 +267,13 @@ impl Headwater {
     /// Sends again after [`pause`](Self::pause).
     pub fn resume(&self) {
         self.inner.outbox.resume();
+    }
+
+    /// Waits for the syncer's next progress, then a little more, so that the many
+    /// events of a fast delivery are read in one look at the store rather than one each.
+    async fn wait_for_progress(&self, progress: event_listener::EventListener) {
+        progress.await;
+        runtime::sleep(PROGRESS_COALESCE).await;
     }
 
     fn check_can_progress(&self) -> Result<(), FlushError> {

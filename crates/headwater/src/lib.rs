@@ -81,4 +81,14 @@ pub use headwater_memory::MemoryStore;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use headwater_http::{HttpConfig, HttpConfigError, Selection};
+pub use headwater_http::{HttpConfig, HttpConfigError, HttpTransport, Selection};
+
+/// The README's Rust examples, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
+
+/// docs/configuration.md's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/configuration.md")]
+struct ConfigurationExamples;

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::model::Seq;
 use crate::store::OutboxStats;
 
 /// Running totals of one syncer since it started.
@@ -40,6 +41,8 @@ pub struct SyncStatus {
     pub dead_lettered: usize,
     /// When the oldest pending change was captured.
     pub oldest_pending_at: Option<DateTime<Utc>>,
+    /// The oldest pending change's seq.
+    pub oldest_pending_seq: Option<Seq>,
     /// Why the outbox is paused, if it is: a configuration problem (401, 403, 404, ...)
     /// that retrying cannot fix. Nothing is dropped while blocked.
     pub blocked: Option<String>,
@@ -73,6 +76,7 @@ impl SyncStatus {
         self.pending_bytes = stats.pending_bytes;
         self.dead_lettered = stats.dead_lettered;
         self.oldest_pending_at = stats.oldest.as_ref().map(|oldest| oldest.captured_at);
+        self.oldest_pending_seq = stats.oldest.as_ref().map(|oldest| oldest.seq);
         if let Some(oldest) = &stats.oldest {
             let waiting = oldest.delivery.next_attempt_at.filter(|at| *at > now);
             if self.last_error.is_none() && waiting.is_some() {

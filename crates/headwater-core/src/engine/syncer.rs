@@ -291,6 +291,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         let mut sends: FuturesUnordered<BoxFuture<'_, (RequestId, Vec<u8>, SendOutcome)>> =
             FuturesUnordered::new();
         let mut store_op: Option<BoxFuture<'_, StoreDone>> = None;
+        let mut timer: Option<(DateTime<Utc>, Pin<Box<F>>)> = None;
         loop {
             let now = clock();
             Self::take_signals(machine, shared, now);
@@ -313,15 +314,18 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             if machine.is_stopped() {
                 return Ok(());
             }
-            let wait = machine
+            // The timer is made again only when the time to wake changes.
+            let deadline = machine
                 .poll_timeout(now)
-                .and_then(|at| (at - now).to_std().ok())
-                .unwrap_or(Duration::from_secs(3600));
-            let mut timer = std::pin::pin!(sleep(wait));
+                .unwrap_or(now + chrono::TimeDelta::hours(1));
+            if timer.as_ref().is_none_or(|(at, _)| *at != deadline) {
+                let wait = (deadline - now).to_std().unwrap_or(Duration::ZERO);
+                timer = Some((deadline, Box::pin(sleep(wait))));
+            }
             let mut woken = std::pin::pin!(shared.wake.wait());
             // Everything that is ready is taken at once, so that neither the store nor
             // the answers can starve the other.
-            let (done, answers) = futures::future::poll_fn(|cx| {
+            let (done, answers, rang) = futures::future::poll_fn(|cx| {
                 let mut done = None;
                 if let Some(op) = store_op.as_mut()
                     && let Poll::Ready(result) = op.as_mut().poll(cx)
@@ -333,14 +337,19 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                     answers.push(answer);
                 }
                 let woken = woken.as_mut().poll(cx).is_ready();
-                let timer = timer.as_mut().poll(cx).is_ready();
-                if done.is_some() || !answers.is_empty() || woken || timer {
-                    Poll::Ready((done, answers))
+                let rang = timer
+                    .as_mut()
+                    .is_some_and(|(_, timer)| timer.as_mut().poll(cx).is_ready());
+                if done.is_some() || !answers.is_empty() || woken || rang {
+                    Poll::Ready((done, answers, rang))
                 } else {
                     Poll::Pending
                 }
             })
             .await;
+            if rang {
+                timer = None;
+            }
             let now = clock();
             for (id, body, outcome) in answers {
                 machine.handle_answer(now, id, outcome, body);

@@ -35,6 +35,7 @@ impl Default for DecodeLimits {
 
 /// What was wrong with a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The body is empty or only whitespace (Flume: NPE, 500; FLUME-2719).
     Empty,

@@ -5,6 +5,7 @@ use super::{FlumeEvent, write};
 
 /// How many of the offered changes fit in one request under the byte limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Fit {
     /// The first `n` changes were encoded (all of them, or as many as fit).
     Events(usize),
@@ -60,6 +61,7 @@ pub struct BatchEncoder {
 
 /// Whether [`BatchEncoder::push`] added the change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Push {
     /// The change is in the batch.
     Added,
@@ -358,7 +360,7 @@ pub fn encode_events(events: &[FlumeEvent], buf: &mut Vec<u8>) {
     buf.push(b']');
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "decode"))]
 mod tests {
     use super::*;
     use crate::flume::{DecodeLimits, decode_batch};

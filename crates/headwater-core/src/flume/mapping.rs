@@ -66,6 +66,7 @@ impl HeaderNames {
 /// What goes into the body of each event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BodyShape {
     /// The record's value as compact JSON (empty for deletes). The default.
     #[default]
@@ -78,6 +79,7 @@ pub enum BodyShape {
 
 /// A mapping that would make Flume reject every request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MappingError {
     /// Two mapped fields use the same header name; Flume answers 400 to duplicate headers.
     #[error("the header name {0:?} is used for two fields of the change")]

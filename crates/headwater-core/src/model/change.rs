@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -141,13 +142,16 @@ pub enum InvalidChange {
 /// assert_eq!(change.value_json(), Some(r#"{"title":"milk"}"#));
 /// assert!(ChangeData::delete("todos", "").is_err());
 /// ```
+///
+/// Its text is shared, not copied, when a change is cloned (a store handing out a
+/// change, a batch holding it): the names and the value are reference-counted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "ChangeDataRepr", into = "ChangeDataRepr")]
 pub struct ChangeData {
-    collection: String,
-    key: String,
+    collection: Arc<str>,
+    key: Arc<str>,
     op: Op,
-    headers: BTreeMap<String, String>,
+    headers: Arc<BTreeMap<String, String>>,
 }
 
 impl ChangeData {
@@ -166,10 +170,10 @@ impl ChangeData {
             return Err(InvalidChange::EmptyKey);
         }
         Ok(ChangeData {
-            collection,
-            key,
+            collection: collection.into(),
+            key: key.into(),
             op,
-            headers: BTreeMap::new(),
+            headers: Arc::default(),
         })
     }
 
@@ -230,7 +234,7 @@ impl ChangeData {
         if name.is_empty() {
             return Err(InvalidChange::EmptyHeaderName);
         }
-        self.headers.insert(name, value.into());
+        Arc::make_mut(&mut self.headers).insert(name, value.into());
         Ok(self)
     }
 
@@ -241,6 +245,16 @@ impl ChangeData {
 
     /// The record's key within its collection.
     pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The collection, shared (no copy).
+    pub fn collection_shared(&self) -> &Arc<str> {
+        &self.collection
+    }
+
+    /// The key, shared (no copy).
+    pub fn key_shared(&self) -> &Arc<str> {
         &self.key
     }
 
@@ -299,7 +313,7 @@ impl TryFrom<ChangeDataRepr> for ChangeData {
         if repr.headers.keys().any(String::is_empty) {
             return Err(InvalidChange::EmptyHeaderName);
         }
-        data.headers = repr.headers;
+        data.headers = Arc::new(repr.headers);
         Ok(data)
     }
 }
@@ -312,11 +326,11 @@ impl From<ChangeData> for ChangeDataRepr {
             Op::Delete => None,
         };
         ChangeDataRepr {
-            collection: data.collection,
-            key: data.key,
+            collection: data.collection.to_string(),
+            key: data.key.to_string(),
             op,
             value,
-            headers: data.headers,
+            headers: Arc::unwrap_or_clone(data.headers),
         }
     }
 }
@@ -327,24 +341,24 @@ impl From<ChangeData> for ChangeDataRepr {
 /// re-serializes a value. Stores keep it as a plain string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-pub struct JsonText(String);
+pub struct JsonText(Arc<str>);
 
 impl JsonText {
     /// Serializes `value` to compact JSON.
     pub fn from_serialize(value: &(impl Serialize + ?Sized)) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value).map(JsonText)
+        serde_json::to_string(value).map(|text| JsonText(text.into()))
     }
 
     /// Checks that `text` is one JSON value and keeps it as it is (whitespace included):
     /// validation without building a value tree.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         let raw: &serde_json::value::RawValue = serde_json::from_str(text)?;
-        Ok(JsonText(raw.get().to_owned()))
+        Ok(JsonText(raw.get().into()))
     }
 
     /// Keeps JSON text that serde_json already checked (a `RawValue`).
     pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
-        JsonText(raw.get().to_owned())
+        JsonText(raw.get().into())
     }
 
     /// The JSON text.

@@ -4,6 +4,7 @@ use super::RetryAfter;
 
 /// How an overloaded Flume asked us to change the batch size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Overload {
     /// Not an overload signal.
     None,
@@ -57,6 +58,7 @@ pub enum Verdict {
 
 /// The two ways Flume refuses a batch's content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// HTTP 400: Flume could not read the body.
     BadRequest,

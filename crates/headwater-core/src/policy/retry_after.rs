@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 /// A `Retry-After` header: a number of seconds or an HTTP date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryAfter {
     /// Wait this long.
     Delay(Duration),

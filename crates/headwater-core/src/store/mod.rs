@@ -128,6 +128,7 @@ pub type StoredEntry = Result<OutboxEntry, UnreadableEntry>;
 
 /// What [`ChangeStore::claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Claim {
     /// The lease is the asker's; these are the changes after `after`, in seq order.
     Granted(Vec<StoredEntry>),
@@ -137,6 +138,7 @@ pub enum Claim {
 
 /// Whether [`ChangeStore::record`] could apply everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Recorded {
     /// Every part of the outcome was written.
     Applied,

@@ -1,7 +1,7 @@
 //! What the engine hands a store to write after answers came back.
 
-use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use crate::model::{Change, DeadLetter, Delivery, Seq};
 
@@ -10,9 +10,9 @@ use crate::model::{Change, DeadLetter, Delivery, Seq};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkerUpdate {
     /// The record's collection.
-    pub collection: String,
+    pub collection: Arc<str>,
     /// The record's key.
-    pub key: String,
+    pub key: Arc<str>,
     /// The highest seq of this record acknowledged in this outcome.
     pub seq: Seq,
 }
@@ -28,7 +28,8 @@ pub struct MarkerUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
     acked: Vec<Seq>,
-    markers: BTreeMap<(String, String), Seq>,
+    /// One entry per acknowledged change; `markers` keeps the latest per record.
+    marked: Vec<MarkerUpdate>,
     retries: Vec<(Seq, Delivery)>,
     dead: Vec<DeadLetter>,
     removed_bytes: u64,
@@ -39,19 +40,11 @@ impl Outcome {
     pub fn ack(&mut self, change: &Change) {
         self.acked.push(change.seq());
         self.removed_bytes += change.data().weight() as u64;
-        let record = change.record();
-        match self
-            .markers
-            .get_mut(&(record.collection.to_owned(), record.key.to_owned()))
-        {
-            Some(seq) => *seq = (*seq).max(change.seq()),
-            None => {
-                self.markers.insert(
-                    (record.collection.to_owned(), record.key.to_owned()),
-                    change.seq(),
-                );
-            }
-        }
+        self.marked.push(MarkerUpdate {
+            collection: Arc::clone(change.data().collection_shared()),
+            key: Arc::clone(change.data().key_shared()),
+            seq: change.seq(),
+        });
     }
 
     /// `seq` failed and waits for another attempt with this bookkeeping.
@@ -70,10 +63,7 @@ impl Outcome {
     /// Adds everything of `other` to this outcome (later writes win).
     pub fn merge(&mut self, other: Outcome) {
         self.acked.extend(other.acked);
-        for (record, seq) in other.markers {
-            let slot = self.markers.entry(record).or_insert(seq);
-            *slot = (*slot).max(seq);
-        }
+        self.marked.extend(other.marked);
         self.retries.extend(other.retries);
         self.dead.extend(other.dead);
         self.removed_bytes += other.removed_bytes;
@@ -105,15 +95,26 @@ impl Outcome {
         runs
     }
 
-    /// The markers to advance, one per record.
-    pub fn markers(&self) -> impl Iterator<Item = MarkerUpdate> + '_ {
-        self.markers
-            .iter()
-            .map(|((collection, key), seq)| MarkerUpdate {
-                collection: collection.clone(),
-                key: key.clone(),
-                seq: *seq,
-            })
+    /// Every acknowledged change's record and seq, in acknowledgement order (a record
+    /// may come more than once; [`SyncMarker::advance`](crate::model::SyncMarker::advance)
+    /// keeps the highest). For stores where a marker update is cheap.
+    pub fn marked(&self) -> &[MarkerUpdate] {
+        &self.marked
+    }
+
+    /// The markers to advance: one per record, at its highest acknowledged seq. For
+    /// stores where each marker update is a write.
+    pub fn markers(&self) -> Vec<MarkerUpdate> {
+        let mut marked = self.marked.clone();
+        marked.sort_unstable_by(|a, b| {
+            (&a.collection, &a.key, std::cmp::Reverse(a.seq)).cmp(&(
+                &b.collection,
+                &b.key,
+                std::cmp::Reverse(b.seq),
+            ))
+        });
+        marked.dedup_by(|later, kept| later.collection == kept.collection && later.key == kept.key);
+        marked
     }
 
     /// Retry bookkeeping to store, by seq.

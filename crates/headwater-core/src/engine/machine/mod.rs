@@ -249,6 +249,10 @@ impl DeliveryMachine {
         if let Some(gate) = self.gate.filter(|gate| *gate > now) {
             return Some(gate);
         }
+        if !self.requests.is_empty() {
+            // Sending, not waiting (and this runs on every turn: no scan of the window).
+            return None;
+        }
         let horizon = self.horizon(now);
         if self.window.any_due(now, horizon) {
             return None;

@@ -1,8 +1,10 @@
 //! The changes a syncer has read from its outbox, and how batches are cut from them so
 //! that no record ever has two batches in flight.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -33,7 +35,7 @@ pub(super) struct Slot {
 
 /// The record hash of a change.
 pub(super) fn record_hash(change: &Change) -> u64 {
-    let mut hasher = BuildHasherDefault::<DefaultHasher>::default().build_hasher();
+    let mut hasher = FxBuildHasher.build_hasher();
     let record = change.record();
     record.collection.hash(&mut hasher);
     record.key.hash(&mut hasher);
@@ -61,8 +63,12 @@ pub(super) struct Candidates {
 /// The loaded changes, in seq order.
 #[derive(Debug, Default)]
 pub(super) struct Window {
-    slots: BTreeMap<Seq, Slot>,
-    seen: HashMap<u64, Seen>,
+    /// Boxed: the map shifts entries within its nodes, and a pointer moves cheaper than
+    /// a change.
+    slots: BTreeMap<Seq, Box<Slot>>,
+    seen: FxHashMap<u64, Seen>,
+    /// Slots not `Ready`, counted as they change (status reads it on every turn).
+    busy: usize,
 }
 
 impl Window {
@@ -80,24 +86,30 @@ impl Window {
 
     pub(super) fn insert(&mut self, entry: OutboxEntry) {
         let seq = entry.change.seq();
-        self.slots.entry(seq).or_insert_with(|| Slot {
-            record: record_hash(&entry.change),
-            entry,
-            state: SlotState::Ready,
-            server_errors: 0,
+        self.slots.entry(seq).or_insert_with(|| {
+            Box::new(Slot {
+                record: record_hash(&entry.change),
+                entry,
+                state: SlotState::Ready,
+                server_errors: 0,
+            })
         });
     }
 
     pub(super) fn get(&self, seq: Seq) -> Option<&Slot> {
-        self.slots.get(&seq)
+        self.slots.get(&seq).map(|slot| &**slot)
     }
 
     pub(super) fn get_mut(&mut self, seq: Seq) -> Option<&mut Slot> {
-        self.slots.get_mut(&seq)
+        self.slots.get_mut(&seq).map(|slot| &mut **slot)
     }
 
-    pub(super) fn remove(&mut self, seq: Seq) -> Option<Slot> {
-        self.slots.remove(&seq)
+    pub(super) fn remove(&mut self, seq: Seq) -> Option<Box<Slot>> {
+        let slot = self.slots.remove(&seq)?;
+        if slot.state != SlotState::Ready {
+            self.busy -= 1;
+        }
+        Some(slot)
     }
 
     /// Drops every change not in a request or an isolation (the lease was lost).
@@ -108,6 +120,11 @@ impl Window {
     pub(super) fn set_state(&mut self, seqs: &[Seq], state: SlotState) {
         for seq in seqs {
             if let Some(slot) = self.slots.get_mut(seq) {
+                match (slot.state == SlotState::Ready, state == SlotState::Ready) {
+                    (true, false) => self.busy += 1,
+                    (false, true) => self.busy -= 1,
+                    _ => {}
+                }
                 slot.state = state;
             }
         }
@@ -145,10 +162,7 @@ impl Window {
 
     /// Changes in requests or isolations.
     pub(super) fn busy(&self) -> usize {
-        self.slots
-            .values()
-            .filter(|slot| slot.state != SlotState::Ready)
-            .count()
+        self.busy
     }
 
     /// Picks up to `max_events` changes for the next batch.
@@ -193,7 +207,7 @@ impl Window {
     }
 
     fn take(
-        seen: &mut HashMap<u64, Seen>,
+        seen: &mut FxHashMap<u64, Seen>,
         picked: &mut Candidates,
         record: u64,
         seq: Seq,

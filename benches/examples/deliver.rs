@@ -1,0 +1,85 @@
+//! Delivers changes from the memory store to the bench mock in another process, for
+//! profiling (`perf record`): `cargo run --release -p headwater-benches --example
+//! deliver -- COUNT IN_FLIGHT`.
+
+use std::time::Instant;
+
+use std::sync::Arc;
+
+use headwater::{ChangeStore, Headwater, HttpConfig, HttpTransport, MemoryStore, Transport};
+use headwater_benches::{MockProcess, realistic_changes, realistic_data, realistic_mapping};
+use headwater_core::flume::{BatchEncoder, EncodedBatch};
+use headwater_core::model::{Captured, ChangeIdGenerator};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let in_flight: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let mock = MockProcess::start();
+    if std::env::var_os("RAW").is_some() {
+        let mut encoder = BatchEncoder::new(realistic_mapping());
+        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+            realistic_changes(count)
+                .chunks(100)
+                .map(|chunk| {
+                    encoder.encode(chunk, usize::MAX);
+                    encoder.batch().body.to_vec()
+                })
+                .collect(),
+        );
+        let transport = Arc::new(HttpTransport::new(HttpConfig::new([mock.url.clone()])).unwrap());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..in_flight)
+            .map(|sender| {
+                let (bodies, transport) = (Arc::clone(&bodies), Arc::clone(&transport));
+                tokio::spawn(async move {
+                    for index in (sender..bodies.len()).step_by(in_flight) {
+                        transport
+                            .send(EncodedBatch {
+                                body: &bodies[index],
+                                events: 100,
+                            })
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        println!(
+            "raw {count} events, {in_flight} in flight: {:.0} events/s",
+            count as f64 / started.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    let store = MemoryStore::new();
+    let now = chrono::Utc::now();
+    let mut ids = ChangeIdGenerator::from_seed(1);
+    let captured: Vec<Captured> = realistic_data(count)
+        .into_iter()
+        .map(|data| Captured {
+            id: ids.next_id(now),
+            captured_at: now,
+            data,
+        })
+        .collect();
+    for chunk in captured.chunks(1000) {
+        store.append(chunk.to_vec()).await.unwrap();
+    }
+    let started = Instant::now();
+    let headwater = Headwater::builder()
+        .http(|config| *config = HttpConfig::new([mock.url.clone()]))
+        .max_in_flight(in_flight)
+        .store(store)
+        .start()
+        .unwrap();
+    headwater.flush().await.unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "{count} changes, {in_flight} in flight: {:.0} events/s",
+        count as f64 / elapsed.as_secs_f64()
+    );
+    headwater.shutdown().await;
+}

@@ -1,0 +1,62 @@
+//! What every connection of the mock shares: its configuration, channel, sink, faults
+//! and counters, and how one request closes its own connection.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+
+use crate::channel::Channel;
+use crate::config::MockConfig;
+use crate::faults::Faults;
+use crate::metrics::Counters;
+use crate::sink::Sink;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: MockConfig,
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) counters: Counters,
+    sink: Mutex<Sink>,
+    faults: Mutex<Faults>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: MockConfig, sink: Sink) -> Self {
+        Shared {
+            channel: Arc::new(Channel::new(
+                config.capacity,
+                config.transaction_capacity,
+                config.keep_alive,
+                config.drain_rate.is_some(),
+            )),
+            counters: Counters::default(),
+            sink: Mutex::new(sink),
+            faults: Mutex::new(Faults::new(config.random_faults.clone())),
+            config,
+        }
+    }
+
+    pub(crate) fn sink(&self) -> MutexGuard<'_, Sink> {
+        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes the connection a request came on, without an answer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnectionKill(Arc<Notify>);
+
+impl ConnectionKill {
+    pub(crate) fn fire(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when a request on this connection fired the kill.
+    pub(crate) async fn fired(&self) {
+        self.0.notified().await;
+    }
+}
