@@ -1,11 +1,13 @@
 //! Delivers changes from the memory store to the bench mock in another process, for
 //! profiling (`perf record`): `cargo run --release -p headwater-benches --example
-//! deliver -- COUNT IN_FLIGHT`.
+//! deliver -- COUNT IN_FLIGHT`; `RAW=1` sends prebuilt bodies instead, `SQLITE=1`
+//! delivers from a SQLite store.
 
 use std::time::Instant;
 
 use std::sync::Arc;
 
+use headwater::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use headwater::{ChangeStore, Headwater, HttpConfig, HttpTransport, MemoryStore, Transport};
 use headwater_benches::{MockProcess, realistic_changes, realistic_data, realistic_mapping};
 use headwater_core::flume::{BatchEncoder, EncodedBatch};
@@ -54,7 +56,16 @@ async fn main() {
         );
         return;
     }
-    let store = MemoryStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ChangeStore> = if std::env::var_os("SQLITE").is_some() {
+        let mut options = SqliteOptions::default();
+        if std::env::var_os("NORMAL").is_some() {
+            options.synchronous = Synchronous::Normal;
+        }
+        Arc::new(SqliteStore::open_with(dir.path().join("outbox.db"), &options).unwrap())
+    } else {
+        Arc::new(MemoryStore::new())
+    };
     let now = chrono::Utc::now();
     let mut ids = ChangeIdGenerator::from_seed(1);
     let captured: Vec<Captured> = realistic_data(count)
@@ -72,7 +83,7 @@ async fn main() {
     let headwater = Headwater::builder()
         .http(|config| *config = HttpConfig::new([mock.url.clone()]))
         .max_in_flight(in_flight)
-        .store(store)
+        .store(Arc::clone(&store))
         .start()
         .unwrap();
     headwater.flush().await.unwrap();

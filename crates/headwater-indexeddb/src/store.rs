@@ -379,18 +379,21 @@ impl ChangeStore for IdbStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let tx = self.write_tx(&[CHANGES, RETRIES, STATE], Durability::Relaxed)?;
         let state = tx.object_store(STATE).map_err(store_error)?;
-        let lease = match request.grant(lease_in(&state).await?.as_ref()) {
+        let current = lease_in(&state).await?;
+        let lease = match request.grant(current.as_ref()) {
             Ok(lease) => lease,
             Err(held) => {
                 tx.commit().await.map_err(store_error)?;
                 return Ok(Claim::Held(held));
             }
         };
-        state
-            .put(json(&lease)?)
-            .with_key(JsValue::from_str(LEASE))
-            .primitive()
-            .map_err(store_error)?;
+        if current.as_ref() != Some(&lease) {
+            state
+                .put(json(&lease)?)
+                .with_key(JsValue::from_str(LEASE))
+                .primitive()
+                .map_err(store_error)?;
+        }
         let entries = read_in(&tx, request.after, request.limit).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(Claim::Granted(entries))

@@ -33,22 +33,18 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 
 fn meta(connection: &Connection, name: &str) -> Result<Option<String>, StoreError> {
     connection
-        .query_row(
-            "SELECT value FROM headwater_meta WHERE name = ?1",
-            params![name],
-            |row| row.get(0),
-        )
-        .optional()
+        .prepare_cached("SELECT value FROM headwater_meta WHERE name = ?1")
+        .and_then(|mut query| query.query_row(params![name], |row| row.get(0)).optional())
         .map_err(sql_error)
 }
 
 fn set_meta(connection: &Connection, name: &str, value: &str) -> Result<(), StoreError> {
     connection
-        .execute(
+        .prepare_cached(
             "INSERT INTO headwater_meta (name, value) VALUES (?1, ?2)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            params![name, value],
         )
+        .and_then(|mut statement| statement.execute(params![name, value]))
         .map(drop)
         .map_err(sql_error)
 }
@@ -58,19 +54,15 @@ fn adjust_pending(connection: &Connection, count: i64, bytes: i64) -> Result<(),
     if count == 0 && bytes == 0 {
         return Ok(());
     }
-    connection
-        .execute(
+    let mut adjust = connection
+        .prepare_cached(
             "UPDATE headwater_meta SET value = CAST(MAX(0, CAST(value AS INTEGER) + ?2) AS TEXT)
              WHERE name = ?1",
-            params!["pending_count", count],
         )
-        .and_then(|_| {
-            connection.execute(
-                "UPDATE headwater_meta SET value = CAST(MAX(0, CAST(value AS INTEGER) + ?2) AS TEXT)
-                 WHERE name = ?1",
-                params!["pending_bytes", bytes],
-            )
-        })
+        .map_err(sql_error)?;
+    adjust
+        .execute(params!["pending_count", count])
+        .and_then(|_| adjust.execute(params!["pending_bytes", bytes]))
         .map(drop)
         .map_err(sql_error)
 }
@@ -232,8 +224,12 @@ pub(crate) fn claim(
     connection: &Connection,
     request: &ClaimRequest,
 ) -> Result<Result<Vec<StoredEntry>, Lease>, StoreError> {
-    match request.grant(lease(connection)?.as_ref()) {
+    let current = lease(connection)?;
+    match request.grant(current.as_ref()) {
         Err(held) => Ok(Err(held)),
+        Ok(granted) if current.as_ref() == Some(&granted) => {
+            Ok(Ok(read(connection, request.after, request.limit)?))
+        }
         Ok(granted) => {
             let text =
                 serde_json::to_string(&granted).map_err(|e| StoreError::Backend(e.into()))?;
@@ -260,51 +256,35 @@ pub(crate) fn record(
             )
             .map_err(sql_error)?;
         for run in outcome.acked_runs() {
-            let weights = delete
-                .query_map(params![run.start().0 as i64, run.end().0 as i64], |row| {
-                    row.get::<_, i64>(0)
-                })
-                .map_err(sql_error)?
-                .collect::<rusqlite::Result<Vec<i64>>>()
+            let mut weights = delete
+                .query(params![run.start().0 as i64, run.end().0 as i64])
                 .map_err(sql_error)?;
-            removed_count += weights.len() as i64;
-            removed_bytes += weights.iter().sum::<i64>();
+            while let Some(row) = weights.next().map_err(sql_error)? {
+                removed_count += 1;
+                removed_bytes += row.get::<_, i64>(0).map_err(sql_error)?;
+            }
         }
     }
     {
-        let mut get = connection
-            .prepare_cached(
-                "SELECT last_acked_seq, acked_at FROM headwater_markers WHERE collection = ?1 AND key = ?2",
-            )
-            .map_err(sql_error)?;
-        let mut put = connection
+        // SyncMarker::advance in one statement: a marker already past the acknowledged
+        // seq (a late duplicate acknowledgement) is left as it is.
+        let mut advance = connection
             .prepare_cached(
                 "INSERT INTO headwater_markers (collection, key, last_acked_seq, acked_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (collection, key) DO UPDATE SET last_acked_seq = excluded.last_acked_seq, acked_at = excluded.acked_at",
+                 ON CONFLICT (collection, key) DO UPDATE SET last_acked_seq = excluded.last_acked_seq, acked_at = excluded.acked_at
+                 WHERE excluded.last_acked_seq >= headwater_markers.last_acked_seq",
             )
             .map_err(sql_error)?;
+        let acked_at = time(now);
         for update in outcome.markers() {
-            let existing = get
-                .query_row(params![update.collection, update.key], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-                })
-                .optional()
-                .map_err(sql_error)?
-                .and_then(|(seq, at)| {
-                    parse_time(&at).ok().map(|acked_at| SyncMarker {
-                        last_acked_seq: Seq(seq as u64),
-                        acked_at,
-                    })
-                });
-            if let Some(marker) = SyncMarker::advance(existing.as_ref(), update.seq, now) {
-                put.execute(params![
+            advance
+                .execute(params![
                     update.collection,
                     update.key,
-                    marker.last_acked_seq.0 as i64,
-                    time(marker.acked_at)
+                    update.seq.0 as i64,
+                    acked_at
                 ])
                 .map_err(sql_error)?;
-            }
         }
     }
     let holds = lease(connection)?.is_some_and(|lease| lease.owner == owner);

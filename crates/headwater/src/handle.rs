@@ -299,11 +299,9 @@ impl Headwater {
         loop {
             let progress = outbox.progress();
             let status = outbox.status(self.now()).await?;
-            let stats = outbox.store().stats().await?;
-            if stats
-                .oldest
-                .as_ref()
-                .is_none_or(|oldest| oldest.seq > target)
+            if status
+                .oldest_pending_seq
+                .is_none_or(|oldest| oldest > target)
             {
                 return Ok(());
             }
@@ -311,7 +309,7 @@ impl Headwater {
                 return Err(FlushError::Blocked(reason));
             }
             self.check_can_progress()?;
-            progress.await;
+            self.wait_for_progress(progress).await;
         }
     }
 

@@ -325,16 +325,19 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             let mut woken = std::pin::pin!(shared.wake.wait());
             // Everything that is ready is taken at once, so that neither the store nor
             // the answers can starve the other.
+            // Sends are polled first: a new request starts on the wire before the store
+            // operation (which may run right here, as the memory store's does) takes
+            // its turn.
             let (done, answers, rang) = futures::future::poll_fn(|cx| {
+                let mut answers = Vec::new();
+                while let Poll::Ready(Some(answer)) = sends.poll_next_unpin(cx) {
+                    answers.push(answer);
+                }
                 let mut done = None;
                 if let Some(op) = store_op.as_mut()
                     && let Poll::Ready(result) = op.as_mut().poll(cx)
                 {
                     done = Some(result);
-                }
-                let mut answers = Vec::new();
-                while let Poll::Ready(Some(answer)) = sends.poll_next_unpin(cx) {
-                    answers.push(answer);
                 }
                 let woken = woken.as_mut().poll(cx).is_ready();
                 let rang = timer

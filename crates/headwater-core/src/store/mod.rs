@@ -90,7 +90,9 @@ pub struct ClaimRequest {
     pub owner: String,
     /// The time of asking.
     pub now: DateTime<Utc>,
-    /// Until when the lease is to hold.
+    /// Until when the lease is to hold. A syncer renewing a lease that has time left
+    /// asks for the same `until` it holds, so a store that finds the granted lease equal
+    /// to the stored one need not write it.
     pub lease_until: DateTime<Utc>,
     /// The latest time any syncer could have set a lease or a retry from `now`: later
     /// ones predate a backward clock jump and count as passed.

@@ -420,7 +420,12 @@ impl DeliveryMachine {
         Some(ClaimRequest {
             owner: self.owner.clone(),
             now,
-            lease_until: now + lease,
+            // A lease with more than half its time left is not moved, so that the store
+            // can see an unchanged lease and write nothing.
+            lease_until: match self.lease_until {
+                Some(until) if !renew => until,
+                _ => now + lease,
+            },
             horizon: self.horizon(now),
             after: self.cursor,
             limit,
