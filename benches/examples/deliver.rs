@@ -18,12 +18,16 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let count: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let in_flight: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(100);
     let mock = MockProcess::start();
     if std::env::var_os("RAW").is_some() {
         let mut encoder = BatchEncoder::new(realistic_mapping());
         let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
             realistic_changes(count)
-                .chunks(100)
+                .chunks(batch)
                 .map(|chunk| {
                     encoder.encode(chunk, usize::MAX);
                     encoder.batch().body.to_vec()
@@ -40,7 +44,7 @@ async fn main() {
                         transport
                             .send(EncodedBatch {
                                 body: &bodies[index],
-                                events: 100,
+                                events: batch,
                             })
                             .await;
                     }
@@ -83,6 +87,7 @@ async fn main() {
     let headwater = Headwater::builder()
         .http(|config| *config = HttpConfig::new([mock.url.clone()]))
         .max_in_flight(in_flight)
+        .batch_size(batch)
         .store(Arc::clone(&store))
         .start()
         .unwrap();

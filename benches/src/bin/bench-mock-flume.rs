@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         capacity: 10_000_000,
         transaction_capacity: 10_000,
         retain_events: false,
+        count_distinct_ids: false,
         ..MockConfig::default()
     }))?;
     println!("{}", flume.url());

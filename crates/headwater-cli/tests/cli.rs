@@ -284,3 +284,64 @@ async fn send_killed_partway_resumes_under_the_same_ids() {
     let distinct: usize = ids_per_key.values().map(|ids| ids.len()).sum();
     assert_eq!(distinct, 5000);
 }
+
+/// The pipelining issue's check: with four requests in flight and a tenth of them
+/// meeting a fault (503, 502, 504, slow answers, connections dropped before or after
+/// the commit), each key's changes still arrive in capture order, counting first
+/// copies, and every line arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_under_faults_keeps_each_keys_changes_in_capture_order() {
+    let flume = MockFlume::start(MockConfig {
+        random_faults: Some(headwater_mock_flume::RandomFaults::network(0.1, 7)),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    const KEYS: usize = 20;
+    const PER_KEY: usize = 150;
+    let lines: String = (0..KEYS * PER_KEY)
+        .map(|i| {
+            format!(
+                "{{\"collection\":\"todos\",\"key\":\"k{}\",\"op\":\"update\",\"value\":{{\"n\":{}}}}}\n",
+                i % KEYS,
+                i / KEYS
+            )
+        })
+        .collect();
+    let output = send(
+        flume.url(),
+        &["--json", "--batch-size", "50", "--max-in-flight", "4"],
+        "ordered.jsonl",
+        &lines,
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut last_per_key: std::collections::HashMap<String, i64> = Default::default();
+    let mut first_copies = 0;
+    for event in flume.events() {
+        if !seen.insert(event.headers["id"].clone()) {
+            continue;
+        }
+        first_copies += 1;
+        let n = serde_json::from_str::<serde_json::Value>(&event.body).unwrap()["n"]
+            .as_i64()
+            .unwrap();
+        let key = event.headers["key"].clone();
+        if let Some(last) = last_per_key.insert(key.clone(), n) {
+            assert_eq!(n, last + 1, "key {key}: change {n} arrived after {last}");
+        } else {
+            assert_eq!(n, 0, "key {key}: its first change to arrive was {n}");
+        }
+    }
+    assert_eq!(first_copies, KEYS * PER_KEY, "every line arrived");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        summary["retries"].as_u64().unwrap() > 0,
+        "the faults were met and retried: {summary}"
+    );
+}

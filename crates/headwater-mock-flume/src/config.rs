@@ -82,6 +82,10 @@ pub struct MockConfig {
     /// Keep every committed event in memory for [`MockFlume::events`](crate::MockFlume::events).
     /// A long-running server turns this off; counts and distinct ids are kept either way.
     pub retain_events: bool,
+    /// Keep the set of distinct `id` headers for [`MockFlume::unique_ids`](crate::MockFlume::unique_ids)
+    /// and [`duplicates`](crate::MockFlume::duplicates). A benchmark server turns this
+    /// off, since the set grows with every event; both then report 0.
+    pub count_distinct_ids: bool,
     /// Faults drawn at random.
     pub random_faults: Option<RandomFaults>,
     /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would).
@@ -101,6 +105,7 @@ impl Default for MockConfig {
             sink_file: None,
             metrics: false,
             retain_events: true,
+            count_distinct_ids: true,
             random_faults: None,
             max_request_bytes: 64 * 1024 * 1024,
         }

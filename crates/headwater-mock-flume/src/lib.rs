@@ -82,19 +82,22 @@ impl MockFlume {
             context: "cannot read the bound address".into(),
             source,
         })?;
-        let sink = sink::Sink::new(config.sink_file.as_deref(), config.retain_events).map_err(
-            |source| MockError::Io {
-                context: format!(
-                    "cannot open the sink file {}",
-                    config
-                        .sink_file
-                        .as_deref()
-                        .unwrap_or(std::path::Path::new(""))
-                        .display()
-                ),
-                source,
-            },
-        )?;
+        let sink = sink::Sink::new(
+            config.sink_file.as_deref(),
+            config.retain_events,
+            config.count_distinct_ids,
+        )
+        .map_err(|source| MockError::Io {
+            context: format!(
+                "cannot open the sink file {}",
+                config
+                    .sink_file
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            ),
+            source,
+        })?;
         let drain_rate = config.drain_rate;
         let shared = Arc::new(Shared::new(config, sink));
         let drain = drain_rate.map(|rate| {

@@ -10,6 +10,7 @@ use headwater_core::flume::FlumeEvent;
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     retain: bool,
+    count_ids: bool,
     events: Vec<FlumeEvent>,
     count: usize,
     with_id: usize,
@@ -19,7 +20,7 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(path: Option<&Path>, retain: bool) -> std::io::Result<Self> {
+    pub(crate) fn new(path: Option<&Path>, retain: bool, count_ids: bool) -> std::io::Result<Self> {
         let file = match path {
             Some(path) => Some(BufWriter::new(
                 std::fs::OpenOptions::new()
@@ -31,6 +32,7 @@ impl Sink {
         };
         Ok(Sink {
             retain,
+            count_ids,
             file,
             ..Sink::default()
         })
@@ -56,7 +58,7 @@ impl Sink {
         for event in &events {
             if let Some(id) = event.headers.get("id") {
                 self.with_id += 1;
-                if !self.ids.contains(id) {
+                if self.count_ids && !self.ids.contains(id) {
                     self.ids.insert(id.clone());
                 }
             }
@@ -83,6 +85,10 @@ impl Sink {
 
     /// Committed events whose `id` had arrived before.
     pub(crate) fn duplicates(&self) -> usize {
-        self.with_id - self.ids.len()
+        if self.count_ids {
+            self.with_id - self.ids.len()
+        } else {
+            0
+        }
     }
 }
