@@ -71,12 +71,18 @@ for _ in $(seq 1 100); do
   [ -s "$scratch/mocks/cors" ] && [ -s "$scratch/mocks/strict" ] && break
   sleep 0.1
 done
+# A Flume that is down: a port a mock listened on, closed again.
+"$target_dir/debug/headwater" mock-flume --bind 127.0.0.1:0 >"$scratch/mocks/down" 2>/dev/null &
+down_pid=$!
+for _ in $(seq 1 100); do [ -s "$scratch/mocks/down" ] && break; sleep 0.1; done
+kill "$down_pid"; wait "$down_pid" 2>/dev/null || true
+HEADWATER_FLUME_DOWN_URL=$(head -n 1 "$scratch/mocks/down")
 HEADWATER_MOCK_CORS_URL=$(head -n 1 "$scratch/mocks/cors")
 HEADWATER_MOCK_STRICT_URL=$(head -n 1 "$scratch/mocks/strict")
-export HEADWATER_MOCK_CORS_URL HEADWATER_MOCK_STRICT_URL
+export HEADWATER_MOCK_CORS_URL HEADWATER_MOCK_STRICT_URL HEADWATER_FLUME_DOWN_URL
 echo "mock Flume with CORS at $HEADWATER_MOCK_CORS_URL, strict at $HEADWATER_MOCK_STRICT_URL"
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
-  WASM_BINDGEN_TEST_TIMEOUT=120 \
+  WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 \
   cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --tests \
   -- --nocapture
 

@@ -345,3 +345,78 @@ async fn send_under_faults_keeps_each_keys_changes_in_capture_order() {
         "the faults were met and retried: {summary}"
     );
 }
+
+fn numbered_lines(count: usize) -> String {
+    (0..count)
+        .map(|i| format!("{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"n\":{i}}}}}\n"))
+        .collect()
+}
+
+/// Runs `send --json` on `input` with `state`, returning the exit code, the summary
+/// and stderr.
+async fn send_with_state(
+    url: &str,
+    input: &std::path::Path,
+    state: &std::path::Path,
+) -> (Option<i32>, serde_json::Value, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", url, "--json", "--state"])
+        .arg(state)
+        .arg(input)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let summary = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no JSON summary ({error}): {stderr}"));
+    (output.status.code(), summary, stderr)
+}
+
+/// The evidence issue's probe: a server that answers 500 to every request for a while
+/// (a proxy during a deploy) costs retries, never data. Before the evidence rule this
+/// dead-lettered all 300 changes in under two seconds.
+#[tokio::test]
+async fn a_flume_that_answers_500_to_everything_for_a_while_condemns_nothing() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..12 {
+        flume.push_fault(MockFault::Status(500));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(300)).unwrap();
+    let (code, summary, stderr) =
+        send_with_state(flume.url(), &input, &dir.path().join("state.db")).await;
+    assert_eq!(code, Some(0), "{summary} {stderr}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary}");
+    assert_eq!(summary["delivered_unique"], 300, "{summary}");
+    assert!(summary["retries"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(flume.unique_ids(), 300);
+    assert_eq!(flume.clear_faults(), 0, "every 500 was met");
+}
+
+/// A 400 to everything is a proxy or configuration problem, not 300 bad changes: `send`
+/// stops blocked (exit 3) with every change kept, and a rerun after the fix delivers
+/// them all under their first ids.
+#[tokio::test]
+async fn a_flume_that_answers_400_to_everything_blocks_and_a_rerun_delivers_all() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..1000 {
+        flume.push_fault(MockFault::Status(400));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(300)).unwrap();
+    let state = dir.path().join("state.db");
+    let (code, summary, stderr) = send_with_state(flume.url(), &input, &state).await;
+    assert_eq!(code, Some(3), "blocked: {summary} {stderr}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary}");
+    assert_eq!(flume.unique_ids(), 0);
+    assert!(stderr.contains("HTTP 400"), "{stderr}");
+
+    assert!(flume.clear_faults() > 0);
+    let (code, summary, stderr) = send_with_state(flume.url(), &input, &state).await;
+    assert_eq!(code, Some(0), "{summary} {stderr}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary}");
+    assert_eq!(summary["resumed"], 300, "{summary}");
+    assert_eq!(flume.unique_ids(), 300);
+}

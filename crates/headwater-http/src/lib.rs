@@ -5,7 +5,10 @@
 //! (fetch). It sends `Content-Type: application/json; charset=UTF-8` (without the
 //! charset, Flume's Jetty may decode non-ASCII text wrongly), applies a per-request
 //! timeout (in the browser too), adds configured headers (auth for a proxy in front of
-//! Flume), follows no redirects and never retries by itself: the engine owns retries.
+//! Flume), never retries by itself (the engine owns retries), and natively follows no
+//! redirects (a 3xx blocks the outbox as a misconfiguration; in the browser, fetch
+//! follows them). In the browser an endpoint may be relative (`/flume/`), resolved
+//! against the page.
 //! Every answer becomes a [`SendOutcome`] with the status, `Retry-After` and the
 //! response text (bounded).
 //!
@@ -41,6 +44,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(target_arch = "wasm32")]
+mod browser;
 mod config;
 mod endpoints;
 mod transport;

@@ -40,11 +40,10 @@ impl HttpTransport {
             .endpoints
             .iter()
             .map(|url| {
-                let parsed =
-                    reqwest::Url::parse(url).map_err(|error| HttpConfigError::InvalidUrl {
-                        url: url.clone(),
-                        reason: error.to_string(),
-                    })?;
+                let parsed = parse_endpoint(url).map_err(|reason| HttpConfigError::InvalidUrl {
+                    url: url.clone(),
+                    reason,
+                })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(HttpConfigError::InvalidUrl {
                         url: url.clone(),
@@ -90,30 +89,44 @@ impl HttpTransport {
         })
     }
 
-    /// In a browser, a request that fails while the browser says it is online, again
-    /// and again, is refused rather than lost in the network: most often the server
-    /// sends no CORS headers for this page's origin (the page is never told why: fetch
-    /// only says "Failed to fetch"), or it is down. Either way retrying fast cannot
-    /// help, so after `refused_after` such failures in a row the outcome is
+    /// In a browser, a request that fails while the browser says it is online may meet
+    /// a Flume that is down, or one that answers but sends no CORS headers for this
+    /// page's origin: fetch says only "Failed to fetch" either way. A `no-cors` probe
+    /// tells them apart. A server that does not answer is down, and the failure is an
+    /// ordinary one (backoff). A server that answers the probe withholds CORS headers:
+    /// after `refused_after` such failures in a row the outcome is
     /// [`SendOutcome::Refused`], which blocks the outbox with this reason and probes
-    /// slowly, keeping every change.
+    /// slowly, keeping every change, since retrying fast cannot help. A cross-origin
+    /// isolated page cannot run the probe (see [`crate::browser`]); there repeated
+    /// failures block with a reason that names both causes.
     #[cfg(target_arch = "wasm32")]
-    fn refused_in_browser(&self, url: &reqwest::Url) -> Option<String> {
-        let online = web_sys::window().is_none_or(|window| window.navigator().on_line());
-        if !online {
+    async fn refused_in_browser(&self, url: &reqwest::Url) -> Option<String> {
+        if !crate::browser::online() {
+            return None;
+        }
+        let isolated = crate::browser::cross_origin_isolated();
+        if !isolated && !crate::browser::answers_at_all(url.as_str(), self.timeout).await {
+            self.failures_while_online.store(0, Ordering::Relaxed);
             return None;
         }
         let failures = self.failures_while_online.fetch_add(1, Ordering::Relaxed) + 1;
         (failures >= self.refused_after).then(|| {
-            format!(
-                "the browser cannot reach {url} although it is online ({failures} attempts): Flume sends no CORS headers and answers preflights with 403, so serve it behind a same-origin path or a proxy that adds CORS headers, or check that it is up"
-            )
+            if isolated {
+                // The probe cannot see past the page's isolation: say both causes.
+                format!(
+                    "the browser cannot reach {url} although it is online ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does), or it is down; serve it behind a same-origin path or a proxy that adds CORS headers, or check that it is up"
+                )
+            } else {
+                format!(
+                    "{url} answers, but not to this page ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does, and answers preflights with 403), so serve it behind a same-origin path or a proxy that adds CORS headers"
+                )
+            }
         })
     }
 
     /// Natively there is no CORS: a failed connection is only that.
     #[cfg(not(target_arch = "wasm32"))]
-    fn refused_in_browser(&self, _url: &reqwest::Url) -> Option<String> {
+    async fn refused_in_browser(&self, _url: &reqwest::Url) -> Option<String> {
         None
     }
 
@@ -127,6 +140,34 @@ impl HttpTransport {
         bytes.truncate(self.max_message_bytes);
         text_of_error_page(&String::from_utf8_lossy(&bytes))
     }
+}
+
+/// An endpoint URL, absolute, or in a browser relative to the page (`/flume/`), as
+/// fetch would resolve it.
+fn parse_endpoint(url: &str) -> Result<reqwest::Url, String> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => Ok(parsed),
+        Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(url),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn resolve_relative(url: &str) -> Result<reqwest::Url, String> {
+    let page = crate::browser::location()
+        .ok_or_else(|| "a relative URL needs a page or worker to resolve against".to_owned())?;
+    reqwest::Url::parse(&page)
+        .and_then(|base| base.join(url))
+        .map_err(|error| format!("cannot resolve it against the page at {page}: {error}"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn resolve_relative(_url: &str) -> Result<reqwest::Url, String> {
+    Err(
+        "a relative URL works only in a browser, where it is resolved against the page; \
+         natively give the whole URL, such as http://flume.example:5140/"
+            .to_owned(),
+    )
 }
 
 /// Reads at most about `limit` bytes of an answer (a body cut short still tells what it
@@ -285,7 +326,7 @@ impl Transport for HttpTransport {
                     if error.is_timeout() {
                         return SendOutcome::TimedOut { message };
                     }
-                    if let Some(message) = self.refused_in_browser(url) {
+                    if let Some(message) = self.refused_in_browser(url).await {
                         return SendOutcome::Refused { message };
                     }
                     last = SendOutcome::ConnectionFailed { message };
@@ -333,6 +374,10 @@ mod tests {
         assert!(matches!(
             HttpTransport::new(HttpConfig::new(["ftp://flume/"])),
             Err(HttpConfigError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            HttpTransport::new(HttpConfig::new(["/flume/"])),
+            Err(HttpConfigError::InvalidUrl { reason, .. }) if reason.contains("only in a browser")
         ));
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
         config

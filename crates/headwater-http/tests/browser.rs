@@ -151,3 +151,81 @@ async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_chan
     );
     assert_eq!((status.pending, status.dead_lettered), (10, 0));
 }
+
+fn down_url() -> &'static str {
+    url(
+        "HEADWATER_FLUME_DOWN_URL",
+        option_env!("HEADWATER_FLUME_DOWN_URL"),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn a_flume_that_is_down_gets_backoff_not_a_cors_block() {
+    // Nothing listens at this URL: the no-cors probe fails too, so this is a Flume that
+    // is down, not one that withholds CORS headers, however often it fails.
+    let http = transport(down_url());
+    let batch = EncodedBatch {
+        body: b"[]",
+        events: 0,
+    };
+    for _ in 0..5 {
+        let outcome = http.send(batch).await;
+        assert!(
+            matches!(outcome, SendOutcome::ConnectionFailed { .. }),
+            "{outcome:?}"
+        );
+    }
+
+    let mut syncer = Syncer::new(
+        MemoryStore::new(),
+        transport(down_url()),
+        SyncConfig::new("browser-test", 8),
+    )
+    .unwrap();
+    let outbox = syncer.outbox();
+    let changes = (0..10)
+        .map(|i| ChangeData::update("todos", format!("k{i}"), &i).unwrap())
+        .collect();
+    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    let mut now = Utc::now();
+    for _ in 0..5 {
+        let report = syncer.sync_once(now).await.unwrap();
+        assert!(!report.blocked, "a Flume that is down does not block");
+        now += chrono::TimeDelta::seconds(61);
+    }
+    // Right after a failure the batch waits for its backoff: no request at the same
+    // instant.
+    let report = syncer.sync_once(now).await.unwrap();
+    assert_eq!(report.requests, 1);
+    assert_eq!(syncer.sync_once(now).await.unwrap().requests, 0, "backoff");
+    let status = outbox.status(Utc::now()).await.unwrap();
+    assert_eq!(status.blocked, None, "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| !e.contains("CORS")),
+        "{status:?}"
+    );
+    assert_eq!((status.pending, status.dead_lettered), (10, 0));
+}
+
+#[wasm_bindgen_test]
+async fn a_relative_url_is_resolved_against_the_page() {
+    // docs/browser.md puts Flume behind the app's own origin at a path: the transport
+    // resolves the path against the page, as fetch would, and the request reaches the
+    // page's own server (here the test runner's, which answers it one way or another).
+    let page = web_sys::window().unwrap().location().origin().unwrap();
+    let http = transport("/flume/");
+    assert_eq!(http.endpoints()[0].as_str(), format!("{page}/flume/"));
+    let outcome = http
+        .send(EncodedBatch {
+            body: b"[]",
+            events: 0,
+        })
+        .await;
+    assert!(
+        matches!(outcome, SendOutcome::Response(_)),
+        "the page's server answered: {outcome:?}"
+    );
+}

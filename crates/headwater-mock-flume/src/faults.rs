@@ -27,6 +27,13 @@ impl Faults {
         self.queued.push_back(fault);
     }
 
+    /// Forgets the queued faults; returns how many there were.
+    pub(crate) fn clear(&mut self) -> usize {
+        let count = self.queued.len();
+        self.queued.clear();
+        count
+    }
+
     pub(crate) fn next(&mut self) -> Option<MockFault> {
         if let Some(fault) = self.queued.pop_front() {
             return Some(fault);

@@ -136,6 +136,12 @@ impl MockFlume {
         self.shared.faults().push(fault);
     }
 
+    /// Drops the faults still queued by [`push_fault`](Self::push_fault) (a server
+    /// that recovers), returning how many were left.
+    pub fn clear_faults(&self) -> usize {
+        self.shared.faults().clear()
+    }
+
     /// Every committed event, in order, duplicates included (empty unless
     /// [`MockConfig::retain_events`]).
     pub fn events(&self) -> Vec<FlumeEvent> {
