@@ -42,8 +42,10 @@ if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3
   # shellcheck source=scripts/flume-agent.sh
   source scripts/flume-agent.sh
   flume_start "$scratch/flume"
-  cargo test -p headwater-http --test real_flume -- --ignored --nocapture
+  HEADWATER_CONFORMANCE_TABLE="$scratch/conformance.md" \
+    cargo test -p headwater-http --test real_flume -- --ignored --nocapture
   flume_stop
+  python3 scripts/splice-conformance-table.py --check "$scratch/conformance.md" docs/flume.md
 else
   echo "SKIPPED: the real-Flume conformance tests need java, mvn and python3 on PATH" \
        "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \

@@ -27,7 +27,9 @@ enum ArbitraryStep {
     TimeoutAfterCommit,
     ConnectionRefused,
     Unauthorized,
-    Crash { mid_request: bool },
+    Crash {
+        mid_request: bool,
+    },
     Jump(i32),
 }
 
@@ -69,9 +71,7 @@ fuzz_target!(|input: Input| {
             ArbitraryStep::TooManyRequests(seconds) => {
                 Step::Fault(FaultKind::TooManyRequests(u64::from(seconds % 100)))
             }
-            ArbitraryStep::ServerErrors(count) => {
-                Step::Fault(FaultKind::ServerErrors(count % 12))
-            }
+            ArbitraryStep::ServerErrors(count) => Step::Fault(FaultKind::ServerErrors(count % 12)),
             ArbitraryStep::BadRequests(count) => Step::Fault(FaultKind::BadRequests(count % 12)),
             ArbitraryStep::BadGateway => Step::Fault(FaultKind::BadGateway),
             ArbitraryStep::TimeoutAfterCommit => Step::Fault(FaultKind::TimeoutAfterCommit),

@@ -34,9 +34,10 @@ fuzz_target!(|input: Input| {
     let events: Vec<FlumeEvent> = input
         .events
         .into_iter()
-        .map(|(headers, body)| FlumeEvent {
-            headers: headers.into_iter().collect(),
-            body,
+        .map(|(headers, body)| {
+            let mut event = FlumeEvent::with_body(body);
+            event.headers = headers.into_iter().collect();
+            event
         })
         .collect();
     let mut buffer = Vec::new();
@@ -71,7 +72,9 @@ fuzz_target!(|input: Input| {
                 .headers
                 .into_iter()
                 .filter(|(name, _)| !name.is_empty())
-                .fold(data, |data, (name, value)| data.with_header(name, value).unwrap());
+                .fold(data, |data, (name, value)| {
+                    data.with_header(name, value).unwrap()
+                });
             Change::new(
                 Seq(change.seq % (1 << 53)),
                 Captured {

@@ -1,9 +1,29 @@
 //! How Flume's HTTP source turns request bytes into text: Jetty's `getReader()` with
 //! the request's charset, then `JSONHandler`'s charset rule.
 
+/// A request body as text, and what Flume stores for a lone surrogate in an event's
+/// body: Java's encoder for the charset the body is stored in writes `?` in UTF-8 and
+/// U+FFFD in UTF-16 and UTF-32.
+pub(crate) struct RequestText {
+    pub(crate) text: String,
+    pub(crate) unpaired: char,
+}
+
 /// The text of a request body, or the 500 message Flume gives for its charset.
-pub(crate) fn request_text(content_type: Option<&str>, body: &[u8]) -> Result<String, String> {
+pub(crate) fn request_text(content_type: Option<&str>, body: &[u8]) -> Result<RequestText, String> {
     let (mime, charset) = parse_content_type(content_type.unwrap_or(""));
+    let stored_as_utf8 = charset
+        .as_deref()
+        .is_none_or(|charset| matches!(charset.to_ascii_lowercase().as_str(), "utf-8" | "utf8"));
+    let unpaired = if stored_as_utf8 {
+        '?'
+    } else {
+        char::REPLACEMENT_CHARACTER
+    };
+    read_text(&mime, charset.as_deref(), body).map(|text| RequestText { text, unpaired })
+}
+
+fn read_text(mime: &str, charset: Option<&str>, body: &[u8]) -> Result<String, String> {
     let Some(charset) = charset else {
         // No charset: the handler assumes UTF-8, but Jetty's reader decodes as
         // ISO-8859-1 unless the type is one Jetty assumes UTF-8 for.
@@ -95,25 +115,40 @@ mod tests {
     fn utf8_with_or_without_charset_for_json() {
         let body = "é".as_bytes();
         assert_eq!(
-            request_text(Some("application/json; charset=UTF-8"), body).unwrap(),
+            request_text(Some("application/json; charset=UTF-8"), body)
+                .unwrap()
+                .text,
             "é"
         );
-        assert_eq!(request_text(Some("application/json"), body).unwrap(), "é");
-        assert_eq!(request_text(Some("text/json"), body).unwrap(), "é");
+        assert_eq!(
+            request_text(Some("application/json"), body).unwrap().text,
+            "é"
+        );
+        assert_eq!(request_text(Some("text/json"), body).unwrap().text, "é");
     }
 
     #[test]
     fn no_charset_on_other_types_is_latin1() {
         let body = "é".as_bytes();
-        assert_eq!(request_text(Some("text/plain"), body).unwrap(), "Ã©");
-        assert_eq!(request_text(None, body).unwrap(), "Ã©");
+        assert_eq!(request_text(Some("text/plain"), body).unwrap().text, "Ã©");
+        assert_eq!(request_text(None, body).unwrap().text, "Ã©");
+    }
+
+    #[test]
+    fn a_lone_surrogate_is_stored_as_the_charsets_replacement() {
+        let unpaired = |content_type| request_text(Some(content_type), b"[]").unwrap().unpaired;
+        assert_eq!(unpaired("application/json; charset=UTF-8"), '?');
+        assert_eq!(unpaired("application/json"), '?');
+        assert_eq!(unpaired("application/json; charset=UTF-16"), '\u{fffd}');
     }
 
     #[test]
     fn utf16_and_utf32() {
         let utf16: Vec<u8> = "hé".encode_utf16().flat_map(u16::to_be_bytes).collect();
         assert_eq!(
-            request_text(Some("application/json;charset=utf-16"), &utf16).unwrap(),
+            request_text(Some("application/json;charset=utf-16"), &utf16)
+                .unwrap()
+                .text,
             "hé"
         );
         let utf32: Vec<u8> = "h🎉"
@@ -121,7 +156,9 @@ mod tests {
             .flat_map(|c| (c as u32).to_be_bytes())
             .collect();
         assert_eq!(
-            request_text(Some("application/json; charset=\"UTF-32\""), &utf32).unwrap(),
+            request_text(Some("application/json; charset=\"UTF-32\""), &utf32)
+                .unwrap()
+                .text,
             "h🎉"
         );
     }
@@ -129,15 +166,21 @@ mod tests {
     #[test]
     fn other_charsets_are_refused() {
         assert_eq!(
-            request_text(Some("application/json; charset=utf8"), "é".as_bytes()).unwrap(),
+            request_text(Some("application/json; charset=utf8"), "é".as_bytes())
+                .unwrap()
+                .text,
             "é"
         );
         assert_eq!(
-            request_text(Some("application/json; charset=latin1"), b"[]").unwrap_err(),
+            request_text(Some("application/json; charset=latin1"), b"[]")
+                .err()
+                .unwrap(),
             "JSON handler supports UTF-8, UTF-16 and UTF-32 only."
         );
         assert_eq!(
-            request_text(Some("application/json; charset=foo"), b"[]").unwrap_err(),
+            request_text(Some("application/json; charset=foo"), b"[]")
+                .err()
+                .unwrap(),
             "foo"
         );
     }

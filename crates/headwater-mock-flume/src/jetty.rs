@@ -13,6 +13,8 @@ pub const NULL_LIST: &str =
 /// The NPE message (Java 17) for a `null` event.
 pub const NULL_EVENT: &str =
     "Cannot invoke \"org.apache.flume.event.JSONEvent.setCharset(String)\" because \"e\" is null";
+/// Gson's map (a `LinkedTreeMap`) refusing a null key: a header pair `[null, value]`.
+pub const NULL_KEY: &str = "key == null";
 /// Prefix of a 503: the channel refused the batch.
 pub const CHANNEL_FULL: &str = "Error appending event to channel. Channel might be full.";
 

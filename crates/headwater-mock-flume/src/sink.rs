@@ -41,7 +41,16 @@ impl Sink {
     pub(crate) fn record(&mut self, events: Vec<FlumeEvent>) {
         if let Some(file) = &mut self.file {
             for event in &events {
-                let line = serde_json::json!({"headers": event.headers, "body": event.body});
+                let mut headers: serde_json::Map<String, serde_json::Value> = event
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone().into()))
+                    .collect();
+                // Flume keeps a header whose value is null.
+                for name in &event.null_headers {
+                    headers.insert(name.clone(), serde_json::Value::Null);
+                }
+                let line = serde_json::json!({"headers": headers, "body": event.body});
                 // The sink file is a convenience; a full disk must not fail the request.
                 let written = serde_json::to_writer(&mut *file, &line)
                     .map_err(std::io::Error::from)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use headwater_core::flume::{DecodeErrorKind, DecodeLimits, decode_batch};
+use headwater_core::flume::{DecodeErrorKind, DecodeLimits, decode_batch_with_replacement};
 
 use crate::charset::request_text;
 use crate::config::MockFault;
@@ -65,7 +65,7 @@ pub(crate) async fn handle(
         max_events: usize::MAX,
         max_depth: 10_000,
     };
-    let events = match decode_batch(&text, &limits) {
+    let events = match decode_batch_with_replacement(&text.text, &limits, text.unpaired) {
         Ok(events) => events,
         Err(error) => {
             return match error.kind {
@@ -73,6 +73,10 @@ pub(crate) async fn handle(
                     deserializer_failed(jetty::NULL_LIST, path)
                 }
                 DecodeErrorKind::NullEvent => deserializer_failed(jetty::NULL_EVENT, path),
+                // Gson's NumberFormatException and LinkedTreeMap's NullPointerException
+                // reach Flume unwrapped.
+                DecodeErrorKind::BadUnicodeEscape { escape } => deserializer_failed(&escape, path),
+                DecodeErrorKind::NullHeaderName => deserializer_failed(jetty::NULL_KEY, path),
                 _ => error_page(StatusCode::BAD_REQUEST, jetty::BAD_REQUEST, path),
             };
         }

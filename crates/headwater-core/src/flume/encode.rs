@@ -353,6 +353,13 @@ pub fn encode_events(events: &[FlumeEvent], buf: &mut Vec<u8>) {
             write::key(buf, name);
             write::string(buf, value);
         }
+        for (position, name) in event.null_headers.iter().enumerate() {
+            if position > 0 || !event.headers.is_empty() {
+                buf.push(b',');
+            }
+            write::key(buf, name);
+            buf.extend_from_slice(b"null");
+        }
         buf.extend_from_slice(b"},\"body\":");
         write::string(buf, &event.body);
         buf.push(b'}');

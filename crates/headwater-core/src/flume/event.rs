@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One Flume event as the HTTP source's JSON handler sees it: string headers and a body.
 ///
@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 pub struct FlumeEvent {
     /// The event's headers. Flume rejects a request that repeats a header name.
     pub headers: BTreeMap<String, String>,
+    /// Header names that came with a `null` value. Flume keeps them (the event's
+    /// header map holds the name with a null value, which a sink writes as `null`);
+    /// headwater never sends one.
+    pub null_headers: BTreeSet<String>,
     /// The event's body.
     pub body: String,
 }
@@ -17,6 +21,7 @@ impl FlumeEvent {
     pub fn with_body(body: impl Into<String>) -> Self {
         FlumeEvent {
             headers: BTreeMap::new(),
+            null_headers: BTreeSet::new(),
             body: body.into(),
         }
     }

@@ -11,7 +11,9 @@ mod write;
 
 #[cfg(feature = "decode")]
 #[cfg_attr(docsrs, doc(cfg(feature = "decode")))]
-pub use decode::{DecodeError, DecodeErrorKind, DecodeLimits, decode_batch};
+pub use decode::{
+    DecodeError, DecodeErrorKind, DecodeLimits, decode_batch, decode_batch_with_replacement,
+};
 pub use encode::{BatchEncoder, EncodedBatch, Fit, Push, encode_events};
 pub use event::FlumeEvent;
 pub use mapping::{BodyShape, EventMapping, HeaderNames, MappingError};

@@ -1,0 +1,706 @@
+//! The decoder of a request body to Flume's HTTP source: what Flume 1.11's
+//! `JSONHandler` does with it, through Gson 2.9.1 in the lenient mode `Gson.fromJson`
+//! reads in (the `reader` module is a port of Gson's `JsonReader`), plus limits on size,
+//! event count and nesting, which Flume lacks. It never panics.
+//!
+//! Gson reads `List<JSONEvent>`: a `null` document or element reaches Flume as `null`
+//! (and fails there with 500); an event's `headers` is a `Map<String, String>` (an object,
+//! or an array of `[name, value]` pairs; a null value is kept; a repeated name is an
+//! error unless the earlier value was null); `body` is a string (numbers and booleans
+//! become their text, `null` an empty body); other members are skipped. After the list,
+//! only whitespace may follow: that check runs in Gson's strict mode.
+
+mod reader;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use self::reader::{Reader, Stop, Token};
+use super::FlumeEvent;
+
+/// Bounds on what the decoder accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest request body, in bytes.
+    pub max_bytes: usize,
+    /// Most events in one request.
+    pub max_events: usize,
+    /// Deepest nesting of arrays and objects (the outer array is depth 1).
+    pub max_depth: usize,
+}
+
+impl Default for DecodeLimits {
+    /// 16 MiB, 100 000 events, depth 64.
+    fn default() -> Self {
+        DecodeLimits {
+            max_bytes: 16 * 1024 * 1024,
+            max_events: 100_000,
+            max_depth: 64,
+        }
+    }
+}
+
+/// What was wrong with a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DecodeErrorKind {
+    /// The body is empty or only whitespace (Flume: NPE, 500; FLUME-2719).
+    Empty,
+    /// The document is `null` (Flume: NPE, 500).
+    NullDocument,
+    /// An element of the array is `null`, or missing between commas as in `[{},]`,
+    /// which Gson's lenient reader takes for `null` (Flume: NPE, 500).
+    NullEvent,
+    /// The document is valid JSON but not an array.
+    NotAnArray,
+    /// An element of the array is not an object.
+    EventNotAnObject,
+    /// A header value or the body is an object or array.
+    NotAString {
+        /// `"body"` or the header's name.
+        field: String,
+    },
+    /// `headers` is neither an object nor an array of `[name, value]` pairs.
+    HeadersNotAnObject,
+    /// A header name appears twice in one event.
+    DuplicateHeader {
+        /// The repeated name.
+        name: String,
+    },
+    /// Something follows the array.
+    TrailingContent,
+    /// Malformed JSON.
+    Syntax {
+        /// What the decoder expected at that point.
+        expected: &'static str,
+    },
+    /// `\u` followed by four characters that are not all hex digits. Gson throws a
+    /// `NumberFormatException` that Flume answers with 500 and this text.
+    BadUnicodeEscape {
+        /// The escape as Gson reports it, such as `\u12G4`.
+        escape: String,
+    },
+    /// A `[name, value]` header pair whose name is `null`: Gson's map refuses a null
+    /// key with a `NullPointerException` (Flume: 500, `key == null`).
+    NullHeaderName,
+    /// The body is larger than [`DecodeLimits::max_bytes`].
+    TooLarge {
+        /// The body's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More events than [`DecodeLimits::max_events`].
+    TooManyEvents {
+        /// The limit.
+        limit: usize,
+    },
+    /// Nesting deeper than [`DecodeLimits::max_depth`].
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// A body the decoder rejected, with the byte offset where it noticed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {offset}")]
+pub struct DecodeError {
+    /// What was wrong.
+    pub kind: DecodeErrorKind,
+    /// Where, in bytes from the start of the body.
+    pub offset: usize,
+}
+
+impl fmt::Display for DecodeErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => f.write_str("empty body"),
+            Self::NullDocument => f.write_str("the document is null"),
+            Self::NullEvent => f.write_str("an event is null"),
+            Self::NotAnArray => f.write_str("expected a JSON array of events"),
+            Self::EventNotAnObject => f.write_str("an event is not a JSON object"),
+            Self::NotAString { field } => {
+                write!(f, "{field:?} must be a string, number or boolean")
+            }
+            Self::HeadersNotAnObject => f.write_str("\"headers\" must be an object"),
+            Self::DuplicateHeader { name } => write!(f, "duplicate header {name:?}"),
+            Self::TrailingContent => f.write_str("content after the array"),
+            Self::Syntax { expected } => write!(f, "invalid JSON: expected {expected}"),
+            Self::BadUnicodeEscape { escape } => write!(f, "invalid unicode escape {escape}"),
+            Self::NullHeaderName => f.write_str("a header pair's name is null"),
+            Self::TooLarge { bytes, limit } => {
+                write!(f, "body of {bytes} bytes is over the limit of {limit}")
+            }
+            Self::TooManyEvents { limit } => write!(f, "more than {limit} events"),
+            Self::TooDeep { limit } => write!(f, "nesting deeper than {limit}"),
+        }
+    }
+}
+
+impl DecodeError {
+    /// The status Flume 1.11's HTTP source answers for such a body (verified against a
+    /// real agent): 400 where Gson raises a syntax error (content after the array too),
+    /// 500 where an exception Gson does not wrap reaches Flume (a null list or event, a
+    /// bad `\u` escape, a null header name), and 413 for the size limit, which Flume
+    /// lacks and a proxy in front would enforce.
+    pub fn flume_status(&self) -> u16 {
+        match self.kind {
+            DecodeErrorKind::Empty
+            | DecodeErrorKind::NullDocument
+            | DecodeErrorKind::NullEvent
+            | DecodeErrorKind::BadUnicodeEscape { .. }
+            | DecodeErrorKind::NullHeaderName => 500,
+            DecodeErrorKind::TooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
+}
+
+/// Decodes a request body (already converted from its charset) into Flume events, as
+/// Flume 1.11 does. A lone UTF-16 surrogate (an unpaired `\u` escape) becomes `?`, as
+/// Java's UTF-8 encoder writes it when Flume stores the event; see
+/// [`decode_batch_with_replacement`] for other charsets.
+///
+/// ```
+/// use headwater_core::flume::{decode_batch, DecodeLimits, DecodeErrorKind};
+/// let events = decode_batch(
+///     r#"[{"headers":{"n":42,"ok":true,"gone":null},"body":"hi"},{extra:[1], body:'x'}]"#,
+///     &DecodeLimits::default(),
+/// ).unwrap();
+/// assert_eq!(events[0].headers["n"], "42");
+/// assert!(events[0].null_headers.contains("gone"));
+/// assert_eq!(events[1].body, "x");
+/// let error = decode_batch(r#"{"body":"x"}"#, &DecodeLimits::default()).unwrap_err();
+/// assert_eq!(error.kind, DecodeErrorKind::NotAnArray);
+/// assert_eq!(error.flume_status(), 400);
+/// ```
+pub fn decode_batch(body: &str, limits: &DecodeLimits) -> Result<Vec<FlumeEvent>, DecodeError> {
+    decode_batch_with_replacement(body, limits, '?')
+}
+
+/// [`decode_batch`], with lone surrogates in event bodies replaced by `unpaired`: Java
+/// writes `?` for one in UTF-8 and U+FFFD in UTF-16 or UTF-32, the charset Flume stores
+/// a body in being the request's. Header names and values always get `?` (Flume's sinks
+/// write headers in the platform's charset).
+pub fn decode_batch_with_replacement(
+    body: &str,
+    limits: &DecodeLimits,
+    unpaired: char,
+) -> Result<Vec<FlumeEvent>, DecodeError> {
+    if body.len() > limits.max_bytes {
+        return Err(DecodeError {
+            kind: DecodeErrorKind::TooLarge {
+                bytes: body.len(),
+                limit: limits.max_bytes,
+            },
+            offset: 0,
+        });
+    }
+    let mut handler = Handler {
+        reader: Reader::new(body, limits),
+        limits,
+        unpaired,
+    };
+    handler.document()
+}
+
+/// Gson's type adapters for `List<JSONEvent>`, then the checks `JSONHandler` makes.
+struct Handler<'a> {
+    reader: Reader<'a>,
+    limits: &'a DecodeLimits,
+    unpaired: char,
+}
+
+/// A header map as Gson builds it: a null value is kept.
+type GsonHeaders = BTreeMap<String, Option<String>>;
+
+impl<'a> Handler<'a> {
+    fn fail<T>(&self, kind: DecodeErrorKind) -> Result<T, DecodeError> {
+        Err(DecodeError {
+            kind,
+            offset: self.reader.pos,
+        })
+    }
+
+    /// Runs `step`; a stop of the reader becomes its error, and a type mismatch
+    /// (Gson's `IllegalStateException`) becomes `mismatch` when given.
+    fn read<T>(
+        &mut self,
+        mismatch: Option<DecodeErrorKind>,
+        step: impl FnOnce(&mut Reader<'a>) -> Result<T, Stop>,
+    ) -> Result<T, DecodeError> {
+        let at = self.reader.pos;
+        match step(&mut self.reader) {
+            Ok(value) => Ok(value),
+            Err(Stop::Mismatch(expected)) => Err(DecodeError {
+                kind: mismatch.unwrap_or(DecodeErrorKind::Syntax { expected }),
+                offset: at,
+            }),
+            Err(stop) => Err(self.reader.error(stop)),
+        }
+    }
+
+    fn peek(&mut self) -> Result<Token, DecodeError> {
+        self.read(None, Reader::peek)
+    }
+
+    fn document(&mut self) -> Result<Vec<FlumeEvent>, DecodeError> {
+        // Gson returns null for a document with nothing in it but whitespace and
+        // comments, and Flume then fails on the null list.
+        match self.reader.peek() {
+            Err(Stop::Eof) => return self.fail(DecodeErrorKind::Empty),
+            Err(stop) => return Err(self.reader.error(stop)),
+            Ok(_) => {}
+        }
+        let Some(events) = self.list()? else {
+            // Gson does not check what follows a null document.
+            return self.fail(DecodeErrorKind::NullDocument);
+        };
+        // Gson's assertFullConsumption peeks in strict mode: only whitespace may follow.
+        let rest = self.reader.remaining();
+        if let Some(at) = rest
+            .bytes()
+            .position(|byte| !matches!(byte, b' ' | b'\n' | b'\r' | b'\t'))
+        {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::TrailingContent,
+                offset: self.reader.pos + at,
+            });
+        }
+        // JSONHandler then sets each event's charset: a null event fails there.
+        events
+            .into_iter()
+            .map(|event| {
+                event.ok_or(DecodeError {
+                    kind: DecodeErrorKind::NullEvent,
+                    offset: self.reader.pos,
+                })
+            })
+            .collect()
+    }
+
+    fn list(&mut self) -> Result<Option<Vec<Option<FlumeEvent>>>, DecodeError> {
+        if self.peek()? == Token::Null {
+            self.read(None, Reader::next_null)?;
+            return Ok(None);
+        }
+        self.read(Some(DecodeErrorKind::NotAnArray), Reader::begin_array)?;
+        let mut events = Vec::new();
+        while self.read(None, Reader::has_next)? {
+            if events.len() == self.limits.max_events {
+                return self.fail(DecodeErrorKind::TooManyEvents {
+                    limit: self.limits.max_events,
+                });
+            }
+            events.push(self.event()?);
+        }
+        self.read(None, Reader::end_array)?;
+        Ok(Some(events))
+    }
+
+    fn event(&mut self) -> Result<Option<FlumeEvent>, DecodeError> {
+        if self.peek()? == Token::Null {
+            self.read(None, Reader::next_null)?;
+            return Ok(None);
+        }
+        self.read(
+            Some(DecodeErrorKind::EventNotAnObject),
+            Reader::begin_object,
+        )?;
+        let mut headers: Option<GsonHeaders> = None;
+        let mut body: Option<String> = None;
+        while self.read(None, Reader::has_next)? {
+            let unpaired = self.unpaired;
+            let name = self.read(None, |reader| reader.next_name('?'))?;
+            // Gson's reflective adapter: a repeated member overwrites the earlier one.
+            match name.as_ref() {
+                "headers" => headers = self.headers()?,
+                "body" => body = self.string("body", unpaired)?,
+                _ => self.read(None, Reader::skip_value)?,
+            }
+        }
+        self.read(None, Reader::end_object)?;
+        let mut event = FlumeEvent::with_body(body.unwrap_or_default());
+        for (name, value) in headers.unwrap_or_default() {
+            match value {
+                Some(value) => {
+                    event.headers.insert(name, value);
+                }
+                None => {
+                    event.null_headers.insert(name);
+                }
+            }
+        }
+        Ok(Some(event))
+    }
+
+    /// Gson's `String` adapter: null, a boolean's text, or `nextString` (a string or a
+    /// number's text); an object or array is a mismatch.
+    fn string(&mut self, field: &str, unpaired: char) -> Result<Option<String>, DecodeError> {
+        match self.peek()? {
+            Token::Null => {
+                self.read(None, Reader::next_null)?;
+                Ok(None)
+            }
+            Token::Boolean => {
+                let value = self.read(None, Reader::next_boolean)?;
+                Ok(Some(value.to_string()))
+            }
+            _ => {
+                let mismatch = DecodeErrorKind::NotAString {
+                    field: field.to_owned(),
+                };
+                let text = self.read(Some(mismatch), |reader| reader.next_string(unpaired))?;
+                Ok(Some(text.into_owned()))
+            }
+        }
+    }
+
+    /// Gson's map adapter for `Map<String, String>`: an object, or an array of
+    /// `[name, value]` pairs.
+    fn headers(&mut self) -> Result<Option<GsonHeaders>, DecodeError> {
+        let mut headers = GsonHeaders::new();
+        match self.peek()? {
+            Token::Null => {
+                self.read(None, Reader::next_null)?;
+                return Ok(None);
+            }
+            Token::BeginArray => {
+                self.read(None, Reader::begin_array)?;
+                while self.read(None, Reader::has_next)? {
+                    self.read(
+                        Some(DecodeErrorKind::HeadersNotAnObject),
+                        Reader::begin_array,
+                    )?;
+                    let start = self.reader.pos;
+                    let name = self.string("header name", '?')?;
+                    let value = self.string(name.as_deref().unwrap_or("null"), '?')?;
+                    let Some(name) = name else {
+                        return self.fail(DecodeErrorKind::NullHeaderName);
+                    };
+                    self.put(&mut headers, name, value, start)?;
+                    self.read(None, Reader::end_array)?;
+                }
+                self.read(None, Reader::end_array)?;
+            }
+            _ => {
+                self.read(
+                    Some(DecodeErrorKind::HeadersNotAnObject),
+                    Reader::begin_object,
+                )?;
+                while self.read(None, Reader::has_next)? {
+                    let start = self.reader.pos;
+                    self.read(None, Reader::promote_name_to_value)?;
+                    let name = self
+                        .read(None, |reader| reader.next_string('?'))?
+                        .into_owned();
+                    let value = self.string(&name, '?')?;
+                    self.put(&mut headers, name, value, start)?;
+                }
+                self.read(None, Reader::end_object)?;
+            }
+        }
+        Ok(Some(headers))
+    }
+
+    /// `map.put`; Gson fails only when it replaced a value that was not null.
+    fn put(
+        &self,
+        headers: &mut GsonHeaders,
+        name: String,
+        value: Option<String>,
+        at: usize,
+    ) -> Result<(), DecodeError> {
+        if let Some(Some(_)) = headers.insert(name.clone(), value) {
+            return Err(DecodeError {
+                kind: DecodeErrorKind::DuplicateHeader { name },
+                offset: at,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(body: &str) -> Result<Vec<FlumeEvent>, DecodeErrorKind> {
+        decode_batch(body, &DecodeLimits::default()).map_err(|error| error.kind)
+    }
+
+    fn status(body: &str) -> u16 {
+        decode_batch(body, &DecodeLimits::default())
+            .map(|_| 200)
+            .unwrap_or_else(|error| error.flume_status())
+    }
+
+    #[test]
+    fn empty_array_is_valid() {
+        assert_eq!(decode("[]"), Ok(vec![]));
+        assert_eq!(decode(" \n[ ]\t"), Ok(vec![]));
+    }
+
+    #[test]
+    fn empty_and_null_documents_are_flume_500s() {
+        assert_eq!(decode(""), Err(DecodeErrorKind::Empty));
+        assert_eq!(decode("  \n"), Err(DecodeErrorKind::Empty));
+        assert_eq!(decode("null"), Err(DecodeErrorKind::NullDocument));
+        assert_eq!(decode("[null]"), Err(DecodeErrorKind::NullEvent));
+        assert_eq!(decode("[{},]"), Err(DecodeErrorKind::NullEvent));
+        assert_eq!(decode("[,]"), Err(DecodeErrorKind::NullEvent));
+        for body in ["", " ", "null", "[null]", "[{}, null]", "[{},]"] {
+            assert_eq!(status(body), 500, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn non_arrays_are_400s() {
+        for body in [r#"{"headers":{}}"#, "\"x\"", "42", "true", "x"] {
+            assert_eq!(decode(body), Err(DecodeErrorKind::NotAnArray), "{body}");
+            assert_eq!(status(body), 400);
+        }
+        assert_eq!(decode("[1]"), Err(DecodeErrorKind::EventNotAnObject));
+        assert_eq!(decode("[[]]"), Err(DecodeErrorKind::EventNotAnObject));
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_coerced_to_their_text() {
+        let events =
+            decode(r#"[{"headers":{"a":42,"b":-1.5e3,"c":true,"d":false},"body":7}]"#).unwrap();
+        let headers = &events[0].headers;
+        assert_eq!(headers["a"], "42");
+        assert_eq!(headers["b"], "-1.5e3");
+        assert_eq!(headers["c"], "true");
+        assert_eq!(headers["d"], "false");
+        assert_eq!(events[0].body, "7");
+    }
+
+    #[test]
+    fn objects_or_arrays_as_values_are_400s() {
+        assert_eq!(
+            decode(r#"[{"headers":{"a":{}}}]"#),
+            Err(DecodeErrorKind::NotAString { field: "a".into() })
+        );
+        assert_eq!(
+            decode(r#"[{"body":[1,2]}]"#),
+            Err(DecodeErrorKind::NotAString {
+                field: "body".into()
+            })
+        );
+        assert_eq!(
+            decode(r#"[{"headers":"a=b"}]"#),
+            Err(DecodeErrorKind::HeadersNotAnObject)
+        );
+        assert_eq!(status(r#"[{"headers":{"a":[]}}]"#), 400);
+    }
+
+    #[test]
+    fn headers_may_be_an_array_of_pairs_as_gson_reads_maps() {
+        let events = decode(r#"[{"headers":[["a","1"],["n",2]]},{"headers":[]}]"#).unwrap();
+        assert_eq!(events[0].headers["a"], "1");
+        assert_eq!(events[0].headers["n"], "2");
+        assert!(events[1].headers.is_empty());
+        assert_eq!(
+            decode(r#"[{"headers":[["a","1"],["a","2"]]}]"#),
+            Err(DecodeErrorKind::DuplicateHeader { name: "a".into() })
+        );
+        assert_eq!(
+            decode(r#"[{"headers":["a"]}]"#),
+            Err(DecodeErrorKind::HeadersNotAnObject)
+        );
+        assert_eq!(status(r#"[{"headers":[["a"]]}]"#), 400);
+    }
+
+    #[test]
+    fn duplicate_header_is_a_400() {
+        let error = decode_batch(
+            r#"[{"headers":{"a":"1","a":"2"}}]"#,
+            &DecodeLimits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.kind,
+            DecodeErrorKind::DuplicateHeader { name: "a".into() }
+        );
+        assert_eq!(error.offset, 22, "at the repeated name");
+        assert_eq!(error.flume_status(), 400);
+    }
+
+    #[test]
+    fn null_and_missing_fields_give_empty_values() {
+        let events = decode(r#"[{"headers":null,"body":null},{},{"headers":{}}]"#).unwrap();
+        assert_eq!(events, vec![FlumeEvent::default(); 3]);
+    }
+
+    #[test]
+    fn unknown_members_are_skipped_however_nested() {
+        let events =
+            decode(r#"[{"meta":{"a":[1,{"b":null}],"c":"\""},"body":"x","more":[]}]"#).unwrap();
+        assert_eq!(events, vec![FlumeEvent::with_body("x")]);
+    }
+
+    #[test]
+    fn trailing_content_is_rejected() {
+        assert_eq!(decode("[] x"), Err(DecodeErrorKind::TrailingContent));
+        assert_eq!(decode("[][]"), Err(DecodeErrorKind::TrailingContent));
+        assert_eq!(status("[]x"), 400);
+    }
+
+    #[test]
+    fn malformed_json_is_a_syntax_error() {
+        for body in [
+            "[",
+            "[{",
+            r#"[{"body":}]"#,
+            r#"[{"body":"x"]"#,
+            r#"[{"body":"x",}]"#,
+            r#"[{"body":"x"#,
+            r#"[{"x":{"a" 1}}]"#,
+            r#"[{"body":"\x"}]"#,
+            r#"[{"body":"\u12"#,
+            "[{,}]",
+            "[{} {}]",
+            "/* unterminated",
+            r#"[{"body":/}]"#,
+        ] {
+            let error = decode(body).unwrap_err();
+            assert!(
+                matches!(error, DecodeErrorKind::Syntax { .. }),
+                "{body}: {error:?}"
+            );
+            assert_eq!(status(body), 400, "{body}");
+        }
+    }
+
+    #[test]
+    fn gson_leniencies_are_accepted() {
+        let lenient = [
+            r#"[{'body':'x'}]"#,
+            r#"[{body:x}]"#,
+            r#"[{"body"="x"}]"#,
+            r#"[{"body"=>"x"}]"#,
+            r#"[{"headers":{};"body":"x"}]"#,
+            "// a comment\n[{\"body\":\"x\"}] ",
+            "# a comment\n[/* here too */{\"body\":\"x\"}]",
+            ")]}'\n[{\"body\":\"x\"}]",
+            r#"[{"body":"x","extra":[1;2,,]}]"#,
+        ];
+        for body in lenient {
+            assert_eq!(decode(body), Ok(vec![FlumeEvent::with_body("x")]), "{body}");
+        }
+        let events = decode(r#"[{headers:{a:01,b:1.,c:TRUE,d:nullx},body:-}]"#).unwrap();
+        let headers = &events[0].headers;
+        assert_eq!(
+            (
+                &*headers["a"],
+                &*headers["b"],
+                &*headers["c"],
+                &*headers["d"]
+            ),
+            ("01", "1.", "true", "nullx")
+        );
+        assert_eq!(events[0].body, "-");
+        // Raw control characters and escaped quotes of either kind are kept.
+        assert_eq!(decode("[{\"body\":\"a\nb\\'\"}]").unwrap()[0].body, "a\nb'");
+        // A repeated member overwrites the earlier one.
+        assert_eq!(decode(r#"[{"body":"a","body":"b"}]"#).unwrap()[0].body, "b");
+    }
+
+    #[test]
+    fn null_header_values_are_kept_and_only_a_non_null_one_is_a_duplicate() {
+        let events = decode(r#"[{"headers":{"a":null,"b":"1"}}]"#).unwrap();
+        assert!(events[0].null_headers.contains("a"));
+        assert_eq!(events[0].headers["b"], "1");
+        let events = decode(r#"[{"headers":{"a":null,"a":"x"}}]"#).unwrap();
+        assert_eq!(events[0].headers["a"], "x");
+        assert!(events[0].null_headers.is_empty());
+        assert_eq!(
+            decode(r#"[{"headers":{"a":"x","a":null}}]"#),
+            Err(DecodeErrorKind::DuplicateHeader { name: "a".into() })
+        );
+        assert_eq!(
+            decode(r#"[{"headers":[[null,"x"]]}]"#),
+            Err(DecodeErrorKind::NullHeaderName)
+        );
+        assert_eq!(status(r#"[{"headers":[[null,"x"]]}]"#), 500);
+    }
+
+    #[test]
+    fn escapes_and_unicode() {
+        let events = decode(
+            r#"[{"body":"a\"\\\/\b\f\n\r\t\u00e9\ud83c\udf89 é","headers":{"\u0041":"1"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(events[0].body, "a\"\\/\u{8}\u{c}\n\r\té🎉 é");
+        assert_eq!(events[0].headers["A"], "1");
+        // Lone surrogates: Java keeps them in the string and writes '?' in UTF-8.
+        assert_eq!(decode(r#"[{"body":"\ud800"}]"#).unwrap()[0].body, "?");
+        assert_eq!(decode(r#"[{"body":"\udc00x"}]"#).unwrap()[0].body, "?x");
+        assert_eq!(
+            decode(r#"[{"body":"\ud800\u0041"}]"#).unwrap()[0].body,
+            "?A"
+        );
+        assert_eq!(
+            decode(r#"[{"body":"\ud800\ud800\udc00"}]"#).unwrap()[0].body,
+            "?\u{10000}"
+        );
+        let utf16 = decode_batch_with_replacement(
+            r#"[{"headers":{"h":"\ud800"},"body":"\ud800"}]"#,
+            &DecodeLimits::default(),
+            char::REPLACEMENT_CHARACTER,
+        )
+        .unwrap();
+        assert_eq!(utf16[0].body, "\u{fffd}");
+        assert_eq!(utf16[0].headers["h"], "?");
+        // Four characters that are not hex digits: Gson's NumberFormatException, a 500.
+        assert_eq!(
+            decode(r#"[{"body":"\u12G4"}]"#),
+            Err(DecodeErrorKind::BadUnicodeEscape {
+                escape: "\\u12G4".into()
+            })
+        );
+        assert_eq!(status(r#"[{"skipped":"\uZZZZ"}]"#), 500);
+    }
+
+    #[test]
+    fn gson_fails_on_the_list_before_flume_fails_on_a_null_event() {
+        assert_eq!(
+            decode(r#"[null,"x"]"#),
+            Err(DecodeErrorKind::EventNotAnObject)
+        );
+        assert_eq!(decode("[null] x"), Err(DecodeErrorKind::TrailingContent));
+        // A null document is not checked for what follows it.
+        assert_eq!(decode("null x"), Err(DecodeErrorKind::NullDocument));
+        assert_eq!(decode("// only a comment"), Err(DecodeErrorKind::Empty));
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let limits = DecodeLimits {
+            max_bytes: 20,
+            max_events: 2,
+            max_depth: 4,
+        };
+        assert!(matches!(
+            decode_batch(&" ".repeat(21), &limits).unwrap_err().kind,
+            DecodeErrorKind::TooLarge { bytes: 21, .. }
+        ));
+        assert_eq!(
+            decode_batch("[{},{},{}]", &limits).unwrap_err().kind,
+            DecodeErrorKind::TooManyEvents { limit: 2 }
+        );
+        assert_eq!(decode_batch("[{},{}]", &limits).unwrap().len(), 2);
+        assert_eq!(
+            decode_batch(r#"[{"x":[[[]]]}]"#, &limits).unwrap_err().kind,
+            DecodeErrorKind::TooDeep { limit: 4 }
+        );
+        assert!(decode_batch(r#"[{"x":[[]]}]"#, &limits).is_ok());
+        let deep = format!("[{{\"x\":{}{}}}]", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            decode(&deep),
+            Err(DecodeErrorKind::TooDeep { .. })
+        ));
+    }
+}
