@@ -14,6 +14,9 @@
 #   FLUME_TRANSACTION_CAPACITY  the channel's transactionCapacity (default 20)
 #   FLUME_SINK                  file_roll (default: events in DIR/sink) or null (for
 #                               throughput runs)
+#   FLUME_TLS                   1: serve HTTPS (`ssl = true`) from a PKCS#12 keystore
+#                               signed by a private CA made in DIR/tls with openssl;
+#                               exports HEADWATER_FLUME_CA (the CA's PEM)
 
 flume_start() {
   local dir="$1"
@@ -30,6 +33,11 @@ flume_start() {
   local capacity="${FLUME_TRANSACTION_CAPACITY:-20}"
   local sink="${FLUME_SINK:-file_roll}"
   mkdir -p "$dir/sink"
+  local scheme=http
+  if [ "${FLUME_TLS:-0}" = 1 ]; then
+    scheme=https
+    make_keystore "$dir/tls" || return 1
+  fi
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
   cat > "$dir/agent.conf" <<CONF
@@ -40,6 +48,16 @@ a1.sources.r1.type = http
 a1.sources.r1.bind = 127.0.0.1
 a1.sources.r1.port = $port
 a1.sources.r1.channels = c1
+CONF
+  if [ "$scheme" = https ]; then
+    cat >> "$dir/agent.conf" <<CONF
+a1.sources.r1.ssl = true
+a1.sources.r1.keystore = $dir/tls/flume.p12
+a1.sources.r1.keystore-password = changeit
+a1.sources.r1.keystore-type = PKCS12
+CONF
+  fi
+  cat >> "$dir/agent.conf" <<CONF
 a1.channels.c1.type = memory
 a1.channels.c1.capacity = 200000
 a1.channels.c1.transactionCapacity = $capacity
@@ -63,15 +81,16 @@ CONF
     org.apache.flume.node.Application -n a1 -f "$dir/agent.conf" --no-reload-conf \
     > "$dir/agent.log" 2>&1 &
   FLUME_PID=$!
-  export HEADWATER_FLUME_URL="http://127.0.0.1:$port/"
+  export HEADWATER_FLUME_URL="$scheme://127.0.0.1:$port/"
   export HEADWATER_FLUME_SINK="$dir/sink"
   export HEADWATER_FLUME_TRANSACTION_CAPACITY=$capacity
   local waited=0
-  until python3 - "$HEADWATER_FLUME_URL" <<'PY' 2>/dev/null
-import sys, urllib.request
+  until python3 - "$HEADWATER_FLUME_URL" "${HEADWATER_FLUME_CA:-}" <<'PY' 2>/dev/null
+import ssl, sys, urllib.request
 request = urllib.request.Request(sys.argv[1], data=b"[]", method="POST",
                                  headers={"Content-Type": "application/json; charset=UTF-8"})
-urllib.request.urlopen(request, timeout=2)
+context = ssl.create_default_context(cafile=sys.argv[2]) if sys.argv[2] else None
+urllib.request.urlopen(request, timeout=2, context=context)
 PY
   do
     if ! kill -0 "$FLUME_PID" 2>/dev/null || [ "$waited" -ge 120 ]; then
@@ -84,6 +103,23 @@ PY
     waited=$((waited + 1))
   done
   echo "Flume 1.11.0 agent (pid $FLUME_PID) takes requests at $HEADWATER_FLUME_URL after ${waited}s"
+}
+
+# A private CA and a server certificate for 127.0.0.1 signed by it, in a PKCS#12
+# keystore as Flume's `keystore` setting reads it (password "changeit").
+make_keystore() {
+  local tls="$1"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=headwater test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null || { echo "openssl failed" >&2; return 1; }
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/flume.key" -out "$tls/flume.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/san.ext"
+  openssl x509 -req -in "$tls/flume.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$tls/flume.pem" 2>/dev/null
+  openssl pkcs12 -export -in "$tls/flume.pem" -inkey "$tls/flume.key" -name flume \
+    -passout pass:changeit -out "$tls/flume.p12"
+  export HEADWATER_FLUME_CA="$tls/ca.pem"
 }
 
 flume_stop() {

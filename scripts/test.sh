@@ -46,6 +46,14 @@ if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3
     cargo test -p headwater-http --test real_flume -- --ignored --nocapture
   flume_stop
   python3 scripts/splice-conformance-table.py --check "$scratch/conformance.md" docs/flume.md
+  if command -v openssl >/dev/null; then
+    step "HTTPS to a real Flume agent (keystore signed by a private CA)"
+    FLUME_TLS=1 flume_start "$scratch/flume-tls"
+    cargo test -p headwater-cli --test real_flume_tls -- --ignored --nocapture
+    flume_stop
+  else
+    echo "SKIPPED: the HTTPS run against a real agent needs openssl on PATH"
+  fi
 else
   echo "SKIPPED: the real-Flume conformance tests need java, mvn and python3 on PATH" \
        "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \

@@ -82,6 +82,15 @@ pub struct MockArgs {
     /// Serve Flume-style monitoring JSON at GET /metrics.
     #[arg(long)]
     pub metrics: bool,
+    /// Serve HTTPS with this certificate chain (PEM), as Flume's `ssl = true` does.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +135,19 @@ pub struct SendArgs {
     /// The source header: which client sent the events.
     #[arg(long, default_value = "headwater-cli")]
     pub source: String,
+    /// Trust this CA (PEM) for HTTPS endpoints, in addition to the system's roots: the
+    /// private CA that signed Flume's keystore.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Present this client certificate chain (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert. Never printed.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: accept any server certificate (no verification at all).
+    #[arg(long)]
+    pub danger_accept_invalid_certs: bool,
     /// Print one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,

@@ -2,12 +2,34 @@
 
 use std::process::ExitCode;
 
-use headwater_mock_flume::{MockConfig, MockFlume, RandomFaults};
+use headwater_mock_flume::{MockConfig, MockFlume, MockTls, RandomFaults};
 
 use crate::cli::MockArgs;
 
+fn read(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|error| format!("{flag} {}: {error}", path.display()))
+}
+
+/// `--tls-cert`, `--tls-key` and `--client-ca`.
+fn tls(args: &MockArgs) -> Result<Option<MockTls>, String> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    Ok(Some(MockTls {
+        cert_chain_pem: read(cert, "--tls-cert")?,
+        key_pem: read(key, "--tls-key")?,
+        client_ca_pem: args
+            .client_ca
+            .as_deref()
+            .map(|path| read(path, "--client-ca"))
+            .transpose()?,
+    }))
+}
+
 pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let tls = tls(&args)?;
     let config = MockConfig {
+        tls,
         bind: args.bind,
         capacity: args.capacity,
         transaction_capacity: args.transaction_capacity,

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
-use headwater::{EventMapping, Headwater, HttpConfig, HttpTransport, Selection};
+use headwater::{
+    ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, Selection, TlsConfig,
+};
 
 use crate::cli::SendArgs;
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
@@ -66,6 +68,26 @@ fn parse_header(header: &str) -> Result<(String, String), String> {
     Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
+fn read_pem(path: &std::path::Path, flag: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|error| format!("{flag} {}: {error}", path.display()))
+}
+
+/// `--ca-cert`, `--client-cert`, `--client-key` and `--danger-accept-invalid-certs`.
+fn tls_config(args: &SendArgs) -> Result<TlsConfig, String> {
+    let mut tls = TlsConfig::default();
+    if let Some(path) = &args.ca_cert {
+        tls.ca_certs_pem = read_pem(path, "--ca-cert")?;
+    }
+    if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_key) {
+        tls.client_identity = Some(ClientIdentity::from_pem(
+            read_pem(cert, "--client-cert")?,
+            read_pem(key, "--client-key")?,
+        ));
+    }
+    tls.danger_accept_invalid_certs = args.danger_accept_invalid_certs;
+    Ok(tls)
+}
+
 pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     check_args(&args)?;
     let headers = args
@@ -76,6 +98,7 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     let mut http = HttpConfig::new(args.to.iter().map(|url| url.trim().to_owned()));
     http.timeout = Duration::from_millis(args.timeout_ms);
     http.headers = headers;
+    http.tls = tls_config(&args)?;
     if args.round_robin {
         http.selection = Selection::RoundRobin;
     }

@@ -420,3 +420,40 @@ async fn a_flume_that_answers_400_to_everything_blocks_and_a_rerun_delivers_all(
     assert_eq!(summary["resumed"], 300, "{summary}");
     assert_eq!(flume.unique_ids(), 300);
 }
+
+/// A `--header` value (a proxy's credentials) appears in no output, even with debug
+/// logging and an error to report.
+#[tokio::test]
+async fn header_values_never_appear_in_output() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    flume.push_fault(MockFault::Status(401));
+    let file = temp_file(
+        "secret.jsonl",
+        "{\"collection\":\"c\",\"key\":\"1\",\"op\":\"delete\"}\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .env("RUST_LOG", "trace")
+        .args([
+            "send",
+            "--to",
+            flume.url(),
+            "--header",
+            "authorization: Bearer s3cret-token",
+        ])
+        .arg("--state")
+        .arg(state.path().join("state.db"))
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    std::fs::remove_file(file).unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(all.contains("401"), "{all}");
+    assert!(!all.contains("s3cret"), "{all}");
+}

@@ -1,4 +1,7 @@
+use std::fmt;
 use std::time::Duration;
+
+use crate::tls::TlsConfig;
 
 /// How requests are spread over several endpoints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,8 +16,9 @@ pub enum Selection {
     RoundRobin,
 }
 
-/// Configuration of an [`HttpTransport`](crate::HttpTransport).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Configuration of an [`HttpTransport`](crate::HttpTransport). Its `Debug` output shows
+/// header names, never their values.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpConfig {
     /// Flume HTTP source URLs (`http://host:port/`; any path works with Flume).
@@ -25,7 +29,11 @@ pub struct HttpConfig {
     /// the syncer's lease.
     pub timeout: Duration,
     /// Extra request headers, such as `authorization` for a proxy in front of Flume.
+    /// Their values are sent marked sensitive and never appear in logs, `Debug` output
+    /// or errors.
     pub headers: Vec<(String, String)>,
+    /// HTTPS: extra CAs to trust, a client certificate, ... (native only).
+    pub tls: TlsConfig,
     /// How much of an error answer's text is kept (Flume's exception message is there).
     pub max_message_bytes: usize,
     /// How long an unreachable endpoint rests at first; each further failure doubles
@@ -51,11 +59,33 @@ impl HttpConfig {
             selection: Selection::Failover,
             timeout: Duration::from_secs(10),
             headers: Vec::new(),
+            tls: TlsConfig::default(),
             max_message_bytes: 4096,
             endpoint_rest: Duration::from_secs(1),
             endpoint_rest_cap: Duration::from_secs(30),
             browser_refused_after: 3,
         }
+    }
+}
+
+impl fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: <redacted>"))
+            .collect();
+        f.debug_struct("HttpConfig")
+            .field("endpoints", &self.endpoints)
+            .field("selection", &self.selection)
+            .field("timeout", &self.timeout)
+            .field("headers", &header_names)
+            .field("tls", &self.tls)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("endpoint_rest", &self.endpoint_rest)
+            .field("endpoint_rest_cap", &self.endpoint_rest_cap)
+            .field("browser_refused_after", &self.browser_refused_after)
+            .finish()
     }
 }
 
@@ -82,6 +112,23 @@ pub enum HttpConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `TlsConfig::ca_certs_pem` holds no certificate that can be read.
+    #[error("the CA certificates cannot be read: {reason}")]
+    InvalidCaCert {
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// The client certificate or its key cannot be read (the key itself is never shown).
+    #[error("the client certificate or key cannot be read: {reason}")]
+    InvalidClientIdentity {
+        /// What is wrong with them.
+        reason: String,
+    },
+    /// TLS settings in a browser, where the page's own TLS applies.
+    #[error(
+        "TLS settings do not apply in the browser: fetch uses the page's TLS and the browser's trust store"
+    )]
+    TlsInBrowser,
     /// The timeout is zero.
     #[error("the request timeout must be longer than zero")]
     ZeroTimeout,

@@ -48,9 +48,11 @@
 mod browser;
 mod config;
 mod endpoints;
+mod tls;
 mod transport;
 
 pub use config::{HttpConfig, HttpConfigError, Selection};
+pub use tls::{ClientIdentity, TlsConfig};
 pub use transport::HttpTransport;
 
 #[doc(no_inline)]

@@ -66,12 +66,15 @@ impl HttpTransport {
                     "the transport sets the content type Flume needs".into(),
                 ));
             }
-            let header_value = HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+            let mut header_value =
+                HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
+            // Kept out of reqwest's Debug output and of HTTP/2 header compression.
+            header_value.set_sensitive(true);
             headers.append(header_name, header_value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
         Ok(HttpTransport {
-            client: build_client()?,
+            client: build_client(&config.tls)?,
             endpoints: Endpoints::new(
                 urls.len(),
                 config.selection,
@@ -195,16 +198,53 @@ async fn read_bounded(response: reqwest::Response, _limit: usize) -> Vec<u8> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn build_client() -> Result<reqwest::Client, HttpConfigError> {
-    reqwest::Client::builder()
+fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never())
-        .build()
-        .map_err(HttpConfigError::Client)
+        .retry(reqwest::retry::never());
+    if !tls.ca_certs_pem.is_empty() || tls.ca_certs_only {
+        let certs = reqwest::Certificate::from_pem_bundle(&tls.ca_certs_pem).map_err(|error| {
+            HttpConfigError::InvalidCaCert {
+                reason: describe(&error),
+            }
+        })?;
+        if certs.is_empty() {
+            return Err(HttpConfigError::InvalidCaCert {
+                reason: "no PEM CERTIFICATE block in them".into(),
+            });
+        }
+        builder = if tls.ca_certs_only {
+            builder.tls_certs_only(certs)
+        } else {
+            builder.tls_certs_merge(certs)
+        };
+    }
+    if let Some(identity) = &tls.client_identity {
+        let mut pem = identity.cert_chain_pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(&identity.key_pem);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+            // reqwest's message may quote the input; the key stays out of it.
+            HttpConfigError::InvalidClientIdentity {
+                reason: "expected a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
+            }
+        })?;
+        builder = builder.identity(identity);
+    }
+    if tls.danger_accept_invalid_certs {
+        tracing::warn!(
+            "TLS certificate verification is OFF (danger_accept_invalid_certs): anyone on the network path can read and change what is sent; use it for development only"
+        );
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build().map_err(HttpConfigError::Client)
 }
 
 #[cfg(target_arch = "wasm32")]
-fn build_client() -> Result<reqwest::Client, HttpConfigError> {
+fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
+    if !tls.is_default() {
+        return Err(HttpConfigError::TlsInBrowser);
+    }
     // fetch follows no retries of its own; redirects are the browser's business.
     reqwest::Client::builder()
         .build()
@@ -325,6 +365,17 @@ impl Transport for HttpTransport {
                     tracing::debug!(%message, "request failed");
                     if error.is_timeout() {
                         return SendOutcome::TimedOut { message };
+                    }
+                    if let Some(cause) = crate::tls::diagnose(&message) {
+                        // A configuration problem, not a passing failure: no retry in a
+                        // tight loop. Another endpoint may be set up right.
+                        let message = format!("TLS: {cause} ({message})");
+                        if !last_endpoint(index) {
+                            tracing::warn!(url = %url, %message, "TLS failed; trying the next endpoint");
+                            last = SendOutcome::Refused { message };
+                            continue;
+                        }
+                        return SendOutcome::Refused { message };
                     }
                     if let Some(message) = self.refused_in_browser(url).await {
                         return SendOutcome::Refused { message };

@@ -90,6 +90,32 @@ pub struct MockConfig {
     pub random_faults: Option<RandomFaults>,
     /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would).
     pub max_request_bytes: usize,
+    /// Serve HTTPS (Flume's `ssl = true`), and ask for client certificates if set.
+    pub tls: Option<MockTls>,
+}
+
+/// The mock's HTTPS: its certificate and key, and optionally the CA whose client
+/// certificates it requires (mutual TLS, as a proxy in front of Flume may demand).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MockTls {
+    /// The server's certificate chain, PEM.
+    pub cert_chain_pem: Vec<u8>,
+    /// The server's private key, PEM.
+    pub key_pem: Vec<u8>,
+    /// Require a client certificate signed by one of these CAs (PEM).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for MockTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockTls")
+            .field("key_pem", &format_args!("<redacted>"))
+            .field(
+                "client_certificates_required",
+                &self.client_ca_pem.is_some(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for MockConfig {
@@ -108,6 +134,7 @@ impl Default for MockConfig {
             count_distinct_ids: true,
             random_faults: None,
             max_request_bytes: 64 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -135,6 +162,9 @@ pub enum MockError {
     /// The static folder does not exist.
     #[error("static folder {0} is not a directory")]
     StaticDirMissing(PathBuf),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Binding the socket or opening the sink file failed.
     #[error("{context}: {source}")]
     Io {

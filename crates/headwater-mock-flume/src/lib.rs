@@ -44,6 +44,7 @@ mod server;
 mod sink;
 mod source;
 mod state;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ use headwater_core::flume::FlumeEvent;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{MockConfig, MockError, MockFault, RandomFaults};
+pub use config::{MockConfig, MockError, MockFault, MockTls, RandomFaults};
 
 use state::Shared;
 
@@ -72,6 +73,8 @@ impl MockFlume {
     /// Starts the mock on a tokio runtime.
     pub async fn start(config: MockConfig) -> Result<Self, MockError> {
         config.validate()?;
+        let acceptor = config.tls.as_ref().map(tls::acceptor).transpose()?;
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let listener = server::bind(config.bind)
             .await
             .map_err(|source| MockError::Io {
@@ -108,10 +111,15 @@ impl MockFlume {
             }))
         });
         let (stop, stopped) = oneshot::channel();
-        let server = tokio::spawn(server::serve(listener, Arc::clone(&shared), stopped));
+        let server = tokio::spawn(server::serve(
+            listener,
+            acceptor,
+            Arc::clone(&shared),
+            stopped,
+        ));
         tracing::info!(%addr, "mock Flume listening");
         Ok(MockFlume {
-            url: format!("http://{addr}/"),
+            url: format!("{scheme}://{addr}/"),
             addr,
             shared,
             stop: Some(stop),

@@ -13,6 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::jetty::bare;
@@ -25,9 +26,12 @@ struct ConnectionState {
     kill: ConnectionKill,
 }
 
-/// Accepts connections until `shutdown` fires; then closes every connection.
+/// Accepts connections until `shutdown` fires; then closes every connection. With an
+/// acceptor, each connection first completes a TLS handshake (one that fails, say for a
+/// missing client certificate, just closes it).
 pub(crate) async fn serve(
     listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
@@ -42,11 +46,25 @@ pub(crate) async fn serve(
                     shared: Arc::clone(&shared),
                     kill: kill.clone(),
                 });
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+                    let service = TowerToHyperService::new(app);
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let connection = async {
+                        match acceptor {
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(stream) => {
+                                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                                Err(error) => tracing::debug!(%error, "TLS handshake failed"),
+                            },
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    };
                     tokio::select! {
-                        _ = connection => {}
+                        () = connection => {}
                         // Dropping the connection closes the socket with no answer.
                         () = kill.fired() => {}
                     }

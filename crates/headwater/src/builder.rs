@@ -140,6 +140,31 @@ impl Builder {
         self
     }
 
+    /// HTTPS to Flume (native): extra CAs to trust, a client certificate for mutual
+    /// TLS. In the browser the page's TLS applies, and `start` refuses TLS settings.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use headwater::{ClientIdentity, Headwater, TlsConfig};
+    /// let headwater = Headwater::builder()
+    ///     .flume(["https://flume.internal:5140/"])
+    ///     .tls(TlsConfig {
+    ///         ca_certs_pem: std::fs::read("ca.pem")?,
+    ///         client_identity: Some(ClientIdentity::from_pem(
+    ///             std::fs::read("client.pem")?,
+    ///             std::fs::read("client.key")?,
+    ///         )),
+    ///         ..TlsConfig::default()
+    ///     })
+    ///     .start()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn tls(mut self, tls: headwater_http::TlsConfig) -> Self {
+        self.http.tls = tls;
+        self
+    }
+
     /// Changes any HTTP setting (TLS, endpoint rests, message limits).
     #[cfg(feature = "http")]
     pub fn http(mut self, configure: impl FnOnce(&mut headwater_http::HttpConfig)) -> Self {

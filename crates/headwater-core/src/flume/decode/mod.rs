@@ -12,7 +12,8 @@
 
 mod reader;
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use self::reader::{Reader, Stop, Token};
@@ -212,8 +213,13 @@ struct Handler<'a> {
     unpaired: char,
 }
 
-/// A header map as Gson builds it: a null value is kept.
-type GsonHeaders = BTreeMap<String, Option<String>>;
+/// A header map as Gson builds it: names with string values, and names whose value
+/// is null (kept, as Gson's map keeps them).
+#[derive(Default)]
+struct GsonHeaders {
+    values: BTreeMap<String, String>,
+    nulls: BTreeSet<String>,
+}
 
 impl<'a> Handler<'a> {
     fn fail<T>(&self, kind: DecodeErrorKind) -> Result<T, DecodeError> {
@@ -322,15 +328,9 @@ impl<'a> Handler<'a> {
         }
         self.read(None, Reader::end_object)?;
         let mut event = FlumeEvent::with_body(body.unwrap_or_default());
-        for (name, value) in headers.unwrap_or_default() {
-            match value {
-                Some(value) => {
-                    event.headers.insert(name, value);
-                }
-                None => {
-                    event.null_headers.insert(name);
-                }
-            }
+        if let Some(headers) = headers {
+            event.headers = headers.values;
+            event.null_headers = headers.nulls;
         }
         Ok(Some(event))
     }
@@ -348,11 +348,17 @@ impl<'a> Handler<'a> {
                 Ok(Some(value.to_string()))
             }
             _ => {
-                let mismatch = DecodeErrorKind::NotAString {
-                    field: field.to_owned(),
-                };
-                let text = self.read(Some(mismatch), |reader| reader.next_string(unpaired))?;
-                Ok(Some(text.into_owned()))
+                let at = self.reader.pos;
+                match self.reader.next_string(unpaired) {
+                    Ok(text) => Ok(Some(text.into_owned())),
+                    Err(Stop::Mismatch(_)) => Err(DecodeError {
+                        kind: DecodeErrorKind::NotAString {
+                            field: field.to_owned(),
+                        },
+                        offset: at,
+                    }),
+                    Err(stop) => Err(self.reader.error(stop)),
+                }
             }
         }
     }
@@ -360,7 +366,7 @@ impl<'a> Handler<'a> {
     /// Gson's map adapter for `Map<String, String>`: an object, or an array of
     /// `[name, value]` pairs.
     fn headers(&mut self) -> Result<Option<GsonHeaders>, DecodeError> {
-        let mut headers = GsonHeaders::new();
+        let mut headers = GsonHeaders::default();
         match self.peek()? {
             Token::Null => {
                 self.read(None, Reader::next_null)?;
@@ -412,13 +418,28 @@ impl<'a> Handler<'a> {
         value: Option<String>,
         at: usize,
     ) -> Result<(), DecodeError> {
-        if let Some(Some(_)) = headers.insert(name.clone(), value) {
-            return Err(DecodeError {
-                kind: DecodeErrorKind::DuplicateHeader { name },
+        match headers.values.entry(name) {
+            Entry::Occupied(slot) => Err(DecodeError {
+                kind: DecodeErrorKind::DuplicateHeader {
+                    name: slot.key().clone(),
+                },
                 offset: at,
-            });
+            }),
+            Entry::Vacant(slot) => {
+                match value {
+                    Some(value) => {
+                        if !headers.nulls.is_empty() {
+                            headers.nulls.remove(slot.key());
+                        }
+                        slot.insert(value);
+                    }
+                    None => {
+                        headers.nulls.insert(slot.into_key());
+                    }
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 

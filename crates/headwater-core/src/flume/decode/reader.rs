@@ -497,7 +497,9 @@ impl<'a> Reader<'a> {
             }
             Some(_) => {}
         }
-        let mut out = String::with_capacity(end - start + 16);
+        // The string goes on past its first escape: room for a typical event body
+        // (JSON text full of escaped quotes) at once rather than growing several times.
+        let mut out = String::with_capacity((self.bytes.len() - start).min(end - start + 512));
         let mut high: Option<u16> = None;
         let mut run = start;
         self.pos = end;
@@ -520,9 +522,17 @@ impl<'a> Reader<'a> {
                         out.push_str(&self.text[run..self.pos]);
                     }
                     self.pos += 1;
-                    let unit = self.escape()?;
-                    push_unit(&mut out, &mut high, unit, unpaired);
-                    run = self.pos;
+                    if let Some(b'"' | b'\\' | b'/' | b'\'') = self.byte(self.pos) {
+                        // The escaped character stands for itself (the common case in a
+                        // body of JSON text): the next run starts with it.
+                        flush_high(&mut out, &mut high, unpaired);
+                        run = self.pos;
+                        self.pos += 1;
+                    } else {
+                        let unit = self.escape()?;
+                        push_unit(&mut out, &mut high, unit, unpaired);
+                        run = self.pos;
+                    }
                 }
             }
             self.pos = find_quote_or_backslash(self.bytes, self.pos, quote);
