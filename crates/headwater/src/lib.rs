@@ -67,7 +67,7 @@ pub use handle::{Delivered, DynStore, FlushError, Headwater, Receipt};
 pub use runtime::{Clock, SystemClock};
 
 pub use headwater_core::engine::{
-    CaptureError, ConfigError, IsolationRules, SyncConfig, SyncCounters, SyncStatus,
+    CaptureError, ConfigError, IsolationRules, OutboxLimits, SyncConfig, SyncCounters, SyncStatus,
 };
 pub use headwater_core::flume::{BodyShape, EventMapping, HeaderNames};
 pub use headwater_core::model::{

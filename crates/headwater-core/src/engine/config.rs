@@ -69,6 +69,14 @@ pub struct SyncConfig {
     /// process or tab, or a lease another syncer let lapse.
     #[serde(with = "humantime_serde")]
     pub idle_poll_interval: Duration,
+    /// When the head of the outbox has not moved for this long while changes wait and
+    /// the outbox is neither blocked nor paused, the status says it is stalled
+    /// ([`SyncStatus::stalled_since`](super::SyncStatus::stalled_since)) and a warning
+    /// is logged. `None` turns the watchdog off.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Option<Duration>,
+    /// Bounds on the outbox (default: none, so capture never fails for room).
+    pub outbox_limits: OutboxLimits,
     /// Send only the latest change per (collection, key) among those batched together;
     /// the earlier ones are acknowledged without being sent.
     pub coalesce: bool,
@@ -81,6 +89,33 @@ pub struct SyncConfig {
     /// seed: two writers with the same seed would make the same ids. Not serialized.
     #[serde(skip)]
     pub seed: u64,
+}
+
+/// Bounds on how much the outbox holds. A capture that would pass a hard limit fails
+/// with [`StoreError::OutboxFull`](crate::store::StoreError::OutboxFull) and stores
+/// nothing: the application decides (tell the user, drop its own low-value data, wait).
+/// headwater never drops a captured change to make room. The check reads the store's
+/// counts before each capture, so captures running at the same time may together pass
+/// a limit by one call's changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OutboxLimits {
+    /// Most changes pending (dead letters not counted).
+    pub max_pending: Option<usize>,
+    /// Most bytes pending (values, names and headers).
+    pub max_pending_bytes: Option<u64>,
+    /// A soft threshold: crossing it logs a warning (once per crossing); nothing fails.
+    pub warn_pending: Option<usize>,
+}
+
+impl OutboxLimits {
+    /// Whether any limit or threshold is set (only then does capture read the counts).
+    pub fn is_set(&self) -> bool {
+        self.max_pending.is_some()
+            || self.max_pending_bytes.is_some()
+            || self.warn_pending.is_some()
+    }
 }
 
 /// How a refused batch is taken apart to find the changes Flume refuses. See
@@ -130,6 +165,8 @@ impl SyncConfig {
             isolation: IsolationRules::default(),
             blocked_probe_interval: Duration::from_secs(60),
             idle_poll_interval: Duration::from_secs(30),
+            stall_after: Some(Duration::from_secs(300)),
+            outbox_limits: OutboxLimits::default(),
             coalesce: false,
             owner: None,
             seed,
@@ -184,6 +221,17 @@ impl SyncConfig {
         if self.idle_poll_interval.is_zero() {
             return Err(ConfigError::ZeroDuration("idle_poll_interval"));
         }
+        if self.stall_after.is_some_and(|after| after.is_zero()) {
+            return Err(ConfigError::ZeroDuration("stall_after"));
+        }
+        if self.outbox_limits.max_pending == Some(0) {
+            return Err(ConfigError::ZeroOutboxLimit("outbox_limits.max_pending"));
+        }
+        if self.outbox_limits.max_pending_bytes == Some(0) {
+            return Err(ConfigError::ZeroOutboxLimit(
+                "outbox_limits.max_pending_bytes",
+            ));
+        }
         if self.backoff.cap < self.backoff.base {
             return Err(ConfigError::BackoffCapBelowBase);
         }
@@ -215,6 +263,9 @@ pub enum ConfigError {
     /// The event mapping would make Flume reject every request.
     #[error("invalid event mapping: {0}")]
     Mapping(#[from] MappingError),
+    /// An outbox limit of zero, which would refuse every capture.
+    #[error("{0} must be at least 1 (or null for no limit)")]
+    ZeroOutboxLimit(&'static str),
     /// The source id is empty.
     #[error("the source id (mapping.source) must not be empty")]
     EmptySource,

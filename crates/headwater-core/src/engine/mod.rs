@@ -11,7 +11,7 @@ mod status;
 mod syncer;
 mod wake;
 
-pub use config::{ConfigError, IsolationRules, SyncConfig};
+pub use config::{ConfigError, IsolationRules, OutboxLimits, SyncConfig};
 pub use machine::{Command, DeliveryMachine, RequestId, SendRequest};
 pub use outbox::{CaptureError, Outbox};
 pub use status::{SyncCounters, SyncStatus};

@@ -69,10 +69,56 @@ impl<S: ChangeStore> Outbox<S> {
         now: DateTime<Utc>,
         changes: Vec<ChangeData>,
     ) -> Result<Vec<Change>, CaptureError> {
+        if self.shared.limits.is_set() {
+            self.check_room(&changes).await?;
+        }
         let captured = self.prepare(now, changes);
         let stored = self.store.append(captured).await?;
         self.appended(&stored);
         Ok(stored)
+    }
+
+    /// Refuses a capture that would pass a hard limit, and warns once when the soft
+    /// threshold is crossed. An application capturing in its own transaction calls it
+    /// before writing.
+    pub async fn check_room(&self, changes: &[ChangeData]) -> Result<(), StoreError> {
+        let limits = self.shared.limits;
+        let stats = self.store.stats().await?;
+        let adding = changes.len();
+        let adding_bytes: u64 = changes.iter().map(|change| change.weight() as u64).sum();
+        if let Some(max) = limits.max_pending
+            && stats.pending + adding > max
+        {
+            return Err(StoreError::OutboxFull {
+                reason: format!(
+                    "{} changes pending, {adding} more would pass outbox_limits.max_pending = {max}",
+                    stats.pending
+                ),
+            });
+        }
+        if let Some(max) = limits.max_pending_bytes
+            && stats.pending_bytes + adding_bytes > max
+        {
+            return Err(StoreError::OutboxFull {
+                reason: format!(
+                    "{} bytes pending, {adding_bytes} more would pass outbox_limits.max_pending_bytes = {max}",
+                    stats.pending_bytes
+                ),
+            });
+        }
+        if let Some(warn) = limits.warn_pending {
+            let over = stats.pending + adding > warn;
+            if over && !self.shared.over_warn.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    pending = stats.pending + adding,
+                    threshold = warn,
+                    "the outbox is past its warning threshold: is Flume keeping up?"
+                );
+            } else if !over {
+                self.shared.over_warn.store(false, Ordering::Release);
+            }
+        }
+        Ok(())
     }
 
     /// Gives changes their ids and capture time without storing them, for a store whose

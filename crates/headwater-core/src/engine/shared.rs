@@ -8,6 +8,7 @@ use event_listener::{Event, EventListener};
 
 use crate::model::{ChangeIdGenerator, Seq};
 
+use super::config::OutboxLimits;
 use super::status::SyncStatus;
 use super::wake::Wake;
 
@@ -32,10 +33,14 @@ pub(crate) struct Shared {
     /// The highest seq captured through this outbox.
     pub(crate) last_captured: AtomicU64,
     pub(crate) stopped: AtomicBool,
+    /// The configured bounds, checked at capture.
+    pub(crate) limits: OutboxLimits,
+    /// Whether the soft threshold was crossed (warned once per crossing).
+    pub(crate) over_warn: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn new(id_seed: u64, view: SyncStatus) -> Self {
+    pub(crate) fn new(id_seed: u64, view: SyncStatus, limits: OutboxLimits) -> Self {
         Shared {
             wake: Wake::default(),
             signals: Signals::default(),
@@ -44,6 +49,8 @@ impl Shared {
             progress: Event::new(),
             last_captured: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            limits,
+            over_warn: AtomicBool::new(false),
         }
     }
 

@@ -54,6 +54,11 @@ pub struct SyncStatus {
     pub batch_size: usize,
     /// How many requests may be in flight now (it adapts to how Flume answers).
     pub in_flight_limit: usize,
+    /// Set when delivery has stalled: since this time no change was delivered (or set
+    /// aside) although changes wait, and the outbox is neither blocked nor paused, for
+    /// longer than `stall_after`. `last_error` and `oldest_pending_at` say more. A Flume
+    /// that takes connections but never answers looks like this.
+    pub stalled_since: Option<DateTime<Utc>>,
     /// Totals since the syncer started.
     pub counters: SyncCounters,
 }

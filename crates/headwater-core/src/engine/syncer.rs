@@ -116,6 +116,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         let shared = Arc::new(Shared::new(
             seed ^ ID_STREAM,
             machine.status(DateTime::UNIX_EPOCH),
+            machine.config().outbox_limits,
         ));
         Ok(Syncer {
             store,

@@ -133,6 +133,13 @@ pub struct DeliveryMachine {
     linger_until: Option<DateTime<Utc>>,
     /// The latest `now` seen, to notice a wall clock set back.
     last_now: Option<DateTime<Utc>>,
+    /// Since when changes have waited with none delivered or set aside: the stall
+    /// watchdog's clock. `None` while nothing waits.
+    progress_at: Option<DateTime<Utc>>,
+    /// Changes finished (delivered, dead-lettered, coalesced, quarantined) when
+    /// `progress_at` was last set.
+    progress_mark: u64,
+    stall_warned: bool,
     recycled: Vec<Vec<u8>>,
 }
 
@@ -171,6 +178,9 @@ impl DeliveryMachine {
             shutting_down: false,
             released: false,
             paused: false,
+            progress_at: None,
+            progress_mark: 0,
+            stall_warned: false,
             starved: false,
             linger_until: None,
             last_now: None,
@@ -229,6 +239,7 @@ impl DeliveryMachine {
     /// The machine's view of delivery, for a status badge (the store adds its counts).
     pub fn status(&self, now: DateTime<Utc>) -> SyncStatus {
         SyncStatus {
+            stalled_since: self.stalled_since(now),
             in_flight: self.window.busy(),
             blocked: self.blocked.as_ref().map(|b| b.reason.clone()),
             last_error: self.last_error.clone(),
@@ -237,6 +248,43 @@ impl DeliveryMachine {
             in_flight_limit: self.concurrency.limit(),
             counters: self.counters,
             ..SyncStatus::default()
+        }
+    }
+
+    /// Since when the head of the outbox has not moved, if that is longer than
+    /// `stall_after` while changes wait and the outbox is neither blocked nor paused.
+    pub fn stalled_since(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let after = delta(self.config.stall_after?);
+        if self.blocked.is_some() || self.paused || self.shutting_down {
+            return None;
+        }
+        self.progress_at.filter(|since| now - *since >= after)
+    }
+
+    /// Moves the watchdog's clock: it restarts whenever a change is finished, and stops
+    /// while nothing waits.
+    fn track_progress(&mut self, now: DateTime<Utc>) {
+        let counters = &self.counters;
+        let finished =
+            counters.delivered + counters.dead_lettered + counters.coalesced + counters.quarantined;
+        let waiting = !self.window.is_empty() || !self.requests.is_empty();
+        if finished != self.progress_mark || !waiting {
+            self.progress_mark = finished;
+            self.progress_at = waiting.then_some(now);
+            self.stall_warned = false;
+        } else if self.progress_at.is_none() {
+            self.progress_at = Some(now);
+        }
+        if !self.stall_warned
+            && let Some(since) = self.stalled_since(now)
+        {
+            self.stall_warned = true;
+            tracing::warn!(
+                %since,
+                waiting = self.window.len(),
+                last_error = self.last_error.as_deref().unwrap_or("none"),
+                "delivery has stalled: no change delivered for longer than stall_after"
+            );
         }
     }
 
@@ -317,6 +365,7 @@ impl DeliveryMachine {
             return None;
         }
         self.observe_clock(now);
+        self.track_progress(now);
         if !self.store.busy && self.store.retry_at.is_none_or(|at| at <= now) {
             if !self.store.pending.is_empty() {
                 self.store.busy = true;
@@ -460,6 +509,12 @@ impl DeliveryMachine {
             && (!self.window.is_empty() || !self.requests.is_empty())
         {
             times.push(until - delta(self.config.lease) / 2);
+        }
+        if let (Some(since), Some(after), false) =
+            (self.progress_at, self.config.stall_after, self.stall_warned)
+        {
+            // Wake to notice the stall and say so.
+            times.push(since + delta(after));
         }
         if let Some(blocked) = &self.blocked {
             times.push(blocked.probe_at);

@@ -473,3 +473,48 @@ fn an_unreadable_row_is_quarantined_and_delivery_goes_on() {
     assert!(h.dead[0].reason.starts_with("quarantined"));
     assert_eq!(h.machine.status(at(0)).counters.delivered, 1);
 }
+
+#[test]
+fn a_request_that_is_never_answered_shows_as_stalled_after_stall_after() {
+    let mut h = Harness::new(|config| {
+        config.stall_after = Some(std::time::Duration::from_secs(10));
+    });
+    h.capture(&["a", "b"]);
+    assert_eq!(h.step(at(0)).len(), 1, "sent, and never answered");
+    assert_eq!(h.machine.stalled_since(at(9_000)), None);
+    assert!(
+        h.machine
+            .poll_timeout(at(1_000))
+            .is_some_and(|wake| wake <= at(10_000)),
+        "the driver wakes to notice the stall"
+    );
+    h.step(at(10_000));
+    assert_eq!(h.machine.status(at(10_000)).stalled_since, Some(at(0)));
+    // An answer is progress: the watchdog's clock restarts, and stops once drained.
+    h.answer(at(11_000), ok());
+    h.step(at(11_000));
+    assert_eq!(h.machine.stalled_since(at(30_000)), None);
+}
+
+#[test]
+fn a_blocked_or_paused_outbox_is_not_stalled() {
+    let mut h = Harness::new(|config| {
+        config.stall_after = Some(std::time::Duration::from_secs(10));
+    });
+    h.capture(&["a"]);
+    h.step(at(0));
+    h.answer(at(0), status(404, "Not Found"));
+    h.step(at(0));
+    h.step(at(20_000));
+    assert!(h.machine.status(at(20_000)).blocked.is_some());
+    assert_eq!(h.machine.stalled_since(at(20_000)), None);
+
+    let mut h = Harness::new(|config| {
+        config.stall_after = Some(std::time::Duration::from_secs(10));
+    });
+    h.capture(&["a"]);
+    h.step(at(0));
+    h.machine.handle_paused(true);
+    h.step(at(20_000));
+    assert_eq!(h.machine.stalled_since(at(20_000)), None);
+}

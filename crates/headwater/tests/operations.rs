@@ -1,0 +1,74 @@
+//! What an operator relies on: a stall is reported, and a bounded outbox refuses a
+//! capture with a typed error instead of dropping anything.
+
+use std::time::Duration;
+
+use headwater::{CaptureError, ChangeData, Headwater, StoreError};
+use headwater_mock_flume::{MockConfig, MockFault, MockFlume};
+
+#[tokio::test]
+async fn a_flume_that_takes_connections_but_never_answers_shows_as_stalled() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..10 {
+        flume.push_fault(MockFault::Hang);
+    }
+    let headwater = Headwater::builder()
+        .flume([flume.url()])
+        // Shutdown waits for the request in flight: keep its timeout short.
+        .timeout(Duration::from_secs(4))
+        .configure(|config| config.stall_after = Some(Duration::from_secs(1)))
+        .start()
+        .unwrap();
+    headwater
+        .capture(ChangeData::insert("todos", "1", &"milk").unwrap())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = headwater.status().await.unwrap();
+        if status.stalled_since.is_some() || started.elapsed() > Duration::from_secs(10) {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.stalled_since.is_some(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "seen within the configured time (and well before the request timeout)"
+    );
+    assert_eq!((status.pending, status.blocked), (1, None));
+    headwater.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_the_capture_and_keeps_what_it_holds() {
+    // A Flume that is down: nothing drains.
+    let headwater = Headwater::builder()
+        .flume(["http://127.0.0.1:9/"])
+        .configure(|config| {
+            config.outbox_limits.max_pending = Some(3);
+        })
+        .start()
+        .unwrap();
+    for n in 0..3 {
+        headwater
+            .capture(ChangeData::insert("todos", n.to_string(), &n).unwrap())
+            .await
+            .unwrap();
+    }
+    let refused = headwater
+        .capture(ChangeData::insert("todos", "3", &3).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, CaptureError::Store(StoreError::OutboxFull { reason }) if reason.contains("max_pending = 3")),
+        "{refused:?}"
+    );
+    let all = headwater
+        .capture_all(vec![ChangeData::delete("todos", "0").unwrap()])
+        .await;
+    assert!(all.is_err(), "capture_all is refused whole");
+    let status = headwater.status().await.unwrap();
+    assert_eq!(status.pending, 3, "the three captured are kept");
+    headwater.shutdown().await;
+}
