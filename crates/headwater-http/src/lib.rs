@@ -47,11 +47,13 @@
 #[cfg(target_arch = "wasm32")]
 mod browser;
 mod config;
+mod credentials;
 mod endpoints;
 mod tls;
 mod transport;
 
 pub use config::{HttpConfig, HttpConfigError, Selection};
+pub use credentials::HeaderProvider;
 pub use tls::{ClientIdentity, TlsConfig};
 pub use transport::HttpTransport;
 

@@ -6,7 +6,10 @@ use headwater_core::policy::RetryAfter;
 use headwater_core::transport::{Response, SendOutcome, Transport};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
+use std::sync::Arc;
+
 use crate::config::{HttpConfig, HttpConfigError};
+use crate::credentials::Provider;
 use crate::endpoints::Endpoints;
 
 /// The content type Flume needs to read non-ASCII text right.
@@ -21,6 +24,7 @@ pub struct HttpTransport {
     timeout: std::time::Duration,
     max_message_bytes: usize,
     endpoints: Endpoints,
+    provider: Option<Provider>,
     #[cfg(target_arch = "wasm32")]
     refused_after: u32,
     #[cfg(target_arch = "wasm32")]
@@ -83,6 +87,7 @@ impl HttpTransport {
             ),
             urls,
             headers,
+            provider: None,
             timeout: config.timeout,
             max_message_bytes: config.max_message_bytes,
             #[cfg(target_arch = "wasm32")]
@@ -131,6 +136,68 @@ impl HttpTransport {
     #[cfg(not(target_arch = "wasm32"))]
     async fn refused_in_browser(&self, _url: &reqwest::Url) -> Option<String> {
         None
+    }
+
+    /// Asks `provider` for headers before each request, and to refresh them once when
+    /// an answer is 401 or 403 (see [`HeaderProvider`](crate::HeaderProvider)).
+    #[must_use]
+    pub fn with_header_provider(mut self, provider: Arc<dyn crate::HeaderProvider>) -> Self {
+        self.provider = Some(Provider(provider));
+        self
+    }
+
+    /// One POST of `batch` to `url`, with the provider's headers when there is one.
+    async fn post(
+        &self,
+        url: &reqwest::Url,
+        batch: &EncodedBatch<'_>,
+        provided: Option<&HeaderMap>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut headers = self.headers.clone();
+        if let Some(provided) = provided {
+            headers.extend(provided.clone());
+        }
+        self.client
+            .post(url.clone())
+            .headers(headers)
+            .timeout(self.timeout)
+            .body(batch.body.to_vec())
+            .send()
+            .await
+    }
+
+    /// [`post`](Self::post), and on 401 or 403 with a provider, one refresh and one
+    /// more try.
+    async fn post_refreshing(
+        &self,
+        url: &reqwest::Url,
+        batch: &EncodedBatch<'_>,
+        provided: &mut Option<HeaderMap>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let response = self.post(url, batch, provided.as_ref()).await?;
+        let status = response.status().as_u16();
+        let Some(provider) = self
+            .provider
+            .as_ref()
+            .filter(|_| matches!(status, 401 | 403))
+        else {
+            return Ok(response);
+        };
+        let refreshed = match provider.0.refresh().await {
+            Ok(()) => provider.headers().await,
+            Err(error) => Err(error),
+        };
+        match refreshed {
+            Ok(headers) => {
+                tracing::info!(url = %url, status, "credentials refreshed; sending again");
+                *provided = Some(headers);
+                self.post(url, batch, provided.as_ref()).await
+            }
+            Err(error) => {
+                tracing::warn!(url = %url, status, %error, "refreshing credentials failed");
+                Ok(response)
+            }
+        }
     }
 
     /// The endpoint URLs.
@@ -311,19 +378,24 @@ impl Transport for HttpTransport {
         let mut last = SendOutcome::ConnectionFailed {
             message: "no endpoint".into(),
         };
+        let mut provided = match &self.provider {
+            Some(provider) => match provider.headers().await {
+                Ok(headers) => Some(headers),
+                // Not the server's answer: retried with backoff like a failed connection.
+                Err(error) => {
+                    return SendOutcome::ConnectionFailed {
+                        message: format!("the header provider failed: {error}"),
+                    };
+                }
+            },
+            None => None,
+        };
         let order = self.endpoints.order(chrono::Utc::now());
         let final_index = order.last().copied();
         let last_endpoint = |index: usize| Some(index) == final_index;
         for index in order {
             let url = &self.urls[index];
-            let sent = self
-                .client
-                .post(url.clone())
-                .headers(self.headers.clone())
-                .timeout(self.timeout)
-                .body(batch.body.to_vec())
-                .send()
-                .await;
+            let sent = self.post_refreshing(url, &batch, &mut provided).await;
             match sent {
                 Ok(response) if refuses(response.status().as_u16()) && !last_endpoint(index) => {
                     // This endpoint refuses (wrong path, credentials, no POST), and Flume

@@ -74,6 +74,8 @@ pub struct Builder {
     seed: Option<u64>,
     #[cfg(feature = "http")]
     http: headwater_http::HttpConfig,
+    #[cfg(feature = "http")]
+    header_provider: Option<Arc<dyn headwater_http::HeaderProvider>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -85,7 +87,8 @@ impl std::fmt::Debug for Builder {
             .field("custom_clock", &self.clock.is_some())
             .field("seeded", &self.seed.is_some());
         #[cfg(feature = "http")]
-        out.field("http", &self.http);
+        out.field("http", &self.http)
+            .field("header_provider", &self.header_provider.is_some());
         out.finish()
     }
 }
@@ -100,6 +103,8 @@ impl Default for Builder {
             seed: None,
             #[cfg(feature = "http")]
             http: headwater_http::HttpConfig::new(Vec::<String>::new()),
+            #[cfg(feature = "http")]
+            header_provider: None,
         }
     }
 }
@@ -162,6 +167,18 @@ impl Builder {
     #[cfg(feature = "http")]
     pub fn tls(mut self, tls: headwater_http::TlsConfig) -> Self {
         self.http.tls = tls;
+        self
+    }
+
+    /// Asks `provider` for headers before each request (a token that rotates), and to
+    /// refresh them once when Flume or a proxy answers 401 or 403, before the outbox
+    /// blocks. See [`HeaderProvider`](headwater_http::HeaderProvider).
+    #[cfg(feature = "http")]
+    pub fn header_provider(
+        mut self,
+        provider: impl headwater_http::HeaderProvider + 'static,
+    ) -> Self {
+        self.header_provider = Some(Arc::new(provider));
         self
     }
 
@@ -246,6 +263,8 @@ impl Builder {
             seed,
             #[cfg(feature = "http")]
             http,
+            #[cfg(feature = "http")]
+            header_provider,
         } = self;
         config.seed = match seed {
             Some(seed) => seed,
@@ -255,7 +274,7 @@ impl Builder {
         let transport = match transport {
             Some(transport) => transport,
             #[cfg(feature = "http")]
-            None => Self::http_transport(&config, http)?,
+            None => Self::http_transport(&config, http, header_provider)?,
             #[cfg(not(feature = "http"))]
             None => return Err(StartError::NoTransport),
         };
@@ -266,9 +285,12 @@ impl Builder {
     }
 
     #[cfg(feature = "http")]
+    // In the browser there is one thread: a header provider need not be Send.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     fn http_transport(
         config: &SyncConfig,
         http: headwater_http::HttpConfig,
+        header_provider: Option<Arc<dyn headwater_http::HeaderProvider>>,
     ) -> Result<DynTransport, StartError> {
         if http.endpoints.is_empty() {
             return Err(StartError::NoTransport);
@@ -279,6 +301,10 @@ impl Builder {
                 timeout: http.timeout,
             });
         }
-        Ok(Arc::new(headwater_http::HttpTransport::new(http)?))
+        let mut transport = headwater_http::HttpTransport::new(http)?;
+        if let Some(provider) = header_provider {
+            transport = transport.with_header_provider(provider);
+        }
+        Ok(Arc::new(transport))
     }
 }

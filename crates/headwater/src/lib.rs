@@ -82,7 +82,8 @@ pub use headwater_memory::MemoryStore;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use headwater_http::{
-    ClientIdentity, HttpConfig, HttpConfigError, HttpTransport, Selection, TlsConfig,
+    ClientIdentity, HeaderProvider, HttpConfig, HttpConfigError, HttpTransport, Selection,
+    TlsConfig,
 };
 
 /// The README's Rust examples, compiled and run as doc tests so that they stay true.
