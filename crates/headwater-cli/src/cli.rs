@@ -145,6 +145,10 @@ pub struct SendArgs {
     /// The private key (PEM) of --client-cert. Never printed.
     #[arg(long, value_name = "FILE", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while sending (pending, oldest
+    /// age, requests by outcome, retries, delivery latency, ...).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// DEVELOPMENT ONLY: accept any server certificate (no verification at all).
     #[arg(long)]
     pub danger_accept_invalid_certs: bool,

@@ -104,6 +104,15 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     }
     // A wrong URL or header is reported before any state is made.
     HttpTransport::new(http.clone())?;
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|error| format!("--metrics-addr {addr}: {error}"))?;
+        if !args.json {
+            eprintln!("Prometheus metrics at http://{addr}/metrics");
+        }
+    }
     let input = read_input(&args)?;
     let mapping = EventMapping::with_source(args.source.clone());
     let changes = parse_changes(

@@ -457,3 +457,57 @@ async fn header_values_never_appear_in_output() {
     assert!(all.contains("401"), "{all}");
     assert!(!all.contains("s3cret"), "{all}");
 }
+
+/// `send --metrics-addr` serves Prometheus text during the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_serves_prometheus_metrics_while_it_runs() {
+    let flume = MockFlume::start(MockConfig {
+        drain_rate: Some(400.0),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(1500)).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--json", "--metrics-addr"])
+        .arg(addr.to_string())
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}/metrics");
+    let mut text = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(response) = reqwest::get(&url).await {
+            text = response.text().await.unwrap_or_default();
+            if text.contains("headwater_delivery_latency_seconds")
+                && text.contains("outcome=\"accepted\"")
+            {
+                break;
+            }
+        }
+    }
+    for series in [
+        "headwater_pending_changes{source=\"headwater-cli\"}",
+        "headwater_oldest_pending_age_seconds",
+        "headwater_in_flight_limit",
+        "headwater_requests_total{source=\"headwater-cli\",outcome=\"accepted\"}",
+        "headwater_retries_total",
+        "headwater_delivery_latency_seconds",
+        "headwater_stalled",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(child.wait().await.unwrap().success());
+}

@@ -72,6 +72,7 @@ pub struct Builder {
     transport: Option<DynTransport>,
     clock: Option<SharedClock>,
     seed: Option<u64>,
+    metrics_interval: Duration,
     #[cfg(feature = "http")]
     http: headwater_http::HttpConfig,
     #[cfg(feature = "http")]
@@ -101,6 +102,7 @@ impl Default for Builder {
             transport: None,
             clock: None,
             seed: None,
+            metrics_interval: Duration::from_secs(1),
             #[cfg(feature = "http")]
             http: headwater_http::HttpConfig::new(Vec::<String>::new()),
             #[cfg(feature = "http")]
@@ -179,6 +181,13 @@ impl Builder {
         provider: impl headwater_http::HeaderProvider + 'static,
     ) -> Self {
         self.header_provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// How often the status is published to the `metrics` facade (feature `metrics`;
+    /// default 1 s). The latency histogram is recorded as each answer arrives.
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.metrics_interval = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -261,6 +270,7 @@ impl Builder {
             transport,
             clock,
             seed,
+            metrics_interval,
             #[cfg(feature = "http")]
             http,
             #[cfg(feature = "http")]
@@ -281,7 +291,7 @@ impl Builder {
         let store: DynStore = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let syncer = Syncer::new(store, transport, config)?;
-        Headwater::spawn(syncer, clock)
+        Headwater::spawn(syncer, clock, metrics_interval)
     }
 
     #[cfg(feature = "http")]

@@ -154,9 +154,25 @@ impl Headwater {
     pub(crate) fn spawn(
         syncer: Syncer<DynStore, DynTransport>,
         clock: SharedClock,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+        metrics_interval: std::time::Duration,
     ) -> Result<Self, StartError> {
         let outbox = syncer.outbox();
         let mut syncer = syncer;
+        #[cfg(feature = "metrics")]
+        {
+            let source = syncer.config().mapping.source.clone();
+            let delivered_source = source.clone();
+            syncer.on_delivered(Box::new(move |latency| {
+                crate::metrics::delivered(&delivered_source, latency);
+            }));
+            runtime::spawn(crate::metrics::report(
+                outbox.clone(),
+                Arc::clone(&clock),
+                source,
+                metrics_interval,
+            ))?;
+        }
         let run_clock = Arc::clone(&clock);
         let task = runtime::spawn(async move {
             let result = syncer.run(move || run_clock.now(), runtime::sleep).await;

@@ -48,6 +48,8 @@
 //!   application's own SQLite transactions (the `sqlite` module).
 //! - `browser`: the IndexedDB store for apps compiled to wasm32; delivery runs on the
 //!   page's event loop.
+//! - `metrics`: gauges, counters and a delivery-latency histogram through the
+//!   `metrics` facade, for any exporter (docs/operations.md lists them).
 //!
 //! The in-memory store is always there (and the default); it loses the outbox with the
 //! process.
@@ -57,6 +59,8 @@
 
 mod builder;
 mod handle;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod runtime;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]

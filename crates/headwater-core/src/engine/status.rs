@@ -25,6 +25,48 @@ pub struct SyncCounters {
     pub probes: u64,
     /// Outbox rows that did not decode and were moved to the dead letters.
     pub quarantined: u64,
+    /// Answers to requests, by kind.
+    pub answers: AnswerCounts,
+}
+
+/// How the requests of a syncer ended, by kind (the `outcome` label of
+/// `headwater_requests_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AnswerCounts {
+    /// 2xx.
+    pub accepted: u64,
+    /// 503 (Flume's channel full) and 429: Flume pushes back.
+    pub throttled: u64,
+    /// Other 4xx (and 1xx, 3xx): refusals.
+    pub client_errors: u64,
+    /// Other 5xx.
+    pub server_errors: u64,
+    /// No answer within the request timeout.
+    pub timeouts: u64,
+    /// The connection failed or dropped.
+    pub connection_failures: u64,
+    /// The transport refused to send as configured (TLS, CORS).
+    pub refused: u64,
+}
+
+impl AnswerCounts {
+    /// Counts `outcome`.
+    pub fn count(&mut self, outcome: &crate::transport::SendOutcome) {
+        use crate::transport::SendOutcome;
+        let slot = match outcome {
+            SendOutcome::Response(response) => match response.status {
+                200..=299 => &mut self.accepted,
+                429 | 503 => &mut self.throttled,
+                500..=599 => &mut self.server_errors,
+                _ => &mut self.client_errors,
+            },
+            SendOutcome::TimedOut { .. } => &mut self.timeouts,
+            SendOutcome::ConnectionFailed { .. } => &mut self.connection_failures,
+            SendOutcome::Refused { .. } => &mut self.refused,
+        };
+        *slot += 1;
+    }
 }
 
 /// What an application shows in a sync badge, and what tests assert on.

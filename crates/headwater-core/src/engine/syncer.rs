@@ -78,6 +78,23 @@ pub struct Syncer<S, T> {
     transport: T,
     machine: DeliveryMachine,
     shared: Arc<Shared>,
+    on_delivered: Option<DeliveryObserver>,
+}
+
+/// Told each delivered change's latency, capture to acknowledgement.
+#[cfg(not(target_arch = "wasm32"))]
+pub type DeliveryObserver = Box<dyn FnMut(Duration) + Send>;
+/// Told each delivered change's latency, capture to acknowledgement.
+#[cfg(target_arch = "wasm32")]
+pub type DeliveryObserver = Box<dyn FnMut(Duration)>;
+
+/// Hands the machine's latencies to the observer, if there is one.
+fn observe(machine: &mut DeliveryMachine, observer: &mut Option<DeliveryObserver>) {
+    if let Some(observer) = observer {
+        for latency in machine.take_latencies() {
+            observer(latency);
+        }
+    }
 }
 
 impl<S, T> std::fmt::Debug for Syncer<S, T> {
@@ -123,7 +140,15 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             transport,
             machine,
             shared,
+            on_delivered: None,
         })
+    }
+
+    /// Calls `observer` with each delivered change's latency, from capture to Flume's
+    /// acknowledgement (for a histogram, say), right after the answer arrives.
+    pub fn on_delivered(&mut self, observer: DeliveryObserver) {
+        self.machine.keep_latencies(true);
+        self.on_delivered = Some(observer);
     }
 
     /// The application's handle: capture, status, dead letters, shutdown.
@@ -186,6 +211,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             transport,
             machine,
             shared,
+            on_delivered,
         } = self;
         Self::take_signals(machine, shared, now);
         let mut sends: FuturesUnordered<BoxFuture<'_, (RequestId, Vec<u8>, SendOutcome)>> =
@@ -209,6 +235,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 break;
             };
             machine.handle_answer(now, id, outcome, body);
+            observe(machine, on_delivered);
         }
         shared.publish(machine.status(now));
         drop(sends);
@@ -288,6 +315,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             transport,
             machine,
             shared,
+            on_delivered,
         } = self;
         let mut sends: FuturesUnordered<BoxFuture<'_, (RequestId, Vec<u8>, SendOutcome)>> =
             FuturesUnordered::new();
@@ -358,6 +386,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             for (id, body, outcome) in answers {
                 machine.handle_answer(now, id, outcome, body);
             }
+            observe(machine, on_delivered);
             if let Some(done) = done {
                 store_op = None;
                 if let Some(StoreError::Closed { reason }) =

@@ -140,6 +140,8 @@ pub struct DeliveryMachine {
     /// `progress_at` was last set.
     progress_mark: u64,
     stall_warned: bool,
+    /// Delivery latencies not yet taken, when kept.
+    latencies: Option<Vec<Duration>>,
     recycled: Vec<Vec<u8>>,
 }
 
@@ -181,6 +183,7 @@ impl DeliveryMachine {
             progress_at: None,
             progress_mark: 0,
             stall_warned: false,
+            latencies: None,
             starved: false,
             linger_until: None,
             last_now: None,
@@ -770,13 +773,32 @@ impl DeliveryMachine {
         }
     }
 
-    fn ack(&mut self, seqs: &[Seq]) {
+    fn ack(&mut self, now: DateTime<Utc>, seqs: &[Seq]) {
         for seq in seqs {
             if let Some(slot) = self.window.remove(*seq) {
+                if let Some(latencies) = &mut self.latencies {
+                    let waited = now - slot.entry.change.captured_at();
+                    latencies.push(waited.to_std().unwrap_or_default());
+                }
                 self.store.pending.ack(&slot.entry.change);
                 self.counters.delivered += 1;
             }
         }
+    }
+
+    /// Starts (or stops) keeping each delivered change's latency, capture to
+    /// acknowledgement, for [`take_latencies`](Self::take_latencies). Off by default:
+    /// only a driver that drains them turns it on.
+    pub fn keep_latencies(&mut self, keep: bool) {
+        self.latencies = keep.then(Vec::new);
+    }
+
+    /// The latencies of the changes delivered since the last call.
+    pub fn take_latencies(&mut self) -> Vec<Duration> {
+        self.latencies
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The answer to request `id` arrived at `now`. `body` is the request's buffer,
@@ -792,6 +814,7 @@ impl DeliveryMachine {
         let Some(request) = self.requests.remove(&id) else {
             return;
         };
+        self.counters.answers.count(&outcome);
         let verdict = classify(&outcome);
         let accepted = verdict == Verdict::Ack;
         let real = match &request.purpose {
@@ -882,7 +905,7 @@ impl DeliveryMachine {
                         self.counters.coalesced += 1;
                     }
                 }
-                self.ack(&seqs);
+                self.ack(now, &seqs);
                 for seq in &seqs {
                     if let Some(slot) = self.window.get_mut(*seq) {
                         slot.server_errors = 0;
@@ -1054,7 +1077,7 @@ impl DeliveryMachine {
         );
         for effect in effects {
             match effect {
-                IsoEffect::Ack(seqs) => self.ack(&seqs),
+                IsoEffect::Ack(seqs) => self.ack(now, &seqs),
                 IsoEffect::Condemn { seq, reason } => self.condemn(now, seq, &reason),
                 IsoEffect::BackOff { reason } => {
                     let held = self.isolations[index]

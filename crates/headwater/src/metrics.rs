@@ -1,0 +1,91 @@
+//! The figures an operator watches, published through the [`metrics`] facade so that
+//! an application plugs in any exporter (Prometheus through
+//! `metrics-exporter-prometheus`, OpenTelemetry, ...). Every series carries a `source`
+//! label (the client's name), so several outboxes in one process stay apart. See
+//! docs/operations.md for what each one means.
+
+use std::time::Duration;
+
+use headwater_core::engine::{Outbox, SyncStatus};
+
+use crate::handle::DynStore;
+use crate::runtime;
+
+/// Delivery latency, capture to acknowledgement, in seconds (a histogram).
+pub(crate) const LATENCY: &str = "headwater_delivery_latency_seconds";
+
+/// Records one delivered change's latency.
+pub(crate) fn delivered(source: &str, latency: Duration) {
+    metrics::histogram!(LATENCY, "source" => source.to_owned()).record(latency.as_secs_f64());
+}
+
+/// Sets every gauge and counter from `status`.
+pub(crate) fn publish(source: &str, status: &SyncStatus, now: chrono::DateTime<chrono::Utc>) {
+    let source = source.to_owned();
+    let gauge = |name: &'static str, value: f64| {
+        metrics::gauge!(name, "source" => source.clone()).set(value);
+    };
+    gauge("headwater_pending_changes", status.pending as f64);
+    gauge("headwater_pending_bytes", status.pending_bytes as f64);
+    let age = status.oldest_pending_at.map_or(0.0, |at| {
+        (now - at).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    gauge("headwater_oldest_pending_age_seconds", age);
+    gauge("headwater_in_flight_changes", status.in_flight as f64);
+    gauge(
+        "headwater_dead_lettered_changes",
+        status.dead_lettered as f64,
+    );
+    gauge("headwater_batch_size", status.batch_size as f64);
+    gauge("headwater_in_flight_limit", status.in_flight_limit as f64);
+    gauge(
+        "headwater_stalled",
+        f64::from(u8::from(status.stalled_since.is_some())),
+    );
+    gauge(
+        "headwater_blocked",
+        f64::from(u8::from(status.blocked.is_some())),
+    );
+    let counters = &status.counters;
+    let counter = |name: &'static str, value: u64| {
+        metrics::counter!(name, "source" => source.clone()).absolute(value);
+    };
+    counter("headwater_delivered_total", counters.delivered);
+    counter("headwater_dead_lettered_total", counters.dead_lettered);
+    counter("headwater_retries_total", counters.retries);
+    counter("headwater_bisections_total", counters.bisections);
+    counter("headwater_quarantined_total", counters.quarantined);
+    let answers = &counters.answers;
+    for (outcome, value) in [
+        ("accepted", answers.accepted),
+        ("throttled", answers.throttled),
+        ("client_error", answers.client_errors),
+        ("server_error", answers.server_errors),
+        ("timeout", answers.timeouts),
+        ("connection_failed", answers.connection_failures),
+        ("refused", answers.refused),
+    ] {
+        metrics::counter!("headwater_requests_total", "source" => source.clone(), "outcome" => outcome)
+            .absolute(value);
+    }
+}
+
+/// Publishes the status every `interval` until the syncer stops.
+pub(crate) async fn report(
+    outbox: Outbox<DynStore>,
+    clock: crate::runtime::SharedClock,
+    source: String,
+    interval: Duration,
+) {
+    loop {
+        runtime::sleep(interval).await;
+        let now = clock.now();
+        match outbox.status(now).await {
+            Ok(status) => publish(&source, &status, now),
+            Err(error) => tracing::debug!(%error, "metrics: cannot read the status"),
+        }
+        if outbox.is_stopped() {
+            return;
+        }
+    }
+}
