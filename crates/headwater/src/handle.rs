@@ -211,6 +211,41 @@ impl Headwater {
         Ok(self.receipt(&stored))
     }
 
+    /// [`capture`](Self::capture), but when a bounded outbox is full
+    /// (`SyncConfig::outbox_limits`), waits for delivery to make room instead of
+    /// failing with `OutboxFull`. It still fails for any other reason, and if delivery
+    /// has stopped.
+    pub async fn capture_when_room(&self, change: ChangeData) -> Result<Receipt, CaptureError> {
+        loop {
+            let progress = self.inner.outbox.progress();
+            match self.capture(change.clone()).await {
+                Err(CaptureError::Store(StoreError::OutboxFull { .. }))
+                    if !self.inner.outbox.is_stopped() =>
+                {
+                    progress.await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Resolves at delivery's next change of state (an acknowledgement, a retry, a
+    /// block, a stall): a page re-renders its sync badge from [`status`](Self::status)
+    /// after each.
+    ///
+    /// ```no_run
+    /// # async fn demo(headwater: headwater::Headwater) {
+    /// loop {
+    ///     headwater.changed().await;
+    ///     let status = headwater.status().await.unwrap();
+    ///     println!("{} pending, stalled: {}", status.pending, status.stalled_since.is_some());
+    /// }
+    /// # }
+    /// ```
+    pub async fn changed(&self) {
+        self.inner.outbox.progress().await;
+    }
+
     /// Captures several changes atomically (all or none), in order.
     pub async fn capture_all(
         &self,

@@ -72,3 +72,32 @@ async fn a_full_outbox_refuses_the_capture_and_keeps_what_it_holds() {
     assert_eq!(status.pending, 3, "the three captured are kept");
     headwater.shutdown().await;
 }
+
+#[tokio::test]
+async fn capture_when_room_waits_for_delivery_instead_of_failing() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..3 {
+        flume.push_fault(MockFault::Delay(Duration::from_millis(200)));
+    }
+    let headwater = Headwater::builder()
+        .flume([flume.url()])
+        .configure(|config| config.outbox_limits.max_pending = Some(5))
+        .start()
+        .unwrap();
+    let mut refused = 0;
+    for n in 0..40 {
+        let change = ChangeData::insert("todos", n.to_string(), &n).unwrap();
+        if headwater.capture(change.clone()).await.is_err() {
+            refused += 1;
+            headwater.capture_when_room(change).await.unwrap();
+        }
+    }
+    assert!(refused > 0, "the outbox filled while Flume was slow");
+    headwater.flush().await.unwrap();
+    assert_eq!(
+        flume.unique_ids(),
+        40,
+        "every change captured and delivered"
+    );
+    headwater.shutdown().await;
+}
