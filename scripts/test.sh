@@ -96,6 +96,11 @@ CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --tests \
   -- --nocapture
 
+step "the todo-web example in headless Chromium through WebDriver"
+WEB_DEMO_PROFILE=dev bash scripts/web-demo.sh --build
+CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
+  cargo test -p todo-web --test e2e -- --ignored --nocapture
+
 step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then

@@ -112,6 +112,15 @@ impl HttpTransport {
         if !crate::browser::online() {
             return None;
         }
+        // CORS does not apply on the page's own origin: a failure there is the
+        // network's or the server's, whatever a probe answers (the page's own server
+        // answers it).
+        if crate::browser::location()
+            .and_then(|page| reqwest::Url::parse(&page).ok())
+            .is_some_and(|page| page.origin() == url.origin())
+        {
+            return None;
+        }
         let isolated = crate::browser::cross_origin_isolated();
         if !isolated && !crate::browser::answers_at_all(url.as_str(), self.timeout).await {
             self.failures_while_online.store(0, Ordering::Relaxed);
@@ -360,12 +369,15 @@ fn never_reached_flume(_error: &reqwest::Error) -> bool {
     false
 }
 
+/// The error and its causes, one line each (in the browser a cause is a JavaScript
+/// error whose text carries its whole stack: the first line says it).
 fn describe(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
+    let first_line = |text: String| text.lines().next().unwrap_or_default().to_owned();
+    let mut message = first_line(error.to_string());
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         message.push_str(": ");
-        message.push_str(&cause.to_string());
+        message.push_str(&first_line(cause.to_string()));
         source = cause.source();
     }
     message

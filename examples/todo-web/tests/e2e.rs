@@ -1,0 +1,228 @@
+//! The page in headless Chromium, driven through WebDriver: todos added while Flume is
+//! down show as pending, are delivered once it is back (each id once in the sink), and
+//! survive a reload. Flume is the mock serving the page too (`--static`), so the page
+//! sends to the relative URL `/` on its own origin.
+//!
+//! Needs the page built (`bash scripts/web-demo.sh --build`) and chromedriver;
+//! `scripts/test.sh` does both and runs this with `--ignored`. Screenshots of the
+//! pending and synced moments go to `target/web-demo/`.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use headwater_mock_flume::{MockConfig, MockFault, MockFlume};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn site() -> PathBuf {
+    let site = std::env::var_os("HEADWATER_WEB_DEMO_SITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/web-demo/site"));
+    assert!(
+        site.join("pkg/todo_web.js").exists(),
+        "{} has no built page: run `bash scripts/web-demo.sh --build`",
+        site.display()
+    );
+    site
+}
+
+/// chromedriver on a free port, and a headless Chromium session through it.
+async fn browser(profile: &std::path::Path) -> (tokio::process::Child, Client) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let driver = tokio::process::Command::new(
+        std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()),
+    )
+    .arg(format!("--port={port}"))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("chromedriver on PATH (Debian's chromium-driver)");
+    let capabilities: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(serde_json::json!({
+            "goog:chromeOptions": {
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                    "--window-size=900,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    loop {
+        match ClientBuilder::rustls()
+            .expect("TLS for WebDriver")
+            .capabilities(capabilities.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => return (driver, client),
+            Err(error) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot start a WebDriver session: {error}"),
+        }
+    }
+}
+
+/// Each row's state (`pending`, `synced`, `dead`) by todo id, read in one script (the
+/// page redraws its rows whenever delivery moves).
+async fn rows(client: &Client) -> HashMap<String, String> {
+    let value = client
+        .execute(
+            "return [...document.querySelectorAll('#todos li')].map(li => [li.dataset.todo, li.className]);",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value::<Vec<(String, String)>>(value)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// Polls until `done` holds for the rows, or panics with what was seen.
+async fn wait_for(
+    client: &Client,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) -> HashMap<String, String> {
+    let started = Instant::now();
+    loop {
+        let rows = rows(client).await;
+        if done(&rows) {
+            return rows;
+        }
+        if started.elapsed() > timeout {
+            let status = client
+                .find(Locator::Id("status"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            panic!("{what}: not after {timeout:?}; rows {rows:?}; status: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = workspace().join("target/web-demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs the page built and chromedriver: scripts/test.sh runs it with --ignored"]
+async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_reload() {
+    let scratch = std::env::temp_dir().join(format!("todo-web-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let sink = scratch.join("sink.jsonl");
+    let flume = MockFlume::start(MockConfig {
+        static_dir: Some(site()),
+        sink_file: Some(sink.clone()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    // Flume is down: every POST meets a dropped connection until the faults are cleared.
+    for _ in 0..100_000 {
+        flume.push_fault(MockFault::DropBeforeCommit);
+    }
+    let (_driver, client) = browser(&scratch.join("profile")).await;
+    client.goto(flume.url()).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#status"))
+        .await
+        .unwrap();
+
+    const TODOS: usize = 20;
+    for n in 0..TODOS {
+        let input = client.find(Locator::Id("title")).await.unwrap();
+        input.send_keys(&format!("todo {n}")).await.unwrap();
+        client
+            .find(Locator::Id("add"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for(
+            &client,
+            "the row appears",
+            Duration::from_secs(10),
+            |rows| rows.len() == n + 1,
+        )
+        .await;
+    }
+    let pending = rows(&client).await;
+    assert!(
+        pending.values().all(|class| class == "pending"),
+        "Flume is down: every row is pending: {pending:?}"
+    );
+    screenshot(&client, "pending.png").await;
+    assert_eq!(flume.unique_ids(), 0);
+
+    // Flume is back.
+    flume.clear_faults();
+    wait_for(
+        &client,
+        "every row synced",
+        Duration::from_secs(90),
+        |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
+    )
+    .await;
+    let status = client
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.starts_with(&format!("pending 0 · in flight 0 · delivered {TODOS}")),
+        "{status}"
+    );
+    screenshot(&client, "synced.png").await;
+
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&sink).unwrap().lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["headers"]["collection"], "todos");
+        *ids.entry(event["headers"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(ids.len(), TODOS, "each todo's change arrived");
+    assert!(
+        ids.values().all(|&count| count == 1),
+        "each id once: {ids:?}"
+    );
+
+    // A reload keeps everything.
+    client.refresh().await.unwrap();
+    wait_for(
+        &client,
+        "rows after the reload",
+        Duration::from_secs(20),
+        |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
+    )
+    .await;
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
