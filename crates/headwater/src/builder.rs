@@ -73,6 +73,7 @@ pub struct Builder {
     clock: Option<SharedClock>,
     seed: Option<u64>,
     metrics_interval: Duration,
+    leader_lock: Option<String>,
     #[cfg(feature = "http")]
     http: headwater_http::HttpConfig,
     #[cfg(feature = "http")]
@@ -103,6 +104,7 @@ impl Default for Builder {
             clock: None,
             seed: None,
             metrics_interval: Duration::from_secs(1),
+            leader_lock: None,
             #[cfg(feature = "http")]
             http: headwater_http::HttpConfig::new(Vec::<String>::new()),
             #[cfg(feature = "http")]
@@ -181,6 +183,16 @@ impl Builder {
         provider: impl headwater_http::HeaderProvider + 'static,
     ) -> Self {
         self.header_provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// In a browser, runs delivery only in the tab holding the Web Lock `name` (use one
+    /// name per database): the other tabs capture only, and neither send nor poll;
+    /// when the leader's tab closes, a waiting tab takes over at once. Where Web Locks
+    /// are missing, every tab syncs, kept apart by the outbox's lease. Natively there
+    /// is nothing to wait for and delivery starts at once.
+    pub fn leader_lock(mut self, name: impl Into<String>) -> Self {
+        self.leader_lock = Some(name.into());
         self
     }
 
@@ -271,6 +283,7 @@ impl Builder {
             clock,
             seed,
             metrics_interval,
+            leader_lock,
             #[cfg(feature = "http")]
             http,
             #[cfg(feature = "http")]
@@ -280,6 +293,13 @@ impl Builder {
             Some(seed) => seed,
             None => runtime::os_seed().map_err(|error| StartError::Seed(error.to_string()))?,
         };
+        if let Some(name) = &leader_lock
+            && config.owner.is_none()
+        {
+            // One lease owner for every tab under the lock: a new leader takes the
+            // lease at once (the lock, not the lease, keeps two from running).
+            config.owner = Some(format!("leader:{name}"));
+        }
         config.validate()?;
         let transport = match transport {
             Some(transport) => transport,
@@ -291,7 +311,14 @@ impl Builder {
         let store: DynStore = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let syncer = Syncer::new(store, transport, config)?;
-        Headwater::spawn(syncer, clock, metrics_interval)
+        Headwater::spawn(
+            syncer,
+            clock,
+            crate::handle::SpawnOptions {
+                metrics_interval,
+                leader_lock,
+            },
+        )
     }
 
     #[cfg(feature = "http")]

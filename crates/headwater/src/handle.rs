@@ -1,5 +1,6 @@
 //! The running headwater: what an application calls.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use headwater_core::engine::{CaptureError, Outbox, SyncStatus, Syncer};
@@ -23,6 +24,18 @@ struct Inner {
     outbox: Outbox<DynStore>,
     clock: SharedClock,
     task: Mutex<Option<Task>>,
+    /// Whether this handle's delivery runs (in a browser with a leader lock, only the
+    /// tab holding it).
+    leading: Arc<AtomicBool>,
+    /// Dropped to stop waiting for the leader lock (shutdown of a tab that never led).
+    stop_waiting: Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+}
+
+/// How [`Headwater::spawn`] runs delivery.
+pub(crate) struct SpawnOptions {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) metrics_interval: std::time::Duration,
+    pub(crate) leader_lock: Option<String>,
 }
 
 impl Drop for Inner {
@@ -154,8 +167,7 @@ impl Headwater {
     pub(crate) fn spawn(
         syncer: Syncer<DynStore, DynTransport>,
         clock: SharedClock,
-        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-        metrics_interval: std::time::Duration,
+        options: SpawnOptions,
     ) -> Result<Self, StartError> {
         let outbox = syncer.outbox();
         let mut syncer = syncer;
@@ -170,11 +182,42 @@ impl Headwater {
                 outbox.clone(),
                 Arc::clone(&clock),
                 source,
-                metrics_interval,
+                options.metrics_interval,
             ))?;
         }
         let run_clock = Arc::clone(&clock);
+        let leading = Arc::new(AtomicBool::new(false));
+        let (stop_waiting, waiting_stopped) = futures::channel::oneshot::channel::<()>();
+        let task_leading = Arc::clone(&leading);
+        let leader_lock = options.leader_lock;
         let task = runtime::spawn(async move {
+            #[cfg(target_arch = "wasm32")]
+            let _held = match leader_lock {
+                Some(name) => {
+                    let acquire =
+                        std::pin::pin!(crate::leader::acquire(&name, Arc::clone(&task_leading)));
+                    match futures::future::select(acquire, waiting_stopped).await {
+                        futures::future::Either::Left((held, _)) => {
+                            // Without Web Locks every tab syncs, as the outbox's lease
+                            // keeps them apart.
+                            task_leading.store(true, Ordering::Release);
+                            held
+                        }
+                        // Shut down before this tab ever led.
+                        futures::future::Either::Right(_) => return,
+                    }
+                }
+                None => {
+                    task_leading.store(true, Ordering::Release);
+                    None
+                }
+            };
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                // Natively there is one process per outbox: no leader to wait for.
+                let _ = (leader_lock, waiting_stopped);
+                task_leading.store(true, Ordering::Release);
+            }
             let result = syncer.run(move || run_clock.now(), runtime::sleep).await;
             if let Err(error) = result {
                 tracing::error!(%error, "delivery stopped");
@@ -188,6 +231,8 @@ impl Headwater {
                 outbox,
                 clock,
                 task: Mutex::new(Some(task)),
+                leading,
+                stop_waiting: Mutex::new(Some(stop_waiting)),
             }),
         })
     }
@@ -202,6 +247,13 @@ impl Headwater {
             id: change.id(),
             headwater: self.clone(),
         }
+    }
+
+    /// Whether this handle's delivery runs. Natively always, once started. In a browser
+    /// with [`leader_lock`](Builder::leader_lock), only in the tab holding the lock; the
+    /// others capture only, and take over when the leader's tab closes.
+    pub fn is_leader(&self) -> bool {
+        self.inner.leading.load(Ordering::Acquire)
     }
 
     /// Captures one change: it gets its idempotency id and capture time now, is stored
@@ -371,6 +423,13 @@ impl Headwater {
     pub async fn shutdown(&self) {
         let outbox = &self.inner.outbox;
         outbox.shutdown();
+        drop(
+            self.inner
+                .stop_waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         let task = self
             .inner
             .task

@@ -59,6 +59,8 @@
 
 mod builder;
 mod handle;
+#[cfg(target_arch = "wasm32")]
+mod leader;
 #[cfg(feature = "metrics")]
 mod metrics;
 mod runtime;

@@ -59,10 +59,14 @@ pub async fn start() -> Result<(), JsValue> {
     .map_err(js_error)?;
     let store = IdbStore::new(db).map_err(js_error)?;
     // Flume on the page's own origin: no CORS needed.
+    // One tab sends (the Web Lock's holder); the others capture, and the leader picks
+    // their changes up within a second.
     let headwater = Headwater::builder()
         .flume(["/"])
         .source("todo-web")
         .store(store.clone())
+        .leader_lock(DB)
+        .configure(|config| config.idle_poll_interval = std::time::Duration::from_secs(1))
         .start()
         .map_err(js_error)?;
     let app = Rc::new(App {
@@ -77,7 +81,13 @@ pub async fn start() -> Result<(), JsValue> {
     let watcher = Rc::clone(&app);
     wasm_bindgen_futures::spawn_local(async move {
         loop {
-            watcher.headwater.changed().await;
+            if watcher.headwater.is_leader() {
+                watcher.headwater.changed().await;
+            } else {
+                // Another tab delivers: this one's own delivery has nothing to report, so
+                // it looks at the shared database every second.
+                sleep_ms(1000).await;
+            }
             if let Err(error) = watcher.render().await {
                 web_sys::console::error_1(&error);
             }
@@ -257,7 +267,7 @@ impl App {
         let states = self.row_states().await?;
         let todos = self.todos().await?;
         let header = self.element("status")?;
-        header.set_text_content(Some(&describe(&status)));
+        header.set_text_content(Some(&describe(&status, self.headwater.is_leader())));
         header.set_class_name(if status.blocked.is_some() {
             "blocked"
         } else if status.stalled_since.is_some() {
@@ -301,11 +311,29 @@ impl App {
     }
 }
 
+/// A `setTimeout` of `millis`.
+async fn sleep_ms(millis: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, millis);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// The header line: the outbox at a glance.
-fn describe(status: &SyncStatus) -> String {
+fn describe(status: &SyncStatus, leader: bool) -> String {
     let mut line = format!(
-        "pending {} · in flight {} · delivered {} · dead-lettered {}",
-        status.pending, status.in_flight, status.counters.delivered, status.dead_lettered
+        "pending {} · in flight {} · delivered {} · dead-lettered {} · {}",
+        status.pending,
+        status.in_flight,
+        status.counters.delivered,
+        status.dead_lettered,
+        if leader {
+            "this tab sends"
+        } else {
+            "another tab sends"
+        }
     );
     if let Some(reason) = &status.blocked {
         line.push_str(&format!(" · blocked: {reason}"));

@@ -120,6 +120,41 @@ async fn wait_for(
     }
 }
 
+/// Types a title and presses "add".
+async fn add(client: &Client, title: &str) {
+    let input = client.find(Locator::Id("title")).await.unwrap();
+    input.send_keys(title).await.unwrap();
+    client
+        .find(Locator::Id("add"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Polls until the status line contains `text`.
+async fn wait_for_status(client: &Client, text: &str) {
+    let started = Instant::now();
+    loop {
+        let status = client
+            .find(Locator::Id("status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if status.contains(text) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "status never said {text:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let dir = workspace().join("target/web-demo");
     std::fs::create_dir_all(&dir).unwrap();
@@ -154,15 +189,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
 
     const TODOS: usize = 20;
     for n in 0..TODOS {
-        let input = client.find(Locator::Id("title")).await.unwrap();
-        input.send_keys(&format!("todo {n}")).await.unwrap();
-        client
-            .find(Locator::Id("add"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        add(&client, &format!("todo {n}")).await;
         wait_for(
             &client,
             "the row appears",
@@ -196,7 +223,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         .await
         .unwrap();
     assert!(
-        status.starts_with(&format!("pending 0 · in flight 0 · delivered {TODOS}")),
+        status.starts_with(&format!("pending 0 · in flight 0 · delivered {TODOS} ")),
         "{status}"
     );
     screenshot(&client, "synced.png").await;
@@ -223,6 +250,54 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
     )
     .await;
+    wait_for_status(&client, "this tab sends").await;
+
+    // A second window of the same origin shows the same data and does not send.
+    let first = client.window().await.unwrap();
+    let second = client.new_window(false).await.unwrap().handle;
+    client.switch_to_window(second.clone()).await.unwrap();
+    client.goto(flume.url()).await.unwrap();
+    wait_for(
+        &client,
+        "rows in the second window",
+        Duration::from_secs(20),
+        |rows| rows.len() == TODOS,
+    )
+    .await;
+    wait_for_status(&client, "another tab sends").await;
+    add(&client, "from the second window").await;
+    wait_for(
+        &client,
+        "the second window's todo, sent by the first",
+        Duration::from_secs(20),
+        |rows| rows.len() == TODOS + 1 && rows.values().all(|class| class == "synced"),
+    )
+    .await;
+
+    // Closing the first hands delivery to the second.
+    client.switch_to_window(first).await.unwrap();
+    client.close_window().await.unwrap();
+    client.switch_to_window(second).await.unwrap();
+    wait_for_status(&client, "this tab sends").await;
+    add(&client, "after the handover").await;
+    wait_for(
+        &client,
+        "the todo after the handover",
+        Duration::from_secs(20),
+        |rows| rows.len() == TODOS + 2 && rows.values().all(|class| class == "synced"),
+    )
+    .await;
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(&sink).unwrap().lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        *ids.entry(event["headers"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(ids.len(), TODOS + 2);
+    assert!(
+        ids.values().all(|&count| count == 1),
+        "nothing sent twice while both windows lived: {ids:?}"
+    );
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
 }
