@@ -96,6 +96,12 @@ CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --tests \
   -- --nocapture
 
+step "the browser benchmark, release build"
+CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
+  WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 \
+  cargo test --release --target wasm32-unknown-unknown -p headwater-indexeddb --test end_to_end \
+  -- --nocapture browser_benchmark 2>&1 | grep -E "browser benchmark|test result"
+
 step "the todo-web example in headless Chromium through WebDriver"
 WEB_DEMO_PROFILE=dev bash scripts/web-demo.sh --build
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \

@@ -105,6 +105,39 @@ fn decode_entry(seq: Seq, value: &JsValue, retry: Option<&JsValue>) -> StoredEnt
     })
 }
 
+/// Reads `keys` from `store` with one wait for all of them: requests in a transaction
+/// complete in order, so once the last one has, every result is there. (A future per
+/// request costs a task turn each; with a hundred markers per acknowledgement that was
+/// most of the time an acknowledgement took.)
+async fn get_many(
+    store: &web_sys::IdbObjectStore,
+    keys: &[JsValue],
+) -> Result<Vec<JsValue>, StoreError> {
+    let requests = keys
+        .iter()
+        .map(|key| store.get(key))
+        .collect::<Result<Vec<web_sys::IdbRequest>, JsValue>>()
+        .map_err(|error| store_error(crate::error::describe_js(&error)))?;
+    let Some(last) = requests.last() else {
+        return Ok(Vec::new());
+    };
+    let done = js_sys::Promise::new(&mut |resolve, reject| {
+        last.set_onsuccess(Some(&resolve));
+        last.set_onerror(Some(&reject));
+    });
+    wasm_bindgen_futures::JsFuture::from(done)
+        .await
+        .map_err(|error| store_error(crate::error::describe_js(&error)))?;
+    requests
+        .iter()
+        .map(|request| {
+            request
+                .result()
+                .map_err(|error| store_error(crate::error::describe_js(&error)))
+        })
+        .collect()
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Result<JsValue, StoreError> {
     serde_json::to_string(value)
         .map(|text| JsValue::from_str(&text))
@@ -426,15 +459,11 @@ impl ChangeStore for IdbStore {
                 .map_err(store_error)?;
         }
         let updates = outcome.markers();
-        let existing = updates
+        let keys: Vec<JsValue> = updates
             .iter()
-            .map(|update| {
-                markers
-                    .get::<JsValue, _, _>(marker_key(&update.collection, &update.key))
-                    .primitive()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(store_error)?;
+            .map(|update| marker_key(&update.collection, &update.key))
+            .collect();
+        let existing = get_many(markers.as_sys(), &keys).await?;
         let lease = state
             .get::<JsValue, _, _>(JsValue::from_str(LEASE))
             .primitive()
@@ -443,17 +472,15 @@ impl ChangeStore for IdbStore {
             .get::<JsValue, _, _>(JsValue::from_str(PENDING_BYTES))
             .primitive()
             .map_err(store_error)?;
-        for (update, read) in updates.iter().zip(existing) {
-            let existing: Option<SyncMarker> = read
-                .await
-                .map_err(store_error)?
-                .and_then(|value| parse(&value).ok());
+        for ((update, key), read) in updates.iter().zip(keys).zip(existing) {
+            let existing: Option<SyncMarker> =
+                (!read.is_undefined()).then(|| parse(&read).ok()).flatten();
             if let Some(marker) = SyncMarker::advance(existing.as_ref(), update.seq, now) {
+                // A plain request: its completion is the transaction's.
                 markers
-                    .put(json(&marker)?)
-                    .with_key(marker_key(&update.collection, &update.key))
-                    .primitive()
-                    .map_err(store_error)?;
+                    .as_sys()
+                    .put_with_key(&json(&marker)?, &key)
+                    .map_err(|error| store_error(crate::error::describe_js(&error)))?;
             }
         }
         let lease: Option<Lease> = lease

@@ -281,21 +281,23 @@ impl Headwater {
         }
     }
 
-    /// Resolves at delivery's next change of state (an acknowledgement, a retry, a
-    /// block, a stall): a page re-renders its sync badge from [`status`](Self::status)
-    /// after each.
+    /// A future that resolves at delivery's next change of state (an acknowledgement,
+    /// a retry, a block, a stall) after this call: a page re-renders its sync badge
+    /// from [`status`](Self::status) after each. Take it *before* reading the status,
+    /// so that a change while you read is not missed.
     ///
     /// ```no_run
     /// # async fn demo(headwater: headwater::Headwater) {
     /// loop {
-    ///     headwater.changed().await;
+    ///     let next = headwater.changed();
     ///     let status = headwater.status().await.unwrap();
     ///     println!("{} pending, stalled: {}", status.pending, status.stalled_since.is_some());
+    ///     next.await;
     /// }
     /// # }
     /// ```
-    pub async fn changed(&self) {
-        self.inner.outbox.progress().await;
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        self.inner.outbox.progress()
     }
 
     /// Captures several changes atomically (all or none), in order.

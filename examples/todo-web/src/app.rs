@@ -77,19 +77,20 @@ pub async fn start() -> Result<(), JsValue> {
         dirty: Cell::new(false),
     });
     app.listen()?;
-    app.render().await?;
     let watcher = Rc::clone(&app);
     wasm_bindgen_futures::spawn_local(async move {
         loop {
+            // Taken before the render reads the state, so no change is missed.
+            let next = watcher.headwater.changed();
+            if let Err(error) = watcher.render().await {
+                web_sys::console::error_1(&error);
+            }
             if watcher.headwater.is_leader() {
-                watcher.headwater.changed().await;
+                next.await;
             } else {
                 // Another tab delivers: this one's own delivery has nothing to report, so
                 // it looks at the shared database every second.
                 sleep_ms(1000).await;
-            }
-            if let Err(error) = watcher.render().await {
-                web_sys::console::error_1(&error);
             }
         }
     });

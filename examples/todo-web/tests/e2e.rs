@@ -215,17 +215,11 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
     )
     .await;
-    let status = client
-        .find(Locator::Id("status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        status.starts_with(&format!("pending 0 · in flight 0 · delivered {TODOS} ")),
-        "{status}"
-    );
+    wait_for_status(
+        &client,
+        &format!("pending 0 · in flight 0 · delivered {TODOS} "),
+    )
+    .await;
     screenshot(&client, "synced.png").await;
 
     let mut ids: HashMap<String, usize> = HashMap::new();
