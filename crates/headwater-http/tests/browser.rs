@@ -53,6 +53,27 @@ fn wall_time_works_in_the_browser() {
     assert!(now.timestamp() > 1_700_000_000);
 }
 
+/// A syncer over the memory store with ten changes captured, sending to `url`.
+async fn ten_changes_for(
+    url: &str,
+) -> (
+    Syncer<MemoryStore, HttpTransport>,
+    headwater_core::engine::Outbox<MemoryStore>,
+) {
+    let syncer = Syncer::new(
+        MemoryStore::new(),
+        transport(url),
+        SyncConfig::new("browser-test", 8),
+    )
+    .unwrap();
+    let outbox = syncer.outbox();
+    let changes = (0..10)
+        .map(|i| ChangeData::update("todos", format!("k{i}"), &i).unwrap())
+        .collect();
+    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    (syncer, outbox)
+}
+
 fn transport(url: &str) -> HttpTransport {
     let mut config = HttpConfig::new([url]);
     config.timeout = Duration::from_secs(5);
@@ -123,17 +144,7 @@ async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_chan
         "{outcome:?}"
     );
 
-    let mut syncer = Syncer::new(
-        MemoryStore::new(),
-        transport(strict_url()),
-        SyncConfig::new("browser-test", 8),
-    )
-    .unwrap();
-    let outbox = syncer.outbox();
-    let changes = (0..10)
-        .map(|i| ChangeData::update("todos", format!("k{i}"), &i).unwrap())
-        .collect();
-    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    let (mut syncer, outbox) = ten_changes_for(strict_url()).await;
     let mut now = Utc::now();
     let mut blocked = false;
     for _ in 0..3 {
@@ -176,17 +187,7 @@ async fn a_flume_that_is_down_gets_backoff_not_a_cors_block() {
         );
     }
 
-    let mut syncer = Syncer::new(
-        MemoryStore::new(),
-        transport(down_url()),
-        SyncConfig::new("browser-test", 8),
-    )
-    .unwrap();
-    let outbox = syncer.outbox();
-    let changes = (0..10)
-        .map(|i| ChangeData::update("todos", format!("k{i}"), &i).unwrap())
-        .collect();
-    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    let (mut syncer, outbox) = ten_changes_for(down_url()).await;
     let mut now = Utc::now();
     for _ in 0..5 {
         let report = syncer.sync_once(now).await.unwrap();

@@ -170,22 +170,18 @@ impl App {
         self.save(todo).await
     }
 
-    /// Writes the record and captures its change in one transaction.
     async fn save(&self, todo: Todo) -> Result<(), JsValue> {
-        let write = RecordWrite::put(TODOS, todo.id.clone(), &todo).map_err(js_error)?;
-        self.store
-            .write(
-                self.headwater.outbox(),
-                self.headwater.clock_now(),
-                vec![write],
-            )
+        self.write(RecordWrite::put(TODOS, todo.id.clone(), &todo).map_err(js_error)?)
             .await
-            .map_err(js_error)?;
-        self.render().await
     }
 
     async fn delete(&self, id: &str) -> Result<(), JsValue> {
-        let write = RecordWrite::delete(TODOS, id).map_err(js_error)?;
+        self.write(RecordWrite::delete(TODOS, id).map_err(js_error)?)
+            .await
+    }
+
+    /// Writes the record (or deletes it) and captures its change in one transaction.
+    async fn write(&self, write: RecordWrite) -> Result<(), JsValue> {
         self.store
             .write(
                 self.headwater.outbox(),

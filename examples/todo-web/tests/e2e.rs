@@ -120,6 +120,18 @@ async fn wait_for(
     }
 }
 
+/// How many times each `id` is in the mock's sink file (every event a todo's change).
+fn ids_in_sink(sink: &std::path::Path) -> HashMap<String, usize> {
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for line in std::fs::read_to_string(sink).unwrap().lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["headers"]["collection"], "todos");
+        *ids.entry(event["headers"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    ids
+}
+
 /// Types a title and presses "add".
 async fn add(client: &Client, title: &str) {
     let input = client.find(Locator::Id("title")).await.unwrap();
@@ -222,13 +234,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
     .await;
     screenshot(&client, "synced.png").await;
 
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    for line in std::fs::read_to_string(&sink).unwrap().lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(event["headers"]["collection"], "todos");
-        *ids.entry(event["headers"]["id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
+    let ids = ids_in_sink(&sink);
     assert_eq!(ids.len(), TODOS, "each todo's change arrived");
     assert!(
         ids.values().all(|&count| count == 1),
@@ -281,12 +287,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         |rows| rows.len() == TODOS + 2 && rows.values().all(|class| class == "synced"),
     )
     .await;
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    for line in std::fs::read_to_string(&sink).unwrap().lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        *ids.entry(event["headers"]["id"].as_str().unwrap().to_owned())
-            .or_default() += 1;
-    }
+    let ids = ids_in_sink(&sink);
     assert_eq!(ids.len(), TODOS + 2);
     assert!(
         ids.values().all(|&count| count == 1),
