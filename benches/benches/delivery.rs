@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use headwater::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use headwater::{ChangeStore, Headwater, HttpConfig, HttpTransport, MemoryStore, Transport};
-use headwater_benches::{MockProcess, realistic_changes, realistic_data, realistic_mapping};
+use headwater_benches::{MockProcess, realistic_captured, realistic_changes, realistic_mapping};
 use headwater_core::flume::{BatchEncoder, EncodedBatch};
-use headwater_core::model::{Captured, ChangeIdGenerator};
 use headwater_core::transport::SendOutcome;
 
 /// Events per prebuilt body, the default batch size.
@@ -94,15 +93,7 @@ fn headwater(
 ) -> Duration {
     runtime.block_on(async move {
         let now = chrono::Utc::now();
-        let mut ids = ChangeIdGenerator::from_seed(count as u64);
-        let captured: Vec<Captured> = realistic_data(count)
-            .into_iter()
-            .map(|data| Captured {
-                id: ids.next_id(now),
-                captured_at: now,
-                data,
-            })
-            .collect();
+        let captured = realistic_captured(count, count as u64, now);
         for chunk in captured.chunks(1000) {
             store.append(chunk.to_vec()).await.unwrap();
         }
@@ -207,15 +198,7 @@ fn capture(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let now = chrono::Utc::now();
-    let mut ids = ChangeIdGenerator::from_seed(3);
-    let chunk: Vec<Captured> = realistic_data(100)
-        .into_iter()
-        .map(|data| Captured {
-            id: ids.next_id(now),
-            captured_at: now,
-            data,
-        })
-        .collect();
+    let chunk = realistic_captured(100, 3, now);
     let mut group = c.benchmark_group("capture_100_per_transaction");
     group.throughput(Throughput::Elements(100));
     group.sample_size(30);

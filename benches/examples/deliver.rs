@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use headwater::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+use headwater::sqlite::SqliteStore;
 use headwater::{ChangeStore, Headwater, HttpConfig, HttpTransport, MemoryStore, Transport};
-use headwater_benches::{MockProcess, realistic_changes, realistic_data, realistic_mapping};
+use headwater_benches::{
+    MockProcess, realistic_captured, realistic_changes, realistic_mapping, sqlite_options_from_env,
+};
 use headwater_core::flume::{BatchEncoder, EncodedBatch};
-use headwater_core::model::{Captured, ChangeIdGenerator};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -62,24 +63,13 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ChangeStore> = if std::env::var_os("SQLITE").is_some() {
-        let mut options = SqliteOptions::default();
-        if std::env::var_os("NORMAL").is_some() {
-            options.synchronous = Synchronous::Normal;
-        }
+        let options = sqlite_options_from_env();
         Arc::new(SqliteStore::open_with(dir.path().join("outbox.db"), &options).unwrap())
     } else {
         Arc::new(MemoryStore::new())
     };
     let now = chrono::Utc::now();
-    let mut ids = ChangeIdGenerator::from_seed(1);
-    let captured: Vec<Captured> = realistic_data(count)
-        .into_iter()
-        .map(|data| Captured {
-            id: ids.next_id(now),
-            captured_at: now,
-            data,
-        })
-        .collect();
+    let captured = realistic_captured(count, 1, now);
     for chunk in captured.chunks(1000) {
         store.append(chunk.to_vec()).await.unwrap();
     }

@@ -5,9 +5,8 @@
 use std::time::{Duration, Instant};
 
 use headwater::ChangeStore;
-use headwater::sqlite::{SqliteOptions, SqliteStore, Synchronous};
-use headwater_benches::realistic_data;
-use headwater_core::model::{Captured, ChangeIdGenerator};
+use headwater::sqlite::SqliteStore;
+use headwater_benches::{realistic_captured, sqlite_options_from_env};
 use headwater_core::store::{Claim, ClaimRequest, Outcome};
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,21 +16,10 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let mut options = SqliteOptions::default();
-    if std::env::var_os("NORMAL").is_some() {
-        options.synchronous = Synchronous::Normal;
-    }
+    let options = sqlite_options_from_env();
     let store = SqliteStore::open_with(dir.path().join("outbox.db"), &options).unwrap();
     let now = chrono::Utc::now();
-    let mut ids = ChangeIdGenerator::from_seed(1);
-    let captured: Vec<Captured> = realistic_data(count)
-        .into_iter()
-        .map(|data| Captured {
-            id: ids.next_id(now),
-            captured_at: now,
-            data,
-        })
-        .collect();
+    let captured = realistic_captured(count, 1, now);
     let started = Instant::now();
     for chunk in captured.chunks(100) {
         store.append(chunk.to_vec()).await.unwrap();

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use headwater_core::flume::EventMapping;
 use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, Seq};
 
@@ -33,24 +33,38 @@ pub fn realistic_data(count: usize) -> Vec<ChangeData> {
         .collect()
 }
 
+/// `count` realistic changes captured at `now`, with ids from `seed`: what an outbox
+/// appends.
+pub fn realistic_captured(count: usize, seed: u64, now: DateTime<Utc>) -> Vec<Captured> {
+    let mut ids = ChangeIdGenerator::from_seed(seed);
+    realistic_data(count)
+        .into_iter()
+        .map(|data| Captured {
+            id: ids.next_id(now),
+            captured_at: now,
+            data,
+        })
+        .collect()
+}
+
 /// `count` realistic changes as a store holds them.
 pub fn realistic_changes(count: usize) -> Vec<Change> {
     let now = DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
-    let mut ids = ChangeIdGenerator::from_seed(1);
-    realistic_data(count)
+    realistic_captured(count, 1, now)
         .into_iter()
         .enumerate()
-        .map(|(index, data)| {
-            Change::new(
-                Seq(index as u64 + 1),
-                Captured {
-                    id: ids.next_id(now),
-                    captured_at: now,
-                    data,
-                },
-            )
-        })
+        .map(|(index, captured)| Change::new(Seq(index as u64 + 1), captured))
         .collect()
+}
+
+/// SQLite options for a benchmark: `synchronous = FULL`, or NORMAL when the `NORMAL`
+/// environment variable is set.
+pub fn sqlite_options_from_env() -> headwater_sqlite::SqliteOptions {
+    let mut options = headwater_sqlite::SqliteOptions::default();
+    if std::env::var_os("NORMAL").is_some() {
+        options.synchronous = headwater_sqlite::Synchronous::Normal;
+    }
+    options
 }
 
 /// The default mapping without `seq`: six headers (id, timestamp, op, collection, key,

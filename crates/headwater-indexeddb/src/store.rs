@@ -105,6 +105,22 @@ fn decode_entry(seq: Seq, value: &JsValue, retry: Option<&JsValue>) -> StoredEnt
     })
 }
 
+/// Every value a `getAll` (or `getAllKeys`) request gave.
+async fn all<I, E1, E2>(
+    request: impl std::future::Future<Output = Result<I, E1>>,
+) -> Result<Vec<JsValue>, StoreError>
+where
+    I: Iterator<Item = Result<JsValue, E2>>,
+    E1: std::fmt::Display,
+    E2: std::fmt::Display,
+{
+    request
+        .await
+        .map_err(store_error)?
+        .collect::<Result<_, _>>()
+        .map_err(store_error)
+}
+
 /// Reads `keys` from `store` with one wait for all of them: requests in a transaction
 /// complete in order, so once the last one has, every result is there. (A future per
 /// request costs a task turn each; with a hundred markers per acknowledgement that was
@@ -230,16 +246,8 @@ async fn read_in(
         .with_limit(limit)
         .primitive()
         .map_err(store_error)?;
-    let keys: Vec<JsValue> = keys
-        .await
-        .map_err(store_error)?
-        .collect::<Result<_, _>>()
-        .map_err(store_error)?;
-    let values: Vec<JsValue> = values
-        .await
-        .map_err(store_error)?
-        .collect::<Result<_, _>>()
-        .map_err(store_error)?;
+    let keys = all(keys).await?;
+    let values = all(values).await?;
     let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
         return Ok(Vec::new());
     };
@@ -254,16 +262,8 @@ async fn read_in(
         .with_query::<JsValue, _>(span)
         .primitive()
         .map_err(store_error)?;
-    let retry_keys: Vec<JsValue> = retry_keys
-        .await
-        .map_err(store_error)?
-        .collect::<Result<_, _>>()
-        .map_err(store_error)?;
-    let retry_values: Vec<JsValue> = retry_values
-        .await
-        .map_err(store_error)?
-        .collect::<Result<_, _>>()
-        .map_err(store_error)?;
+    let retry_keys = all(retry_keys).await?;
+    let retry_values = all(retry_values).await?;
     let mut retry_of = std::collections::HashMap::new();
     for (key, value) in retry_keys.iter().zip(retry_values) {
         retry_of.insert(key_f64(key)?, value);

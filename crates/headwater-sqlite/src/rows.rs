@@ -31,6 +31,16 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|error| format!("bad time {text:?}: {error}"))
 }
 
+/// The `headers` column of a change: its headers as JSON, or NULL when it has none.
+fn headers_column(data: &ChangeData) -> Result<Option<String>, StoreError> {
+    if data.headers().is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(data.headers())
+        .map(Some)
+        .map_err(|e| StoreError::Unstorable(e.into()))
+}
+
 fn meta(connection: &Connection, name: &str) -> Result<Option<String>, StoreError> {
     connection
         .prepare_cached("SELECT value FROM headwater_meta WHERE name = ?1")
@@ -92,14 +102,7 @@ pub fn append_in(
     let mut bytes = 0i64;
     for item in captured {
         let data = &item.data;
-        let headers = if data.headers().is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(data.headers())
-                    .map_err(|e| StoreError::Unstorable(e.into()))?,
-            )
-        };
+        let headers = headers_column(data)?;
         let weight = data.weight() as i64;
         insert
             .execute(params![
@@ -411,14 +414,7 @@ pub(crate) fn requeue(connection: &Connection, seqs: &[Seq]) -> Result<usize, St
             )
             .map_err(sql_error)?;
         let data = entry.change.data();
-        let headers = if data.headers().is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(data.headers())
-                    .map_err(|e| StoreError::Unstorable(e.into()))?,
-            )
-        };
+        let headers = headers_column(data)?;
         connection
             .execute(
                 "INSERT INTO headwater_outbox (seq, id, captured_at, collection, key, op, value, headers, weight)

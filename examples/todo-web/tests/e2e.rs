@@ -107,13 +107,7 @@ async fn wait_for(
             return rows;
         }
         if started.elapsed() > timeout {
-            let status = client
-                .find(Locator::Id("status"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let status = status_text(client).await;
             panic!("{what}: not after {timeout:?}; rows {rows:?}; status: {status}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -145,17 +139,27 @@ async fn add(client: &Client, title: &str) {
         .unwrap();
 }
 
+/// The status line's text.
+async fn status_text(client: &Client) -> String {
+    client
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Whether there are `count` rows, all synced.
+fn all_synced(rows: &HashMap<String, String>, count: usize) -> bool {
+    rows.len() == count && rows.values().all(|class| class == "synced")
+}
+
 /// Polls until the status line contains `text`.
 async fn wait_for_status(client: &Client, text: &str) {
     let started = Instant::now();
     loop {
-        let status = client
-            .find(Locator::Id("status"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let status = status_text(client).await;
         if status.contains(text) {
             return;
         }
@@ -224,7 +228,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         &client,
         "every row synced",
         Duration::from_secs(90),
-        |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
+        |rows| all_synced(rows, TODOS),
     )
     .await;
     wait_for_status(
@@ -247,7 +251,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         &client,
         "rows after the reload",
         Duration::from_secs(20),
-        |rows| rows.len() == TODOS && rows.values().all(|class| class == "synced"),
+        |rows| all_synced(rows, TODOS),
     )
     .await;
     wait_for_status(&client, "this tab sends").await;
@@ -270,7 +274,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         &client,
         "the second window's todo, sent by the first",
         Duration::from_secs(20),
-        |rows| rows.len() == TODOS + 1 && rows.values().all(|class| class == "synced"),
+        |rows| all_synced(rows, TODOS + 1),
     )
     .await;
 
@@ -284,7 +288,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         &client,
         "the todo after the handover",
         Duration::from_secs(20),
-        |rows| rows.len() == TODOS + 2 && rows.values().all(|class| class == "synced"),
+        |rows| all_synced(rows, TODOS + 2),
     )
     .await;
     let ids = ids_in_sink(&sink);
