@@ -5,25 +5,40 @@
 //! - `headwater_retries`: key the seq, value its retry bookkeeping as JSON text; only
 //!   changes that failed have one, so a claim reads a few, not one per change.
 //! - `headwater_dead_letters`: key the seq, value the dead letter as JSON text.
-//! - `headwater_sync_markers`: key `[collection, key]` as JSON text, value the marker.
-//! - `headwater_state`: the sending lease and the outbox's byte count.
+//! - `headwater_marker_log`: the sync markers, a row per acknowledgement with a
+//!   multiEntry index `by_record` (see [`crate::markers`]).
+//! - `headwater_state`: the sending lease, the outbox's byte count and the marker log's
+//!   bookkeeping.
+//!
+//! Databases that headwater 0.1 installed have `headwater_sync_markers` instead (key
+//! `[collection, key]` as JSON text, value the marker): it is still read, never written,
+//! and the next `install_headwater` adds the log.
 
 use wasm_bindgen::JsValue;
-use web_sys::{IdbDatabase, IdbObjectStoreParameters};
+use web_sys::{IdbDatabase, IdbIndexParameters, IdbObjectStoreParameters};
 
 use crate::upgrade::UpgradeError;
 
 pub(crate) const CHANGES: &str = "headwater_changes";
 pub(crate) const RETRIES: &str = "headwater_retries";
 pub(crate) const DEAD: &str = "headwater_dead_letters";
-pub(crate) const MARKERS: &str = "headwater_sync_markers";
+pub(crate) const MARKER_LOG: &str = "headwater_marker_log";
+pub(crate) const MARKER_INDEX: &str = "by_record";
 pub(crate) const STATE: &str = "headwater_state";
+/// headwater 0.1's sync markers, read (never written) where a database still has them.
+pub(crate) const LEGACY_MARKERS: &str = "headwater_sync_markers";
 
 /// Every store headwater owns.
-pub const HEADWATER_STORES: [&str; 5] = [CHANGES, RETRIES, DEAD, MARKERS, STATE];
+pub const HEADWATER_STORES: [&str; 5] = [CHANGES, RETRIES, DEAD, MARKER_LOG, STATE];
+
+/// Whether `name` is headwater's (its stores, and the one headwater 0.1 had).
+pub(crate) fn is_reserved(name: &str) -> bool {
+    HEADWATER_STORES.contains(&name) || name == LEGACY_MARKERS
+}
 
 pub(crate) const LEASE: &str = "lease";
 pub(crate) const PENDING_BYTES: &str = "pending_bytes";
+pub(crate) const MARKER_LOG_META: &str = "marker_log";
 
 /// Creates the stores that are missing (idempotent).
 pub(crate) fn install(db: &IdbDatabase) -> Result<(), UpgradeError> {
@@ -36,8 +51,16 @@ pub(crate) fn install(db: &IdbDatabase) -> Result<(), UpgradeError> {
         if name == CHANGES {
             parameters.set_auto_increment(true);
         }
-        db.create_object_store_with_optional_parameters(name, &parameters)
+        let store = db
+            .create_object_store_with_optional_parameters(name, &parameters)
             .map_err(UpgradeError::from)?;
+        if name == MARKER_LOG {
+            let index = IdbIndexParameters::new();
+            index.set_multi_entry(true);
+            store
+                .create_index_with_str_and_optional_parameters(MARKER_INDEX, "m", &index)
+                .map_err(UpgradeError::from)?;
+        }
     }
     Ok(())
 }
@@ -47,7 +70,7 @@ pub(crate) fn seq_key(seq: headwater_core::model::Seq) -> JsValue {
     JsValue::from_f64(seq.0 as f64)
 }
 
-/// A record's sync marker key.
-pub(crate) fn marker_key(collection: &str, key: &str) -> JsValue {
+/// A record's key in headwater 0.1's sync marker store.
+pub(crate) fn legacy_marker_key(collection: &str, key: &str) -> JsValue {
     JsValue::from_str(&serde_json::to_string(&(collection, key)).unwrap_or_default())
 }

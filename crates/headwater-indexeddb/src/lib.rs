@@ -36,13 +36,15 @@
 //! // The app's record and its change, in one transaction.
 //! let tx = store.transaction(&["todos"])?;
 //! tx.object_store("todos")?.put(headwater_indexeddb::to_js(&todo)?).primitive()?;
-//! let changes = tx.append(outbox.prepare(now, vec![change])).await?;
-//! tx.commit().await?;
+//! tx.append(outbox.prepare(now, vec![change])).await?;
+//! let changes = tx.commit().await?; // the changes with their seqs
 //! outbox.appended(&changes);
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(target_arch = "wasm32")]
+mod append;
 #[cfg(target_arch = "wasm32")]
 pub mod browser;
 #[cfg(target_arch = "wasm32")]
@@ -50,7 +52,13 @@ mod error;
 #[cfg(target_arch = "wasm32")]
 mod layout;
 #[cfg(target_arch = "wasm32")]
+mod markers;
+#[cfg(target_arch = "wasm32")]
+mod pending_bytes;
+#[cfg(target_arch = "wasm32")]
 mod records;
+#[cfg(target_arch = "wasm32")]
+mod request;
 #[cfg(target_arch = "wasm32")]
 mod schema;
 #[cfg(target_arch = "wasm32")]

@@ -12,9 +12,10 @@ use indexed_db_futures::transaction::Transaction;
 use serde::Serialize;
 use wasm_bindgen::JsValue;
 
+use crate::append::{Appending, append_in};
 use crate::error::store_error;
-use crate::layout::{CHANGES, HEADWATER_STORES, STATE};
-use crate::store::{Durability, IdbStore, append_in};
+use crate::layout::{CHANGES, STATE, is_reserved};
+use crate::store::{Durability, IdbStore};
 
 /// A readwrite transaction over some of the application's object stores and
 /// headwater's outbox. The application writes its records (structured values, through
@@ -25,6 +26,8 @@ use crate::store::{Durability, IdbStore, append_in};
 /// Durability is `strict`: once `commit` returns, the capture survives a crash.
 pub struct AppTransaction<'a> {
     tx: Transaction<'a>,
+    store: &'a IdbStore,
+    appending: std::cell::RefCell<Appending>,
 }
 
 impl std::fmt::Debug for AppTransaction<'_> {
@@ -36,7 +39,7 @@ impl std::fmt::Debug for AppTransaction<'_> {
 impl<'a> AppTransaction<'a> {
     /// One of the application's object stores in this transaction.
     pub fn object_store(&self, name: &str) -> Result<ObjectStore<'_>, StoreError> {
-        if HEADWATER_STORES.contains(&name) {
+        if is_reserved(name) {
             return Err(StoreError::Unstorable(
                 format!("{name:?} is headwater's own store").into(),
             ));
@@ -50,14 +53,19 @@ impl<'a> AppTransaction<'a> {
     }
 
     /// Appends captured changes to the outbox within this transaction (see
-    /// [`Outbox::prepare`]); call [`Outbox::appended`] after the commit.
-    pub async fn append(&self, captured: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
-        append_in(&self.tx, captured).await
+    /// [`Outbox::prepare`]). Their seqs come with [`commit`](Self::commit): the
+    /// transaction does not wait for them before it commits (one round trip less).
+    pub async fn append(&self, captured: Vec<Captured>) -> Result<(), StoreError> {
+        let appended = append_in(&self.tx, self.store.seen(), captured).await?;
+        self.appending.borrow_mut().extend(appended);
+        Ok(())
     }
 
-    /// Commits the records and the changes together.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(store_error)
+    /// Commits the records and the changes together, and returns the changes with
+    /// their seqs; call [`Outbox::appended`] with them.
+    pub async fn commit(self) -> Result<Vec<Change>, StoreError> {
+        let appending = self.appending.into_inner();
+        self.store.commit_appended(self.tx, appending).await
     }
 
     /// Aborts: neither the records nor the changes are written.
@@ -74,7 +82,7 @@ impl IdbStore {
     pub fn transaction(&self, stores: &[&str]) -> Result<AppTransaction<'_>, StoreError> {
         let mut names: Vec<&str> = vec![CHANGES, STATE];
         for name in stores {
-            if HEADWATER_STORES.contains(name) {
+            if is_reserved(name) {
                 return Err(StoreError::Unstorable(
                     format!("{name:?} is headwater's own store").into(),
                 ));
@@ -85,6 +93,8 @@ impl IdbStore {
         }
         Ok(AppTransaction {
             tx: self.write_tx(&names, Durability::Strict)?,
+            store: self,
+            appending: Default::default(),
         })
     }
 
@@ -125,8 +135,8 @@ impl IdbStore {
             }
         }
         let captured = outbox.prepare(now, writes.into_iter().map(|write| write.data).collect());
-        let changes = tx.append(captured).await?;
-        tx.commit().await?;
+        tx.append(captured).await?;
+        let changes = tx.commit().await?;
         outbox.appended(&changes);
         Ok(changes)
     }

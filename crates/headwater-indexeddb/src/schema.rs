@@ -3,7 +3,7 @@
 //! added in.
 
 use crate::error::IdbError;
-use crate::layout::HEADWATER_STORES;
+use crate::layout::is_reserved;
 use crate::store::IdbStore;
 use crate::upgrade::{UpgradeError, open_database};
 
@@ -106,7 +106,7 @@ impl Schema {
     /// Opens (creating or upgrading) the database.
     pub async fn open(self) -> Result<IdbStore, IdbError> {
         for (index, store) in self.stores.iter().enumerate() {
-            if HEADWATER_STORES.contains(&store.name.as_str())
+            if is_reserved(&store.name)
                 || self.stores[..index]
                     .iter()
                     .any(|other| other.name == store.name)

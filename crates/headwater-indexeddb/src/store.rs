@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 use headwater_core::model::{
-    Captured, Change, DeadLetter, Delivery, MAX_SEQ, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
+    Captured, Change, DeadLetter, Delivery, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
 };
 use headwater_core::store::{
     ChangeStore, Claim, ClaimRequest, Lease, Location, OldestPending, OutboxStats, Outcome,
@@ -25,11 +25,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
 use wasm_bindgen::closure::Closure;
 
+use crate::append::{Appending, SeenSeq, append_in};
 use crate::error::{IdbError, store_error, unstorable};
 use crate::layout::{
-    CHANGES, DEAD, HEADWATER_STORES, LEASE, MARKERS, PENDING_BYTES, RETRIES, STATE, marker_key,
-    seq_key,
+    CHANGES, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_INDEX, MARKER_LOG,
+    MARKER_LOG_META, RETRIES, STATE, legacy_marker_key, seq_key,
 };
+use crate::markers::LogMeta;
+use crate::pending_bytes::CountRead;
+use crate::request::{js_error, wait};
 
 /// An outbox in an application's IndexedDB database. Clones share one connection.
 #[derive(Clone)]
@@ -37,6 +41,7 @@ pub struct IdbStore {
     db: Rc<Database>,
     /// Set once the connection is closed (by the app, or for another tab's upgrade).
     closed: Rc<Cell<bool>>,
+    seen: SeenSeq,
     _on_version_change: Rc<Closure<dyn FnMut()>>,
 }
 
@@ -74,14 +79,13 @@ fn text_of(value: &JsValue) -> String {
         .unwrap_or_else(|| crate::error::describe_js(value))
 }
 
-fn decode_entry(seq: Seq, value: &JsValue, retry: Option<&JsValue>) -> StoredEntry {
-    let raw = text_of(value);
-    let captured: Captured = match serde_json::from_str(&raw) {
+fn decode_entry(seq: Seq, raw: &str, retry: Option<&JsValue>) -> StoredEntry {
+    let captured: Captured = match serde_json::from_str(raw) {
         Ok(captured) => captured,
         Err(error) => {
             return Err(UnreadableEntry {
                 seq,
-                raw,
+                raw: raw.to_owned(),
                 error: error.to_string(),
             });
         }
@@ -105,55 +109,6 @@ fn decode_entry(seq: Seq, value: &JsValue, retry: Option<&JsValue>) -> StoredEnt
     })
 }
 
-/// Every value a `getAll` (or `getAllKeys`) request gave.
-async fn all<I, E1, E2>(
-    request: impl std::future::Future<Output = Result<I, E1>>,
-) -> Result<Vec<JsValue>, StoreError>
-where
-    I: Iterator<Item = Result<JsValue, E2>>,
-    E1: std::fmt::Display,
-    E2: std::fmt::Display,
-{
-    request
-        .await
-        .map_err(store_error)?
-        .collect::<Result<_, _>>()
-        .map_err(store_error)
-}
-
-/// Reads `keys` from `store` with one wait for all of them: requests in a transaction
-/// complete in order, so once the last one has, every result is there. (A future per
-/// request costs a task turn each; with a hundred markers per acknowledgement that was
-/// most of the time an acknowledgement took.)
-async fn get_many(
-    store: &web_sys::IdbObjectStore,
-    keys: &[JsValue],
-) -> Result<Vec<JsValue>, StoreError> {
-    let requests = keys
-        .iter()
-        .map(|key| store.get(key))
-        .collect::<Result<Vec<web_sys::IdbRequest>, JsValue>>()
-        .map_err(|error| store_error(crate::error::describe_js(&error)))?;
-    let Some(last) = requests.last() else {
-        return Ok(Vec::new());
-    };
-    let done = js_sys::Promise::new(&mut |resolve, reject| {
-        last.set_onsuccess(Some(&resolve));
-        last.set_onerror(Some(&reject));
-    });
-    wasm_bindgen_futures::JsFuture::from(done)
-        .await
-        .map_err(|error| store_error(crate::error::describe_js(&error)))?;
-    requests
-        .iter()
-        .map(|request| {
-            request
-                .result()
-                .map_err(|error| store_error(crate::error::describe_js(&error)))
-        })
-        .collect()
-}
-
 fn json<T: serde::Serialize>(value: &T) -> Result<JsValue, StoreError> {
     serde_json::to_string(value)
         .map(|text| JsValue::from_str(&text))
@@ -165,116 +120,124 @@ fn parse<T: serde::de::DeserializeOwned>(value: &JsValue) -> Result<T, StoreErro
         .map_err(|error| StoreError::backend(format!("a stored record does not decode: {error}")))
 }
 
-/// Appends captured changes within `tx` (which covers the changes and state stores);
-/// the key generator gives each its seq.
-pub(crate) async fn append_in(
-    tx: &Transaction<'_>,
-    captured: Vec<Captured>,
-) -> Result<Vec<Change>, StoreError> {
-    if captured.is_empty() {
-        return Ok(Vec::new());
-    }
-    let changes = tx.object_store(CHANGES).map_err(store_error)?;
-    let state = tx.object_store(STATE).map_err(store_error)?;
-    let mut adds = Vec::with_capacity(captured.len());
-    let mut weight = 0u64;
-    for item in &captured {
-        weight += item.data.weight() as u64;
-        adds.push(
-            changes
-                .add(json(item)?)
-                .with_key_type::<JsValue>()
-                .primitive()
-                .map_err(store_error)?,
-        );
-    }
-    let bytes = state
-        .get::<JsValue, _, _>(JsValue::from_str(PENDING_BYTES))
-        .primitive()
-        .map_err(store_error)?;
-    let mut stored = Vec::with_capacity(captured.len());
-    for (add, item) in adds.into_iter().zip(captured) {
-        let key = add.await.map_err(store_error)?;
-        let seq = key_f64(&key)?;
-        if seq > MAX_SEQ {
-            let _ = tx.as_sys().abort();
-            return Err(StoreError::SeqExhausted);
-        }
-        stored.push(Change::new(Seq(seq), item));
-    }
-    let old: u64 = bytes
-        .await
-        .map_err(store_error)?
-        .and_then(|value| value.as_f64())
-        .map_or(0, |value| value.max(0.0) as u64);
-    state
-        .put(JsValue::from_f64((old + weight) as f64))
-        .with_key(JsValue::from_str(PENDING_BYTES))
-        .primitive()
-        .map_err(store_error)?;
-    Ok(stored)
+/// A read of up to `limit` changes after a seq with their retry state, issued as four
+/// requests at once: the changes' keys and values, and the retries' (the first `limit`
+/// retries after the seq include every one of the changes read, as retries are kept
+/// only for changes in the outbox).
+struct PendingRead {
+    requests: Option<[web_sys::IdbRequest; 4]>,
 }
 
-/// Reads up to `limit` changes after `after` with their retry state, within `tx`
-/// (which covers the changes and retries stores).
+impl PendingRead {
+    /// Issues the read within `tx` (which covers the changes and retries stores).
+    fn issue(tx: &Transaction<'_>, after: Option<Seq>, limit: usize) -> Result<Self, StoreError> {
+        if limit == 0 {
+            return Ok(PendingRead { requests: None });
+        }
+        let changes = tx.object_store(CHANGES).map_err(store_error)?;
+        let retries = tx.object_store(RETRIES).map_err(store_error)?;
+        let (changes, retries) = (changes.as_sys(), retries.as_sys());
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let range: JsValue = web_sys::IdbKeyRange::lower_bound_with_open(
+            &JsValue::from_f64(after.map_or(0.0, |seq| seq.0 as f64)),
+            true,
+        )
+        .map_err(js_error)?
+        .into();
+        Ok(PendingRead {
+            requests: Some([
+                changes
+                    .get_all_keys_with_key_and_limit(&range, limit)
+                    .map_err(js_error)?,
+                changes
+                    .get_all_with_key_and_limit(&range, limit)
+                    .map_err(js_error)?,
+                retries
+                    .get_all_keys_with_key_and_limit(&range, limit)
+                    .map_err(js_error)?,
+                retries
+                    .get_all_with_key_and_limit(&range, limit)
+                    .map_err(js_error)?,
+            ]),
+        })
+    }
+
+    /// Waits for the read (and so for every request issued before it) and decodes it.
+    async fn finish(self) -> Result<Vec<StoredEntry>, StoreError> {
+        let Some([keys, values, retry_keys, retry_values]) = self.requests else {
+            return Ok(Vec::new());
+        };
+        wait(&retry_values).await?;
+        let array = |request: &web_sys::IdbRequest| -> Result<js_sys::Array, StoreError> {
+            request
+                .result()
+                .map_err(js_error)?
+                .dyn_into::<js_sys::Array>()
+                .map_err(|value| StoreError::backend(format!("getAll gave {value:?}")))
+        };
+        let (keys, values) = (array(&keys)?, array(&values)?);
+        let (retry_keys, retry_values) = (array(&retry_keys)?, array(&retry_values)?);
+        let mut retry_of = std::collections::HashMap::new();
+        for (key, value) in retry_keys.iter().zip(retry_values.iter()) {
+            retry_of.insert(key_f64(&key)?, value);
+        }
+        let texts = texts_of(&values);
+        keys.iter()
+            .zip(texts.iter())
+            .map(|(key, raw)| {
+                let seq = key_f64(&key)?;
+                Ok(decode_entry(Seq(seq), raw, retry_of.get(&seq)))
+            })
+            .collect()
+    }
+}
+
+/// The marker log's bookkeeping as read from the state store.
+fn meta_of(value: &JsValue) -> Result<LogMeta, StoreError> {
+    if value.is_undefined() {
+        Ok(LogMeta::default())
+    } else {
+        parse(value)
+    }
+}
+
+fn put_meta(state: &ObjectStore<'_>, meta: &LogMeta) -> Result<(), StoreError> {
+    state
+        .put(json(meta)?)
+        .with_key(JsValue::from_str(MARKER_LOG_META))
+        .primitive()
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// The stored texts of `values`, taken out of JavaScript in one piece: joined with
+/// newlines (which JSON text never holds unescaped) and split again here, since a
+/// crossing per value cost about a fifth of a claim. A row whose text holds a newline
+/// (damaged, or not headwater's) makes the pieces miscount, and then each is taken
+/// alone.
+fn texts_of(values: &js_sys::Array) -> Vec<String> {
+    let joined: String = values.join("\n").into();
+    let pieces: Vec<&str> = joined.split('\n').collect();
+    if pieces.len() == values.length() as usize {
+        return pieces.into_iter().map(str::to_owned).collect();
+    }
+    values.iter().map(|value| text_of(&value)).collect()
+}
+
+fn entry_seq(entry: &StoredEntry) -> Seq {
+    match entry {
+        Ok(entry) => entry.change.seq(),
+        Err(unreadable) => unreadable.seq,
+    }
+}
+
+/// Reads up to `limit` changes after `after` with their retry state, within `tx`.
 async fn read_in(
     tx: &Transaction<'_>,
     after: Option<Seq>,
     limit: usize,
 ) -> Result<Vec<StoredEntry>, StoreError> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let changes = tx.object_store(CHANGES).map_err(store_error)?;
-    let retries = tx.object_store(RETRIES).map_err(store_error)?;
-    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-    let range = || {
-        KeyRange::LowerBound(
-            JsValue::from_f64(after.map_or(0.0, |seq| seq.0 as f64)),
-            true,
-        )
-    };
-    let keys = changes
-        .get_all_keys::<JsValue>()
-        .with_query::<JsValue, _>(range())
-        .with_limit(limit)
-        .primitive()
-        .map_err(store_error)?;
-    let values = changes
-        .get_all::<JsValue>()
-        .with_query::<JsValue, _>(range())
-        .with_limit(limit)
-        .primitive()
-        .map_err(store_error)?;
-    let keys = all(keys).await?;
-    let values = all(values).await?;
-    let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
-        return Ok(Vec::new());
-    };
-    let span = KeyRange::Bound(first.clone(), false, last.clone(), false);
-    let retry_keys = retries
-        .get_all_keys::<JsValue>()
-        .with_query::<JsValue, _>(span.clone())
-        .primitive()
-        .map_err(store_error)?;
-    let retry_values = retries
-        .get_all::<JsValue>()
-        .with_query::<JsValue, _>(span)
-        .primitive()
-        .map_err(store_error)?;
-    let retry_keys = all(retry_keys).await?;
-    let retry_values = all(retry_values).await?;
-    let mut retry_of = std::collections::HashMap::new();
-    for (key, value) in retry_keys.iter().zip(retry_values) {
-        retry_of.insert(key_f64(key)?, value);
-    }
-    keys.iter()
-        .zip(values.iter())
-        .map(|(key, value)| {
-            let seq = key_f64(key)?;
-            Ok(decode_entry(Seq(seq), value, retry_of.get(&seq)))
-        })
-        .collect()
+    PendingRead::issue(tx, after, limit)?.finish().await
 }
 
 async fn lease_in(state: &ObjectStore<'_>) -> Result<Option<Lease>, StoreError> {
@@ -317,6 +280,7 @@ impl IdbStore {
         Ok(IdbStore {
             db: Rc::new(db),
             closed,
+            seen: SeenSeq::default(),
             _on_version_change: Rc::new(on_version_change),
         })
     }
@@ -362,6 +326,22 @@ impl IdbStore {
         self.db.transaction(stores).build().map_err(store_error)
     }
 
+    pub(crate) fn seen(&self) -> &SeenSeq {
+        &self.seen
+    }
+
+    /// Commits `tx`, then reads the seqs `appending` was given.
+    pub(crate) async fn commit_appended(
+        &self,
+        tx: Transaction<'_>,
+        appending: Appending,
+    ) -> Result<Vec<Change>, StoreError> {
+        if let Err(error) = tx.commit().await {
+            return Err(appending.failure().unwrap_or_else(|| store_error(error)));
+        }
+        appending.finish(&self.seen)
+    }
+
     /// Closes the connection (all clones); further operations fail with
     /// [`StoreError::Closed`].
     pub fn close(&self) {
@@ -404,32 +384,77 @@ impl IdbStore {
 impl ChangeStore for IdbStore {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
         let tx = self.write_tx(&[CHANGES, STATE], Durability::Strict)?;
-        let stored = append_in(&tx, changes).await?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(stored)
+        let appending = append_in(&tx, &self.seen, changes).await?;
+        self.commit_appended(tx, appending).await
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
-        let tx = self.write_tx(&[CHANGES, RETRIES, STATE], Durability::Relaxed)?;
+        let tx = self.write_tx(&[CHANGES, RETRIES, MARKER_LOG, STATE], Durability::Relaxed)?;
         let state = tx.object_store(STATE).map_err(store_error)?;
-        let current = lease_in(&state).await?;
-        let lease = match request.grant(current.as_ref()) {
-            Ok(lease) => lease,
-            Err(held) => {
-                tx.commit().await.map_err(store_error)?;
-                return Ok(Claim::Held(held));
-            }
-        };
-        if current.as_ref() != Some(&lease) {
-            state
-                .put(json(&lease)?)
-                .with_key(JsValue::from_str(LEASE))
-                .primitive()
-                .map_err(store_error)?;
+        // The lease, the byte count, the marker log's bookkeeping and the changes are
+        // read together (one wait, not four); the changes are dropped if another syncer
+        // holds the lease.
+        let current = state
+            .as_sys()
+            .get(&JsValue::from_str(LEASE))
+            .map_err(js_error)?;
+        let meta = state
+            .as_sys()
+            .get(&JsValue::from_str(MARKER_LOG_META))
+            .map_err(js_error)?;
+        let count = CountRead::issue(state.as_sys())?;
+        let read = PendingRead::issue(&tx, request.after, request.limit)?;
+        if read.requests.is_none() {
+            // Only the lease is renewed: wait for the reads made so far.
+            wait(count.last()).await?;
         }
-        let entries = read_in(&tx, request.after, request.limit).await?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(Claim::Granted(entries))
+        let entries = read.finish().await?;
+        if let Some(last) = entries.last() {
+            self.seen.saw(entry_seq(last).0);
+        }
+        let (bytes, unfolded) = count.total()?;
+        if unfolded {
+            crate::pending_bytes::store(state.as_sys(), bytes, true)?;
+        }
+        let current = current.result().map_err(js_error)?;
+        let current: Option<Lease> = (!current.is_undefined())
+            .then(|| parse(&current))
+            .transpose()?;
+        let granted = request.grant(current.as_ref());
+        let renewed = match &granted {
+            Ok(lease) if current.as_ref() != Some(lease) => {
+                state
+                    .put(json(lease)?)
+                    .with_key(JsValue::from_str(LEASE))
+                    .primitive()
+                    .map_err(store_error)?;
+                true
+            }
+            _ => false,
+        };
+        // Nothing to send: the time to merge the marker log (see crate::markers).
+        let mut merged = false;
+        if granted.is_ok() && request.limit > 0 && entries.is_empty() {
+            let mut meta = meta_of(&meta.result().map_err(js_error)?)?;
+            if let Some(rows) = meta.due_merge(true) {
+                let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+                crate::markers::merge(log.as_sys(), &mut meta, &rows).await?;
+                put_meta(&state, &meta)?;
+                merged = true;
+            }
+        }
+        if renewed || unfolded || merged {
+            tx.commit().await.map_err(store_error)?;
+        } else {
+            // Nothing was written, so the transaction is let go (dropping it aborts,
+            // which undoes nothing) without waiting for it to end: that wait cost as
+            // much as reading a hundred changes.
+            drop(tx);
+        }
+        Ok(match granted {
+            Ok(_) => Claim::Granted(entries),
+            Err(held) => Claim::Held(held),
+        })
     }
 
     async fn record(
@@ -439,55 +464,38 @@ impl ChangeStore for IdbStore {
         outcome: &Outcome,
     ) -> Result<Recorded, StoreError> {
         let tx = self.write_tx(
-            &[CHANGES, RETRIES, DEAD, MARKERS, STATE],
+            &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
             Durability::Relaxed,
         )?;
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let retries = tx.object_store(RETRIES).map_err(store_error)?;
         let dead = tx.object_store(DEAD).map_err(store_error)?;
-        let markers = tx.object_store(MARKERS).map_err(store_error)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
         let state = tx.object_store(STATE).map_err(store_error)?;
-        for run in outcome.acked_runs() {
-            let range = KeyRange::Bound(seq_key(*run.start()), false, seq_key(*run.end()), false);
-            changes
-                .delete::<JsValue, _>(range.clone())
-                .primitive()
-                .map_err(store_error)?;
-            retries
-                .delete::<JsValue, _>(range)
-                .primitive()
-                .map_err(store_error)?;
-        }
-        let updates = outcome.markers();
-        let keys: Vec<JsValue> = updates
-            .iter()
-            .map(|update| marker_key(&update.collection, &update.key))
-            .collect();
-        let existing = get_many(markers.as_sys(), &keys).await?;
         let lease = state
-            .get::<JsValue, _, _>(JsValue::from_str(LEASE))
-            .primitive()
-            .map_err(store_error)?;
-        let bytes = state
-            .get::<JsValue, _, _>(JsValue::from_str(PENDING_BYTES))
-            .primitive()
-            .map_err(store_error)?;
-        for ((update, key), read) in updates.iter().zip(keys).zip(existing) {
-            let existing: Option<SyncMarker> =
-                (!read.is_undefined()).then(|| parse(&read).ok()).flatten();
-            if let Some(marker) = SyncMarker::advance(existing.as_ref(), update.seq, now) {
-                // A plain request: its completion is the transaction's.
-                markers
-                    .as_sys()
-                    .put_with_key(&json(&marker)?, &key)
-                    .map_err(|error| store_error(crate::error::describe_js(&error)))?;
+            .as_sys()
+            .get(&JsValue::from_str(LEASE))
+            .map_err(js_error)?;
+        let meta = state
+            .as_sys()
+            .get(&JsValue::from_str(MARKER_LOG_META))
+            .map_err(js_error)?;
+        let count = CountRead::issue(state.as_sys())?;
+        wait(count.last()).await?;
+        let (lease, meta) = (
+            lease.result().map_err(js_error)?,
+            meta.result().map_err(js_error)?,
+        );
+        let updates = outcome.markers();
+        if !updates.is_empty() {
+            let mut meta = meta_of(&meta)?;
+            crate::markers::append(log.as_sys(), &mut meta, &updates, now)?;
+            if let Some(rows) = meta.due_merge(false) {
+                crate::markers::merge(log.as_sys(), &mut meta, &rows).await?;
             }
+            put_meta(&state, &meta)?;
         }
-        let lease: Option<Lease> = lease
-            .await
-            .map_err(store_error)?
-            .map(|value| parse(&value))
-            .transpose()?;
+        let lease: Option<Lease> = (!lease.is_undefined()).then(|| parse(&lease)).transpose()?;
         let holds = lease.is_some_and(|lease| lease.owner == owner);
         // The bytes of what leaves the outbox: acknowledged changes always, dead
         // letters only while the lease is held (an ack of a change already gone is
@@ -524,16 +532,21 @@ impl ChangeStore for IdbStore {
         } else {
             outcome.removed_bytes().saturating_sub(dead_weight)
         };
-        let old: u64 = bytes
-            .await
-            .map_err(store_error)?
-            .and_then(|value| value.as_f64())
-            .map_or(0, |value| value.max(0.0) as u64);
-        state
-            .put(JsValue::from_f64(old.saturating_sub(removed) as f64))
-            .with_key(JsValue::from_str(PENDING_BYTES))
-            .primitive()
-            .map_err(store_error)?;
+        // After the retries: a merged outcome may hold a change's retry and then its
+        // acknowledgement, and no retry row may outlive its change.
+        for run in outcome.acked_runs() {
+            let range = KeyRange::Bound(seq_key(*run.start()), false, seq_key(*run.end()), false);
+            changes
+                .delete::<JsValue, _>(range.clone())
+                .primitive()
+                .map_err(store_error)?;
+            retries
+                .delete::<JsValue, _>(range)
+                .primitive()
+                .map_err(store_error)?;
+        }
+        let (old, unfolded) = count.total()?;
+        crate::pending_bytes::store(state.as_sys(), old.saturating_sub(removed), unfolded)?;
         tx.commit().await.map_err(store_error)?;
         Ok(if holds {
             Recorded::Applied
@@ -600,10 +613,7 @@ impl ChangeStore for IdbStore {
             .map(|seq| dead.get::<JsValue, _, _>(seq_key(*seq)).primitive())
             .collect::<Result<Vec<_>, _>>()
             .map_err(store_error)?;
-        let bytes = state
-            .get::<JsValue, _, _>(JsValue::from_str(PENDING_BYTES))
-            .primitive()
-            .map_err(store_error)?;
+        let count = CountRead::issue(state.as_sys())?;
         let mut requeued = 0;
         let mut added = 0u64;
         for (seq, read) in seqs.iter().zip(reads) {
@@ -630,16 +640,9 @@ impl ChangeStore for IdbStore {
                 .map_err(store_error)?;
             requeued += 1;
         }
-        let old: u64 = bytes
-            .await
-            .map_err(store_error)?
-            .and_then(|value| value.as_f64())
-            .map_or(0, |value| value.max(0.0) as u64);
-        state
-            .put(JsValue::from_f64((old + added) as f64))
-            .with_key(JsValue::from_str(PENDING_BYTES))
-            .primitive()
-            .map_err(store_error)?;
+        wait(count.last()).await?;
+        let (old, unfolded) = count.total()?;
+        crate::pending_bytes::store(state.as_sys(), old + added, unfolded)?;
         tx.commit().await.map_err(store_error)?;
         Ok(requeued)
     }
@@ -672,10 +675,7 @@ impl ChangeStore for IdbStore {
         let state = tx.object_store(STATE).map_err(store_error)?;
         let pending = changes.count().primitive().map_err(store_error)?;
         let dead_count = dead.count().primitive().map_err(store_error)?;
-        let bytes = state
-            .get::<JsValue, _, _>(JsValue::from_str(PENDING_BYTES))
-            .primitive()
-            .map_err(store_error)?;
+        let count = CountRead::issue(state.as_sys())?;
         let lease = state
             .get::<JsValue, _, _>(JsValue::from_str(LEASE))
             .primitive()
@@ -688,11 +688,7 @@ impl ChangeStore for IdbStore {
         let head = read_in(&tx, None, 1).await?;
         let pending = pending.await.map_err(store_error)?;
         let dead_count = dead_count.await.map_err(store_error)?;
-        let pending_bytes = bytes
-            .await
-            .map_err(store_error)?
-            .and_then(|value| value.as_f64())
-            .map_or(0, |value| value.max(0.0) as u64);
+        let (pending_bytes, _) = count.total()?;
         let lease: Option<Lease> = lease
             .await
             .map_err(store_error)?
@@ -706,6 +702,9 @@ impl ChangeStore for IdbStore {
                 .transpose()?,
             None => None,
         };
+        if let Some(newest) = newest_seq {
+            self.seen.saw(newest.0);
+        }
         let oldest = head
             .into_iter()
             .next()
@@ -730,14 +729,37 @@ impl ChangeStore for IdbStore {
         collection: &str,
         key: &str,
     ) -> Result<Option<SyncMarker>, StoreError> {
-        let tx = self.read_tx(&[MARKERS])?;
-        let markers = tx.object_store(MARKERS).map_err(store_error)?;
-        markers
-            .get::<JsValue, _, _>(marker_key(collection, key))
+        let legacy = self
+            .db
+            .object_store_names()
+            .any(|name| name == LEGACY_MARKERS);
+        let stores: &[&str] = if legacy {
+            &[MARKER_LOG, LEGACY_MARKERS]
+        } else {
+            &[MARKER_LOG]
+        };
+        let tx = self.read_tx(stores)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        let index = log
+            .as_sys()
+            .index(MARKER_INDEX)
+            .map_err(|error| store_error(crate::error::describe_js(&error)))?;
+        let logged = crate::markers::lookup(&index, collection, key).await?;
+        if !legacy {
+            return Ok(logged);
+        }
+        let old: Option<SyncMarker> = tx
+            .object_store(LEGACY_MARKERS)
+            .map_err(store_error)?
+            .get::<JsValue, _, _>(legacy_marker_key(collection, key))
             .await
             .map_err(store_error)?
             .map(|value| parse(&value))
-            .transpose()
+            .transpose()?;
+        Ok(match (old, logged) {
+            (Some(old), Some(logged)) if old.last_acked_seq > logged.last_acked_seq => Some(old),
+            (old, logged) => logged.or(old),
+        })
     }
 
     async fn locate(&self, seq: Seq) -> Result<Location, StoreError> {

@@ -16,7 +16,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{IdbDatabase, IdbObjectStoreParameters, IdbOpenDbRequest, IdbTransaction};
 
 use crate::error::IdbError;
-use crate::layout::HEADWATER_STORES;
+use crate::layout::is_reserved;
 
 /// What an upgrade handler gets: the database being upgraded, its versionchange
 /// transaction, and the versions from and to.
@@ -57,7 +57,7 @@ impl Upgrade {
     /// Creates an object store of the application's: with `key_path` its records carry
     /// their key (a structured value's field); without, keys are given with each write.
     pub fn create_store(&self, name: &str, key_path: Option<&str>) -> Result<(), UpgradeError> {
-        if HEADWATER_STORES.contains(&name) {
+        if is_reserved(name) {
             return Err(UpgradeError(format!(
                 "{name:?} is reserved for headwater's own stores"
             )));
@@ -88,7 +88,7 @@ impl Upgrade {
 
     /// Deletes one of the application's object stores.
     pub fn delete_store(&self, name: &str) -> Result<(), UpgradeError> {
-        if HEADWATER_STORES.contains(&name) {
+        if is_reserved(name) {
             return Err(UpgradeError(format!(
                 "{name:?} is headwater's; it is not deleted by an app's upgrade"
             )));

@@ -7,7 +7,7 @@ use crate::model::{Captured, Change, ChangeData, DeadLetter, InvalidChange, Seq,
 use crate::store::{ChangeStore, StoreError, StoredEntry};
 
 use super::shared::Shared;
-use super::status::SyncStatus;
+use super::status::{SyncCounters, SyncStatus};
 
 /// A capture that did not happen. Nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,14 @@ impl<S: ChangeStore> Outbox<S> {
         let stats = self.store.stats().await?;
         let view = self.shared.view().clone();
         Ok(view.with_stats(&stats, now))
+    }
+
+    /// The syncer's running totals as it last published them. Unlike
+    /// [`status`](Self::status) it reads nothing from the store, so it is cheap enough
+    /// to call on every [`progress`](Self::progress) (a progress bar, a test waiting for
+    /// a count).
+    pub fn counters(&self) -> SyncCounters {
+        self.shared.view().counters
     }
 
     /// Up to `limit` dead letters after `after`, oldest first.
