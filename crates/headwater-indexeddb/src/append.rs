@@ -23,6 +23,7 @@ use wasm_bindgen::JsValue;
 use crate::error::store_error;
 use crate::layout::{CHANGES, STATE};
 use crate::request::{failure, js_error, wait};
+use crate::store::IdbStore;
 
 /// How far below [`MAX_SEQ`] the highest seq seen must be for a capture not to wait.
 pub(crate) const SEQ_MARGIN: u64 = 1 << 40;
@@ -91,12 +92,12 @@ fn seq_of(add: &web_sys::IdbRequest) -> Result<u64, StoreError> {
 /// weight to the byte count.
 pub(crate) async fn append_in(
     tx: &Transaction<'_>,
-    seen: &SeenSeq,
+    store: &IdbStore,
     captured: Vec<Captured>,
 ) -> Result<Appending, StoreError> {
-    let Some(first) = captured.first().map(|item| item.id) else {
+    if captured.is_empty() {
         return Ok(Appending::default());
-    };
+    }
     let changes = tx.object_store(CHANGES).map_err(store_error)?;
     let state = tx.object_store(STATE).map_err(store_error)?;
     let mut adds = Vec::with_capacity(captured.len());
@@ -110,9 +111,9 @@ pub(crate) async fn append_in(
             .map_err(js_error)?;
         adds.push((add, item));
     }
-    crate::pending_bytes::add(state.as_sys(), first, weight)?;
+    crate::pending_bytes::add(state.as_sys(), store.keys(), weight as f64)?;
     let appending = Appending { adds };
-    if seen.far_from_the_end() {
+    if store.seen().far_from_the_end() {
         return Ok(appending);
     }
     if let Some((last, _)) = appending.adds.last() {

@@ -38,7 +38,6 @@ pub(crate) fn is_reserved(name: &str) -> bool {
 
 pub(crate) const LEASE: &str = "lease";
 pub(crate) const PENDING_BYTES: &str = "pending_bytes";
-pub(crate) const MARKER_LOG_META: &str = "marker_log";
 
 /// Creates the stores that are missing (idempotent).
 pub(crate) fn install(db: &IdbDatabase) -> Result<(), UpgradeError> {
@@ -63,6 +62,31 @@ pub(crate) fn install(db: &IdbDatabase) -> Result<(), UpgradeError> {
         }
     }
     Ok(())
+}
+
+/// Keys that one connection makes without reading anything: a random number drawn when
+/// it opened and its own count (unique but for a chance of 2^-52 per pair of
+/// connections), for rows written blindly (marker log rows, byte count deltas).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionKeys {
+    connection: f64,
+    made: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl ConnectionKeys {
+    pub(crate) fn new() -> Self {
+        ConnectionKeys {
+            connection: js_sys::Math::random(),
+            made: Default::default(),
+        }
+    }
+
+    /// The connection's number and the next count.
+    pub(crate) fn next(&self) -> (f64, f64) {
+        let n = self.made.get();
+        self.made.set(n + 1);
+        (self.connection, n as f64)
+    }
 }
 
 /// A seq as an IndexedDB key.

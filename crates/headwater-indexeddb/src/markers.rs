@@ -7,7 +7,10 @@
 //! each), while an index entry written inside one request costs ~15–35 µs. A row per
 //! record made the marker writes four fifths of an acknowledgement's cost.
 //!
-//! A row is `{"m": [entry, …]}` under a number key headwater assigns. An entry is a
+//! A row is `{"m": [entry, …]}` under the key `[entries, connection, n]`: its number of
+//! entries (so that merging can choose rows from their keys alone), a random number
+//! drawn when the connection opened, and that connection's count of rows, so that an
+//! acknowledgement writes its row without reading anything first. An entry is a
 //! string: the record (`<bytes>:<collection><bytes>:<key>`, lengths in UTF-8 bytes, so
 //! no record's part is the start of another's) then the seq and the acknowledgement
 //! time in microseconds, 14 lowercase hex digits each, so that entries of one record
@@ -30,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::{describe_js, store_error};
+use crate::layout::ConnectionKeys;
 
 /// This many rows in one size class are merged into one.
 pub(crate) const MERGE_FANOUT: usize = 4;
@@ -37,14 +41,43 @@ pub(crate) const MERGE_FANOUT: usize = 4;
 /// While changes are being delivered, rows are merged only past this many.
 pub(crate) const MAX_ROWS_WHILE_BUSY: usize = 64;
 
-/// The log's bookkeeping, kept in the state store under [`crate::layout::MARKER_LOG_META`]
-/// and written in the same transaction as the rows it describes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LogMeta {
-    /// The key the next row gets.
-    pub next: u64,
-    /// Each row's key and number of entries.
-    pub rows: Vec<(u64, usize)>,
+fn row_key(keys: &ConnectionKeys, entries: usize) -> JsValue {
+    let (connection, n) = keys.next();
+    js_sys::Array::of3(
+        &JsValue::from_f64(entries as f64),
+        &JsValue::from_f64(connection),
+        &JsValue::from_f64(n),
+    )
+    .into()
+}
+
+/// The log's rows by key and number of entries, as `getAllKeys` gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LogRows<K> {
+    rows: Vec<(K, usize)>,
+}
+
+impl LogRows<JsValue> {
+    /// The rows of a `getAllKeys` result on the log.
+    pub(crate) fn of_keys(keys: &JsValue) -> Result<Self, StoreError> {
+        let keys: js_sys::Array = keys
+            .clone()
+            .dyn_into()
+            .map_err(|value| StoreError::backend(format!("getAllKeys gave {value:?}")))?;
+        let rows = keys
+            .iter()
+            .map(|key| {
+                let entries = key
+                    .dyn_ref::<js_sys::Array>()
+                    .and_then(|key| key.get(0).as_f64())
+                    .ok_or_else(|| {
+                        StoreError::backend(format!("a sync marker log key is malformed: {key:?}"))
+                    })?;
+                Ok((key, entries.max(0.0) as usize))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(LogRows { rows })
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -98,18 +131,10 @@ fn class(entries: usize) -> u32 {
     entries.max(1).ilog(MERGE_FANOUT)
 }
 
-impl LogMeta {
-    /// Reserves a key for a row of `entries` markers.
-    fn add(&mut self, entries: usize) -> u64 {
-        let key = self.next;
-        self.next += 1;
-        self.rows.push((key, entries));
-        key
-    }
-
+impl<K: Clone> LogRows<K> {
     /// The rows to merge next: the first size class that has [`MERGE_FANOUT`] rows;
     /// unless `idle`, only once the log has more than [`MAX_ROWS_WHILE_BUSY`] rows.
-    pub(crate) fn due_merge(&self, idle: bool) -> Option<Vec<u64>> {
+    pub(crate) fn due_merge(&self, idle: bool) -> Option<Vec<K>> {
         if !idle && self.rows.len() <= MAX_ROWS_WHILE_BUSY {
             return None;
         }
@@ -117,11 +142,11 @@ impl LogMeta {
         classes.sort_unstable();
         classes.dedup();
         classes.into_iter().find_map(|wanted| {
-            let rows: Vec<u64> = self
+            let rows: Vec<K> = self
                 .rows
                 .iter()
                 .filter(|(_, n)| class(*n) == wanted)
-                .map(|(key, _)| *key)
+                .map(|(key, _)| key.clone())
                 .collect();
             (rows.len() >= MERGE_FANOUT).then_some(rows)
         })
@@ -144,10 +169,10 @@ fn row_of(value: &JsValue) -> Result<Row, StoreError> {
     })
 }
 
-/// Writes one row with `updates` (one per record) into `log` and notes it in `meta`.
+/// Writes one row with `updates` (one per record) into `log`.
 pub(crate) fn append(
     log: &web_sys::IdbObjectStore,
-    meta: &mut LogMeta,
+    keys: &ConnectionKeys,
     updates: &[MarkerUpdate],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -160,24 +185,19 @@ pub(crate) fn append(
             .map(|update| entry(&update.collection, &update.key, update.seq, now))
             .collect(),
     };
-    let key = meta.add(row.m.len());
-    log.put_with_key(&row_value(&row)?, &JsValue::from_f64(key as f64))
+    log.put_with_key(&row_value(&row)?, &row_key(keys, row.m.len()))
         .map_err(|error| store_error(describe_js(&error)))?;
     Ok(())
 }
 
-/// Merges the rows `keys` (read from `log` in one wait) into one, keeping the highest
-/// entry per record, and updates `meta`.
+/// Merges the rows `merged` (read from `log` in one wait) into one, keeping the highest
+/// entry per record.
 pub(crate) async fn merge(
     log: &web_sys::IdbObjectStore,
-    meta: &mut LogMeta,
-    keys: &[u64],
+    keys: &ConnectionKeys,
+    merged: &[JsValue],
 ) -> Result<(), StoreError> {
-    let requested: Vec<JsValue> = keys
-        .iter()
-        .map(|key| JsValue::from_f64(*key as f64))
-        .collect();
-    let values = crate::request::get_many(log, &requested).await?;
+    let values = crate::request::get_many(log, merged).await?;
     let rows = values
         .iter()
         .filter(|value| !value.is_undefined())
@@ -191,11 +211,10 @@ pub(crate) async fn merge(
             *best = numbers;
         }
     }
-    for key in &requested {
+    for key in merged {
         log.delete(key)
             .map_err(|error| store_error(describe_js(&error)))?;
     }
-    meta.rows.retain(|(key, _)| !keys.contains(key));
     let mut row = Row {
         m: latest
             .into_iter()
@@ -204,8 +223,7 @@ pub(crate) async fn merge(
     };
     // A stable order keeps merged rows byte-for-byte reproducible.
     row.m.sort_unstable();
-    let key = meta.add(row.m.len());
-    log.put_with_key(&row_value(&row)?, &JsValue::from_f64(key as f64))
+    log.put_with_key(&row_value(&row)?, &row_key(keys, row.m.len()))
         .map_err(|error| store_error(describe_js(&error)))?;
     Ok(())
 }
@@ -245,24 +263,28 @@ mod tests {
 
     wasm_bindgen_test_configure!(run_in_browser);
 
+    fn rows(sizes: &[usize]) -> LogRows<u64> {
+        LogRows {
+            rows: sizes
+                .iter()
+                .copied()
+                .enumerate()
+                .map(|(i, n)| (i as u64, n))
+                .collect(),
+        }
+    }
+
     #[wasm_bindgen_test]
     fn rows_merge_by_size_class() {
-        let mut meta = LogMeta::default();
-        for _ in 0..3 {
-            meta.add(100);
-        }
-        meta.add(3);
         assert_eq!(
-            meta.due_merge(true),
+            rows(&[100, 100, 100, 3]).due_merge(true),
             None,
             "three of a class, one of another"
         );
-        meta.add(200);
-        assert_eq!(meta.due_merge(true), Some(vec![0, 1, 2, 4]));
-        assert_eq!(meta.due_merge(false), None, "not while busy");
-        meta.rows.retain(|(key, _)| *key == 3);
-        meta.add(500);
-        assert_eq!(meta.due_merge(true), None);
+        let log = rows(&[100, 100, 100, 3, 200]);
+        assert_eq!(log.due_merge(true), Some(vec![0, 1, 2, 4]));
+        assert_eq!(log.due_merge(false), None, "not while busy");
+        assert_eq!(rows(&[3, 500]).due_merge(true), None);
     }
 
     #[wasm_bindgen_test]
@@ -299,14 +321,11 @@ mod tests {
 
     #[wasm_bindgen_test]
     fn a_busy_log_merges_past_its_bound() {
-        let mut meta = LogMeta::default();
-        for _ in 0..MAX_ROWS_WHILE_BUSY {
-            meta.add(300);
-        }
-        assert_eq!(meta.due_merge(false), None);
-        meta.add(300);
+        let full = vec![300; MAX_ROWS_WHILE_BUSY];
+        assert_eq!(rows(&full).due_merge(false), None);
+        let over = vec![300; MAX_ROWS_WHILE_BUSY + 1];
         assert_eq!(
-            meta.due_merge(false).map(|rows| rows.len()),
+            rows(&over).due_merge(false).map(|merged| merged.len()),
             Some(MAX_ROWS_WHILE_BUSY + 1)
         );
     }

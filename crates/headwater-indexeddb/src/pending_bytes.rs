@@ -1,19 +1,18 @@
 //! The outbox's byte count, kept so that a capture never waits to read it.
 //!
-//! A capture adds its weight as a row of its own in the state store (key
-//! `["pending_bytes", <first change id>]`), a write that needs no read: reading the count
-//! and writing it back made every capture wait one more round trip to the browser's
-//! database process, which was most of what a captured write cost over a plain one. The
-//! syncer's transactions (claims, acknowledgements) fold those rows into the count
-//! (`pending_bytes`), and a reader adds the rows not folded yet. Transactions over the
-//! state store never overlap, so nothing is counted twice or lost.
+//! A capture adds its weight, and an acknowledgement takes off what it removed, as a row
+//! of its own in the state store (key `["pending_bytes", connection, n]`, see
+//! [`ConnectionKeys`]): a write that needs no read. Reading the count and writing it back
+//! made every capture wait one more round trip to the browser's database process, which
+//! was most of what a captured write cost over a plain one. Claims fold those rows into
+//! the count (`pending_bytes`), and a reader adds the rows not folded yet. Transactions
+//! over the state store never overlap, so nothing is counted twice or lost.
 
-use headwater_core::model::ChangeId;
 use headwater_core::store::StoreError;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::{describe_js, store_error};
-use crate::layout::PENDING_BYTES;
+use crate::layout::{ConnectionKeys, PENDING_BYTES};
 
 const DELTA: &str = "pending_bytes";
 
@@ -29,18 +28,23 @@ fn deltas() -> Result<JsValue, StoreError> {
         .map_err(js_error)
 }
 
-/// Adds `weight` bytes for the capture whose first change is `first`.
+/// Adds `bytes` (taken off if negative) to the count.
 pub(crate) fn add(
     state: &web_sys::IdbObjectStore,
-    first: ChangeId,
-    weight: u64,
+    keys: &ConnectionKeys,
+    bytes: f64,
 ) -> Result<(), StoreError> {
-    let key = js_sys::Array::of2(
+    if bytes == 0.0 {
+        return Ok(());
+    }
+    let (connection, n) = keys.next();
+    let key = js_sys::Array::of3(
         &JsValue::from_str(DELTA),
-        &JsValue::from_str(&first.to_string()),
+        &JsValue::from_f64(connection),
+        &JsValue::from_f64(n),
     );
     state
-        .put_with_key(&JsValue::from_f64(weight as f64), &key)
+        .put_with_key(&JsValue::from_f64(bytes), &key)
         .map_err(js_error)?;
     Ok(())
 }
@@ -79,12 +83,10 @@ impl CountRead {
             .map_err(js_error)?
             .dyn_into()
             .map_err(|value| StoreError::backend(format!("getAll gave {value:?}")))?;
-        let added: f64 = deltas
-            .iter()
-            .filter_map(|value| value.as_f64())
-            .map(|value| value.max(0.0))
-            .sum();
-        Ok(((base + added) as u64, deltas.length() > 0))
+        let added: f64 = deltas.iter().filter_map(|value| value.as_f64()).sum();
+        // An acknowledgement of a change already gone takes its weight off twice; the
+        // count stops at zero.
+        Ok(((base + added).max(0.0) as u64, deltas.length() > 0))
     }
 }
 

@@ -28,10 +28,10 @@ use wasm_bindgen::closure::Closure;
 use crate::append::{Appending, SeenSeq, append_in};
 use crate::error::{IdbError, store_error, unstorable};
 use crate::layout::{
-    CHANGES, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_INDEX, MARKER_LOG,
-    MARKER_LOG_META, RETRIES, STATE, legacy_marker_key, seq_key,
+    CHANGES, ConnectionKeys, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_INDEX,
+    MARKER_LOG, RETRIES, STATE, legacy_marker_key, seq_key,
 };
-use crate::markers::LogMeta;
+use crate::markers::LogRows;
 use crate::pending_bytes::CountRead;
 use crate::request::{js_error, wait};
 
@@ -42,6 +42,7 @@ pub struct IdbStore {
     /// Set once the connection is closed (by the app, or for another tab's upgrade).
     closed: Rc<Cell<bool>>,
     seen: SeenSeq,
+    keys: ConnectionKeys,
     _on_version_change: Rc<Closure<dyn FnMut()>>,
 }
 
@@ -192,24 +193,6 @@ impl PendingRead {
     }
 }
 
-/// The marker log's bookkeeping as read from the state store.
-fn meta_of(value: &JsValue) -> Result<LogMeta, StoreError> {
-    if value.is_undefined() {
-        Ok(LogMeta::default())
-    } else {
-        parse(value)
-    }
-}
-
-fn put_meta(state: &ObjectStore<'_>, meta: &LogMeta) -> Result<(), StoreError> {
-    state
-        .put(json(meta)?)
-        .with_key(JsValue::from_str(MARKER_LOG_META))
-        .primitive()
-        .map_err(store_error)?;
-    Ok(())
-}
-
 /// The stored texts of `values`, taken out of JavaScript in one piece: joined with
 /// newlines (which JSON text never holds unescaped) and split again here, since a
 /// crossing per value cost about a fifth of a claim. A row whose text holds a newline
@@ -281,6 +264,7 @@ impl IdbStore {
             db: Rc::new(db),
             closed,
             seen: SeenSeq::default(),
+            keys: ConnectionKeys::new(),
             _on_version_change: Rc::new(on_version_change),
         })
     }
@@ -328,6 +312,10 @@ impl IdbStore {
 
     pub(crate) fn seen(&self) -> &SeenSeq {
         &self.seen
+    }
+
+    pub(crate) fn keys(&self) -> &ConnectionKeys {
+        &self.keys
     }
 
     /// Commits `tx`, then reads the seqs `appending` was given.
@@ -384,24 +372,22 @@ impl IdbStore {
 impl ChangeStore for IdbStore {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
         let tx = self.write_tx(&[CHANGES, STATE], Durability::Strict)?;
-        let appending = append_in(&tx, &self.seen, changes).await?;
+        let appending = append_in(&tx, self, changes).await?;
         self.commit_appended(tx, appending).await
     }
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let tx = self.write_tx(&[CHANGES, RETRIES, MARKER_LOG, STATE], Durability::Relaxed)?;
         let state = tx.object_store(STATE).map_err(store_error)?;
-        // The lease, the byte count, the marker log's bookkeeping and the changes are
-        // read together (one wait, not four); the changes are dropped if another syncer
-        // holds the lease.
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        // The lease, the byte count, the marker log's keys and the changes are read
+        // together (one wait, not four); the changes are dropped if another syncer holds
+        // the lease.
         let current = state
             .as_sys()
             .get(&JsValue::from_str(LEASE))
             .map_err(js_error)?;
-        let meta = state
-            .as_sys()
-            .get(&JsValue::from_str(MARKER_LOG_META))
-            .map_err(js_error)?;
+        let log_keys = log.as_sys().get_all_keys().map_err(js_error)?;
         let count = CountRead::issue(state.as_sys())?;
         let read = PendingRead::issue(&tx, request.after, request.limit)?;
         if read.requests.is_none() {
@@ -432,14 +418,14 @@ impl ChangeStore for IdbStore {
             }
             _ => false,
         };
-        // Nothing to send: the time to merge the marker log (see crate::markers).
+        // The lease holder merges the marker log's rows: when there is nothing to send,
+        // or when the log has grown past its bound (see crate::markers).
         let mut merged = false;
-        if granted.is_ok() && request.limit > 0 && entries.is_empty() {
-            let mut meta = meta_of(&meta.result().map_err(js_error)?)?;
-            if let Some(rows) = meta.due_merge(true) {
-                let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-                crate::markers::merge(log.as_sys(), &mut meta, &rows).await?;
-                put_meta(&state, &meta)?;
+        if granted.is_ok() {
+            let idle = request.limit > 0 && entries.is_empty();
+            let rows = LogRows::of_keys(&log_keys.result().map_err(js_error)?)?;
+            if let Some(rows) = rows.due_merge(idle) {
+                crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
                 merged = true;
             }
         }
@@ -476,62 +462,56 @@ impl ChangeStore for IdbStore {
             .as_sys()
             .get(&JsValue::from_str(LEASE))
             .map_err(js_error)?;
-        let meta = state
-            .as_sys()
-            .get(&JsValue::from_str(MARKER_LOG_META))
-            .map_err(js_error)?;
-        let count = CountRead::issue(state.as_sys())?;
-        wait(count.last()).await?;
-        let (lease, meta) = (
-            lease.result().map_err(js_error)?,
-            meta.result().map_err(js_error)?,
-        );
-        let updates = outcome.markers();
-        if !updates.is_empty() {
-            let mut meta = meta_of(&meta)?;
-            crate::markers::append(log.as_sys(), &mut meta, &updates, now)?;
-            if let Some(rows) = meta.due_merge(false) {
-                crate::markers::merge(log.as_sys(), &mut meta, &rows).await?;
-            }
-            put_meta(&state, &meta)?;
-        }
-        let lease: Option<Lease> = (!lease.is_undefined()).then(|| parse(&lease)).transpose()?;
-        let holds = lease.is_some_and(|lease| lease.owner == owner);
-        // The bytes of what leaves the outbox: acknowledged changes always, dead
-        // letters only while the lease is held (an ack of a change already gone is
-        // counted once more, and the count clamps at zero).
-        let dead_weight: u64 = outcome
-            .dead()
-            .iter()
-            .filter_map(DeadLetter::change)
-            .map(|change| change.data().weight() as u64)
-            .sum();
-        let removed = if holds {
-            for (seq, delivery) in outcome.retries() {
-                retries
-                    .put(json(delivery)?)
-                    .with_key(seq_key(*seq))
-                    .primitive()
-                    .map_err(store_error)?;
-            }
-            for letter in outcome.dead() {
-                changes
-                    .delete(seq_key(letter.seq))
-                    .primitive()
-                    .map_err(store_error)?;
-                retries
-                    .delete(seq_key(letter.seq))
-                    .primitive()
-                    .map_err(store_error)?;
-                dead.put(json(letter)?)
-                    .with_key(seq_key(letter.seq))
-                    .primitive()
-                    .map_err(store_error)?;
-            }
-            outcome.removed_bytes()
-        } else {
-            outcome.removed_bytes().saturating_sub(dead_weight)
+        let holds = |lease: &web_sys::IdbRequest| -> Result<bool, StoreError> {
+            let lease = lease.result().map_err(js_error)?;
+            let lease: Option<Lease> =
+                (!lease.is_undefined()).then(|| parse(&lease)).transpose()?;
+            Ok(lease.is_some_and(|lease| lease.owner == owner))
         };
+        // Retry bookkeeping and dead letters are written only while the lease is held,
+        // so an outcome with any waits to read it first. Acknowledgements are written
+        // whoever holds it (the changes were delivered), so the common outcome, all
+        // acknowledgements, is written without a wait and the lease read after.
+        let mut held = None;
+        let mut removed = outcome.removed_bytes();
+        if !outcome.retries().is_empty() || !outcome.dead().is_empty() {
+            wait(&lease).await?;
+            let holds = holds(&lease)?;
+            if holds {
+                for (seq, delivery) in outcome.retries() {
+                    retries
+                        .put(json(delivery)?)
+                        .with_key(seq_key(*seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                }
+                for letter in outcome.dead() {
+                    changes
+                        .delete(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                    retries
+                        .delete(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                    dead.put(json(letter)?)
+                        .with_key(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                }
+            } else {
+                // Dead letters not moved stay in the outbox, with their bytes.
+                let dead_weight: u64 = outcome
+                    .dead()
+                    .iter()
+                    .filter_map(DeadLetter::change)
+                    .map(|change| change.data().weight() as u64)
+                    .sum();
+                removed = removed.saturating_sub(dead_weight);
+            }
+            held = Some(holds);
+        }
+        crate::markers::append(log.as_sys(), &self.keys, &outcome.markers(), now)?;
         // After the retries: a merged outcome may hold a change's retry and then its
         // acknowledgement, and no retry row may outlive its change.
         for run in outcome.acked_runs() {
@@ -545,9 +525,12 @@ impl ChangeStore for IdbStore {
                 .primitive()
                 .map_err(store_error)?;
         }
-        let (old, unfolded) = count.total()?;
-        crate::pending_bytes::store(state.as_sys(), old.saturating_sub(removed), unfolded)?;
+        crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
         tx.commit().await.map_err(store_error)?;
+        let holds = match held {
+            Some(holds) => holds,
+            None => holds(&lease)?,
+        };
         Ok(if holds {
             Recorded::Applied
         } else {
@@ -613,7 +596,6 @@ impl ChangeStore for IdbStore {
             .map(|seq| dead.get::<JsValue, _, _>(seq_key(*seq)).primitive())
             .collect::<Result<Vec<_>, _>>()
             .map_err(store_error)?;
-        let count = CountRead::issue(state.as_sys())?;
         let mut requeued = 0;
         let mut added = 0u64;
         for (seq, read) in seqs.iter().zip(reads) {
@@ -640,9 +622,7 @@ impl ChangeStore for IdbStore {
                 .map_err(store_error)?;
             requeued += 1;
         }
-        wait(count.last()).await?;
-        let (old, unfolded) = count.total()?;
-        crate::pending_bytes::store(state.as_sys(), old + added, unfolded)?;
+        crate::pending_bytes::add(state.as_sys(), &self.keys, added as f64)?;
         tx.commit().await.map_err(store_error)?;
         Ok(requeued)
     }

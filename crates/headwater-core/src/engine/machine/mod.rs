@@ -370,7 +370,12 @@ impl DeliveryMachine {
         self.observe_clock(now);
         self.track_progress(now);
         if !self.store.busy && self.store.retry_at.is_none_or(|at| at <= now) {
-            if !self.store.pending.is_empty() {
+            // Outcomes are written first, unless the window runs low: then the claim
+            // goes first, so that requests keep going while the outcomes wait one store
+            // turn (written first, the window emptied before each claim and the wire
+            // stood idle for a round trip after it).
+            let hungry = !self.shutting_down && self.wants_changes();
+            if !self.store.pending.is_empty() && !hungry {
                 self.store.busy = true;
                 return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
@@ -385,6 +390,10 @@ impl DeliveryMachine {
                 self.store.busy = true;
                 self.store.last_claim_at = Some(now);
                 return Some(Command::Claim(claim));
+            }
+            if !self.store.pending.is_empty() {
+                self.store.busy = true;
+                return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
         }
         if self.shutting_down || self.paused || self.held_by_other.is_some() {
@@ -420,6 +429,17 @@ impl DeliveryMachine {
         }
     }
 
+    /// Whether the window needs more changes from the store: it is running low, or
+    /// every loaded change waits behind another of its record (then more are read, up to
+    /// a bound, so that other records keep going). Changes in requests or isolations do
+    /// not count.
+    fn wants_changes(&self) -> bool {
+        let ready = self.window.len() - self.window.busy();
+        !self.exhausted
+            && (ready < self.capacity / 2
+                || (self.starved && self.window.len() < self.capacity * 8))
+    }
+
     fn claim_if_needed(&mut self, now: DateTime<Utc>) -> Option<ClaimRequest> {
         if let Some(until) = self.linger_until {
             if until > now {
@@ -453,18 +473,13 @@ impl DeliveryMachine {
                 .store
                 .last_claim_at
                 .is_none_or(|at| now >= at + delta(self.config.idle_poll_interval));
-        // Changes in requests or isolations do not count; and when every loaded change
-        // waits behind another of its record, more are read (up to a bound) so that
-        // other records keep going.
-        let ready = self.window.len() - self.window.busy();
-        let want = !self.exhausted
-            && (ready < self.capacity / 2
-                || (self.starved && self.window.len() < self.capacity * 8));
+        let want = self.wants_changes();
         if !(want || idle_poll || (renew && (!self.window.is_empty() || !self.requests.is_empty())))
         {
             return None;
         }
         let limit = if want || idle_poll {
+            let ready = self.window.len() - self.window.busy();
             self.capacity.saturating_sub(ready).max(1)
         } else {
             0

@@ -166,6 +166,34 @@ fn seqs(values: impl IntoIterator<Item = u64>) -> Vec<Seq> {
 }
 
 #[test]
+fn a_claim_goes_before_outcomes_once_the_window_runs_low() {
+    let mut h = Harness::new(|config| {
+        config.max_in_flight = 4;
+        config.batch.max_events = 100;
+    });
+    let keys: Vec<String> = (0..2000).map(|i| format!("k{i}")).collect();
+    h.capture(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(h.step(at(0)).len(), 4, "800 read, 400 in requests");
+    h.answer(at(1), ok());
+    let Some(Command::Record(_)) = h.machine.poll_command(at(1)) else {
+        panic!("400 ready of 700: the outcome is written first");
+    };
+    // While the store writes it, a request goes out.
+    let Some(Command::Send(request)) = h.machine.poll_command(at(1)) else {
+        panic!("a send while the store works");
+    };
+    let sent = seqs_in(&request.body);
+    h.in_flight.push((request, sent));
+    assert!(h.machine.poll_command(at(1)).is_none(), "one store command at a time");
+    h.answer(at(2), ok());
+    h.machine.handle_recorded(Recorded::Applied);
+    match h.machine.poll_command(at(2)) {
+        Some(Command::Claim(request)) => assert_eq!(request.limit, 500),
+        other => panic!("300 ready: the window is refilled before the outcome waits: {other:?}"),
+    }
+}
+
+#[test]
 fn a_retry_after_a_timeout_is_scheduled_from_when_the_answer_came() {
     let mut h = Harness::new(|config| {
         config.backoff.base = Duration::from_millis(100);
