@@ -378,58 +378,9 @@ impl ChangeStore for IdbStore {
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let tx = self.write_tx(&[CHANGES, RETRIES, MARKER_LOG, STATE], Durability::Relaxed)?;
-        let state = tx.object_store(STATE).map_err(store_error)?;
-        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-        // The lease, the byte count, the marker log's keys and the changes are read
-        // together (one wait, not four); the changes are dropped if another syncer holds
-        // the lease.
-        let current = state
-            .as_sys()
-            .get(&JsValue::from_str(LEASE))
-            .map_err(js_error)?;
-        let log_keys = log.as_sys().get_all_keys().map_err(js_error)?;
-        let count = CountRead::issue(state.as_sys())?;
-        let read = PendingRead::issue(&tx, request.after, request.limit)?;
-        if read.requests.is_none() {
-            // Only the lease is renewed: wait for the reads made so far.
-            wait(count.last()).await?;
-        }
-        let entries = read.finish().await?;
-        if let Some(last) = entries.last() {
-            self.seen.saw(entry_seq(last).0);
-        }
-        let (bytes, unfolded) = count.total()?;
-        if unfolded {
-            crate::pending_bytes::store(state.as_sys(), bytes, true)?;
-        }
-        let current = current.result().map_err(js_error)?;
-        let current: Option<Lease> = (!current.is_undefined())
-            .then(|| parse(&current))
-            .transpose()?;
-        let granted = request.grant(current.as_ref());
-        let renewed = match &granted {
-            Ok(lease) if current.as_ref() != Some(lease) => {
-                state
-                    .put(json(lease)?)
-                    .with_key(JsValue::from_str(LEASE))
-                    .primitive()
-                    .map_err(store_error)?;
-                true
-            }
-            _ => false,
-        };
-        // The lease holder merges the marker log's rows: when there is nothing to send,
-        // or when the log has grown past its bound (see crate::markers).
-        let mut merged = false;
-        if granted.is_ok() {
-            let idle = request.limit > 0 && entries.is_empty();
-            let rows = LogRows::of_keys(&log_keys.result().map_err(js_error)?)?;
-            if let Some(rows) = rows.due_merge(idle) {
-                crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
-                merged = true;
-            }
-        }
-        if renewed || unfolded || merged {
+        let lease = self.read_lease(&tx)?;
+        let (claim, wrote) = self.claim_in(&tx, request, &lease).await?;
+        if wrote {
             tx.commit().await.map_err(store_error)?;
         } else {
             // Nothing was written, so the transaction is let go (dropping it aborts,
@@ -437,10 +388,7 @@ impl ChangeStore for IdbStore {
             // much as reading a hundred changes.
             drop(tx);
         }
-        Ok(match granted {
-            Ok(_) => Claim::Granted(entries),
-            Err(held) => Claim::Held(held),
-        })
+        Ok(claim)
     }
 
     async fn record(
@@ -453,89 +401,31 @@ impl ChangeStore for IdbStore {
             &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
             Durability::Relaxed,
         )?;
-        let changes = tx.object_store(CHANGES).map_err(store_error)?;
-        let retries = tx.object_store(RETRIES).map_err(store_error)?;
-        let dead = tx.object_store(DEAD).map_err(store_error)?;
-        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-        let state = tx.object_store(STATE).map_err(store_error)?;
-        let lease = state
-            .as_sys()
-            .get(&JsValue::from_str(LEASE))
-            .map_err(js_error)?;
-        let holds = |lease: &web_sys::IdbRequest| -> Result<bool, StoreError> {
-            let lease = lease.result().map_err(js_error)?;
-            let lease: Option<Lease> =
-                (!lease.is_undefined()).then(|| parse(&lease)).transpose()?;
-            Ok(lease.is_some_and(|lease| lease.owner == owner))
-        };
-        // Retry bookkeeping and dead letters are written only while the lease is held,
-        // so an outcome with any waits to read it first. Acknowledgements are written
-        // whoever holds it (the changes were delivered), so the common outcome, all
-        // acknowledgements, is written without a wait and the lease read after.
-        let mut held = None;
-        let mut removed = outcome.removed_bytes();
-        if !outcome.retries().is_empty() || !outcome.dead().is_empty() {
-            wait(&lease).await?;
-            let holds = holds(&lease)?;
-            if holds {
-                for (seq, delivery) in outcome.retries() {
-                    retries
-                        .put(json(delivery)?)
-                        .with_key(seq_key(*seq))
-                        .primitive()
-                        .map_err(store_error)?;
-                }
-                for letter in outcome.dead() {
-                    changes
-                        .delete(seq_key(letter.seq))
-                        .primitive()
-                        .map_err(store_error)?;
-                    retries
-                        .delete(seq_key(letter.seq))
-                        .primitive()
-                        .map_err(store_error)?;
-                    dead.put(json(letter)?)
-                        .with_key(seq_key(letter.seq))
-                        .primitive()
-                        .map_err(store_error)?;
-                }
-            } else {
-                // Dead letters not moved stay in the outbox, with their bytes.
-                let dead_weight: u64 = outcome
-                    .dead()
-                    .iter()
-                    .filter_map(DeadLetter::change)
-                    .map(|change| change.data().weight() as u64)
-                    .sum();
-                removed = removed.saturating_sub(dead_weight);
-            }
-            held = Some(holds);
-        }
-        crate::markers::append(log.as_sys(), &self.keys, &outcome.markers(), now)?;
-        // After the retries: a merged outcome may hold a change's retry and then its
-        // acknowledgement, and no retry row may outlive its change.
-        for run in outcome.acked_runs() {
-            let range = KeyRange::Bound(seq_key(*run.start()), false, seq_key(*run.end()), false);
-            changes
-                .delete::<JsValue, _>(range.clone())
-                .primitive()
-                .map_err(store_error)?;
-            retries
-                .delete::<JsValue, _>(range)
-                .primitive()
-                .map_err(store_error)?;
-        }
-        crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
+        let lease = self.read_lease(&tx)?;
+        let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
         tx.commit().await.map_err(store_error)?;
-        let holds = match held {
-            Some(holds) => holds,
-            None => holds(&lease)?,
-        };
-        Ok(if holds {
-            Recorded::Applied
-        } else {
-            Recorded::LeaseLost
-        })
+        recorded(held, owner, &lease)
+    }
+
+    /// One transaction: the outcome's writes, then the claim's reads (which the
+    /// outcome does not change: it touches only changes the syncer has read), one
+    /// commit.
+    async fn record_then_claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: &Outcome,
+        request: &ClaimRequest,
+    ) -> Result<(Recorded, Result<Claim, StoreError>), StoreError> {
+        let tx = self.write_tx(
+            &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
+            Durability::Relaxed,
+        )?;
+        let lease = self.read_lease(&tx)?;
+        let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
+        let (claim, _) = self.claim_in(&tx, request, &lease).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok((recorded(held, owner, &lease)?, Ok(claim)))
     }
 
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
@@ -762,5 +652,180 @@ impl ChangeStore for IdbStore {
             Some(value) => Location::DeadLettered(parse(&value)?),
             None => Location::Gone,
         })
+    }
+}
+
+/// Whether `owner` holds the lease `lease` (a finished read) gave.
+fn holds(owner: &str, lease: &web_sys::IdbRequest) -> Result<bool, StoreError> {
+    let lease = lease.result().map_err(js_error)?;
+    let lease: Option<Lease> = (!lease.is_undefined()).then(|| parse(&lease)).transpose()?;
+    Ok(lease.is_some_and(|lease| lease.owner == owner))
+}
+
+/// What an acknowledgement's transaction tells the machine, once it committed.
+fn recorded(
+    held: Option<bool>,
+    owner: &str,
+    lease: &web_sys::IdbRequest,
+) -> Result<Recorded, StoreError> {
+    let holds = match held {
+        Some(holds) => holds,
+        None => holds(owner, lease)?,
+    };
+    Ok(if holds {
+        Recorded::Applied
+    } else {
+        Recorded::LeaseLost
+    })
+}
+
+/// The syncer's side of the store, in parts that share a transaction.
+impl IdbStore {
+    /// Asks for the stored lease, first in `tx`.
+    fn read_lease(&self, tx: &Transaction<'_>) -> Result<web_sys::IdbRequest, StoreError> {
+        let state = tx.object_store(STATE).map_err(store_error)?;
+        state
+            .as_sys()
+            .get(&JsValue::from_str(LEASE))
+            .map_err(js_error)
+    }
+
+    /// A claim within `tx` (over the changes, retries, marker log and state stores),
+    /// with `lease` already asked for; gives the claim and whether it wrote anything.
+    async fn claim_in(
+        &self,
+        tx: &Transaction<'_>,
+        request: &ClaimRequest,
+        lease: &web_sys::IdbRequest,
+    ) -> Result<(Claim, bool), StoreError> {
+        let state = tx.object_store(STATE).map_err(store_error)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        // The lease (asked for by the caller), the byte count, the marker log's keys
+        // and the changes are read together (one wait, not four); the changes are
+        // dropped if another syncer holds the lease.
+        let log_keys = log.as_sys().get_all_keys().map_err(js_error)?;
+        let count = CountRead::issue(state.as_sys())?;
+        let read = PendingRead::issue(tx, request.after, request.limit)?;
+        if read.requests.is_none() {
+            // Only the lease is renewed: wait for the reads made so far.
+            wait(count.last()).await?;
+        }
+        let entries = read.finish().await?;
+        if let Some(last) = entries.last() {
+            self.seen.saw(entry_seq(last).0);
+        }
+        let (bytes, unfolded) = count.total()?;
+        if unfolded {
+            crate::pending_bytes::store(state.as_sys(), bytes, true)?;
+        }
+        let current = lease.result().map_err(js_error)?;
+        let current: Option<Lease> = (!current.is_undefined())
+            .then(|| parse(&current))
+            .transpose()?;
+        let granted = request.grant(current.as_ref());
+        let renewed = match &granted {
+            Ok(lease) if current.as_ref() != Some(lease) => {
+                state
+                    .put(json(lease)?)
+                    .with_key(JsValue::from_str(LEASE))
+                    .primitive()
+                    .map_err(store_error)?;
+                true
+            }
+            _ => false,
+        };
+        // The lease holder merges the marker log's rows: when there is nothing to send,
+        // or when the log has grown past its bound (see crate::markers).
+        let mut merged = false;
+        if granted.is_ok() {
+            let idle = request.limit > 0 && entries.is_empty();
+            let rows = LogRows::of_keys(&log_keys.result().map_err(js_error)?)?;
+            if let Some(rows) = rows.due_merge(idle) {
+                crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
+                merged = true;
+            }
+        }
+        let claim = match granted {
+            Ok(_) => Claim::Granted(entries),
+            Err(held) => Claim::Held(held),
+        };
+        Ok((claim, renewed || unfolded || merged))
+    }
+
+    /// Writes `outcome` within `tx` (over every headwater store), with `lease` already
+    /// asked for. Returns whether the lease is held if it had to wait to know (for
+    /// retries and dead letters); `None` means read it after the commit.
+    async fn write_outcome(
+        &self,
+        tx: &Transaction<'_>,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: &Outcome,
+        lease: &web_sys::IdbRequest,
+    ) -> Result<Option<bool>, StoreError> {
+        let changes = tx.object_store(CHANGES).map_err(store_error)?;
+        let retries = tx.object_store(RETRIES).map_err(store_error)?;
+        let dead = tx.object_store(DEAD).map_err(store_error)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        let state = tx.object_store(STATE).map_err(store_error)?;
+        // Retry bookkeeping and dead letters are written only while the lease is held,
+        // so an outcome with any waits to read it first. Acknowledgements are written
+        // whoever holds it (the changes were delivered), so the common outcome, all
+        // acknowledgements, is written without a wait and the lease read after.
+        let mut held = None;
+        let mut removed = outcome.removed_bytes();
+        if !outcome.retries().is_empty() || !outcome.dead().is_empty() {
+            wait(lease).await?;
+            let holds = holds(owner, lease)?;
+            if holds {
+                for (seq, delivery) in outcome.retries() {
+                    retries
+                        .put(json(delivery)?)
+                        .with_key(seq_key(*seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                }
+                for letter in outcome.dead() {
+                    changes
+                        .delete(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                    retries
+                        .delete(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                    dead.put(json(letter)?)
+                        .with_key(seq_key(letter.seq))
+                        .primitive()
+                        .map_err(store_error)?;
+                }
+            } else {
+                // Dead letters not moved stay in the outbox, with their bytes.
+                let dead_weight: u64 = outcome
+                    .dead()
+                    .iter()
+                    .filter_map(DeadLetter::change)
+                    .map(|change| change.data().weight() as u64)
+                    .sum();
+                removed = removed.saturating_sub(dead_weight);
+            }
+            held = Some(holds);
+        }
+        crate::markers::append(log.as_sys(), &self.keys, &outcome.markers(), now)?;
+        // After the retries: a merged outcome may hold a change's retry and then its
+        // acknowledgement, and no retry row may outlive its change.
+        for run in outcome.acked_runs() {
+            let range = KeyRange::Bound(seq_key(*run.start()), false, seq_key(*run.end()), false);
+            changes
+                .delete::<JsValue, _>(range.clone())
+                .primitive()
+                .map_err(store_error)?;
+            retries
+                .delete::<JsValue, _>(range)
+                .primitive()
+                .map_err(store_error)?;
+        }
+        crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
+        Ok(held)
     }
 }

@@ -115,6 +115,11 @@ const ID_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 enum StoreDone {
     Claimed(ClaimRequest, Result<Claim, StoreError>),
     Recorded(Outcome, Result<Recorded, StoreError>),
+    RecordedThenClaimed(
+        Outcome,
+        ClaimRequest,
+        Result<(Recorded, Result<Claim, StoreError>), StoreError>,
+    ),
     Released(Result<(), StoreError>),
 }
 
@@ -221,8 +226,8 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         for _ in 0..1_000_000 {
             while let Some(command) = machine.poll_command(now) {
                 match split(command) {
-                    Ok(request) => sends.push(Box::pin(send(transport, request))),
-                    Err(command) => {
+                    Step::Send(request) => sends.push(Box::pin(send(transport, request))),
+                    Step::Store(command) => {
                         let owner = machine.owner().to_owned();
                         let done = perform(store, owner, now, command).await;
                         if let Some(error) = Self::handle_store(machine, shared, now, done) {
@@ -265,6 +270,22 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             StoreDone::Recorded(_, Ok(recorded)) => {
                 machine.handle_recorded(recorded);
                 shared.notify_progress();
+            }
+            StoreDone::RecordedThenClaimed(_, request, Ok((recorded, claim))) => {
+                shared.notify_progress();
+                match claim {
+                    Ok(claim) => {
+                        machine.handle_recorded_then_claimed(now, recorded, &request, Ok(claim));
+                    }
+                    Err(error) => {
+                        machine.handle_recorded_then_claimed(now, recorded, &request, Err(&error));
+                        return Some(error);
+                    }
+                }
+            }
+            StoreDone::RecordedThenClaimed(outcome, _, Err(error)) => {
+                machine.handle_store_failed(now, Some(outcome), &error);
+                return Some(error);
             }
             StoreDone::Released(result) => {
                 if let Err(error) = result {
@@ -328,8 +349,8 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             // a time, and none while one is under way.
             while let Some(command) = machine.poll_command(now) {
                 match split(command) {
-                    Ok(request) => sends.push(Box::pin(send(transport, request))),
-                    Err(command) => {
+                    Step::Send(request) => sends.push(Box::pin(send(transport, request))),
+                    Step::Store(command) => {
                         store_op = Some(Box::pin(perform(
                             store,
                             machine.owner().to_owned(),
@@ -416,16 +437,25 @@ async fn send<T: Transport>(
 enum StoreCommand {
     Claim(ClaimRequest),
     Record(Outcome),
+    RecordThenClaim(Outcome, ClaimRequest),
     Release,
 }
 
-/// A send, or a command for the store.
-fn split(command: Command) -> Result<SendRequest, StoreCommand> {
+/// A command for the transport or for the store.
+enum Step {
+    Send(SendRequest),
+    Store(StoreCommand),
+}
+
+fn split(command: Command) -> Step {
     match command {
-        Command::Send(request) => Ok(request),
-        Command::Claim(request) => Err(StoreCommand::Claim(request)),
-        Command::Record(outcome) => Err(StoreCommand::Record(outcome)),
-        Command::Release => Err(StoreCommand::Release),
+        Command::Send(request) => Step::Send(request),
+        Command::Claim(request) => Step::Store(StoreCommand::Claim(request)),
+        Command::Record(outcome) => Step::Store(StoreCommand::Record(outcome)),
+        Command::RecordThenClaim(outcome, request) => {
+            Step::Store(StoreCommand::RecordThenClaim(outcome, request))
+        }
+        Command::Release => Step::Store(StoreCommand::Release),
     }
 }
 
@@ -443,6 +473,12 @@ async fn perform<S: ChangeStore>(
         StoreCommand::Record(outcome) => {
             let result = store.record(&owner, now, &outcome).await;
             StoreDone::Recorded(outcome, result)
+        }
+        StoreCommand::RecordThenClaim(outcome, request) => {
+            let result = store
+                .record_then_claim(&owner, now, &outcome, &request)
+                .await;
+            StoreDone::RecordedThenClaimed(outcome, request, result)
         }
         StoreCommand::Release => StoreDone::Released(store.release(&owner).await),
     }

@@ -225,6 +225,23 @@ pub trait ChangeStore: crate::MaybeSendSync {
         outcome: &Outcome,
     ) -> Result<Recorded, StoreError>;
 
+    /// Writes `outcome` as [`record`](Self::record) does, then claims as
+    /// [`claim`](Self::claim) does: the machine's
+    /// [`Command::RecordThenClaim`](crate::engine::Command::RecordThenClaim), which a
+    /// backend may carry out in one transaction (IndexedDB does: one commit, not two).
+    /// The outer error means nothing was written; the inner one, that the outcome was
+    /// written and the claim then failed. The default does one after the other.
+    async fn record_then_claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: &Outcome,
+        request: &ClaimRequest,
+    ) -> Result<(Recorded, Result<Claim, StoreError>), StoreError> {
+        let recorded = self.record(owner, now, outcome).await?;
+        Ok((recorded, self.claim(request).await))
+    }
+
     /// Gives the lease up, if `owner` holds it, so that another syncer can start at once.
     async fn release(&self, owner: &str) -> Result<(), StoreError>;
 
@@ -282,6 +299,15 @@ macro_rules! forward_store {
                 outcome: &Outcome,
             ) -> Result<Recorded, StoreError> {
                 (**self).record(owner, now, outcome).await
+            }
+            async fn record_then_claim(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                outcome: &Outcome,
+                request: &ClaimRequest,
+            ) -> Result<(Recorded, Result<Claim, StoreError>), StoreError> {
+                (**self).record_then_claim(owner, now, outcome, request).await
             }
             async fn release(&self, owner: &str) -> Result<(), StoreError> {
                 (**self).release(owner).await

@@ -58,6 +58,10 @@ pub enum Command {
     /// Call [`ChangeStore::record`](crate::store::ChangeStore::record) with this, then
     /// [`DeliveryMachine::handle_recorded`].
     Record(Outcome),
+    /// Call [`ChangeStore::record_then_claim`](crate::store::ChangeStore::record_then_claim)
+    /// with these, then [`DeliveryMachine::handle_recorded_then_claimed`]: an outcome to
+    /// write while the window runs low, so the claim comes in the same store step.
+    RecordThenClaim(Outcome, ClaimRequest),
     /// Call [`ChangeStore::release`](crate::store::ChangeStore::release), then
     /// [`DeliveryMachine::handle_released`]: the machine is shutting down.
     Release,
@@ -370,12 +374,14 @@ impl DeliveryMachine {
         self.observe_clock(now);
         self.track_progress(now);
         if !self.store.busy && self.store.retry_at.is_none_or(|at| at <= now) {
-            // Outcomes are written first, unless the window runs low: then the claim
-            // goes first, so that requests keep going while the outcomes wait one store
-            // turn (written first, the window emptied before each claim and the wire
-            // stood idle for a round trip after it).
+            // Outcomes wait for the next claim and are written in the same store step
+            // (a store step costs something of its own: in IndexedDB, most of what a
+            // small one costs), unless they are due alone (see `record_due`). A claim
+            // is not kept waiting for outcomes: written alone first, they let the window
+            // empty before each claim, and the wire stood idle for a round trip after.
+            let due = !self.store.pending.is_empty() && self.record_due();
             let hungry = !self.shutting_down && self.wants_changes();
-            if !self.store.pending.is_empty() && !hungry {
+            if due && !hungry {
                 self.store.busy = true;
                 return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
@@ -389,9 +395,13 @@ impl DeliveryMachine {
             if let Some(claim) = self.claim_if_needed(now) {
                 self.store.busy = true;
                 self.store.last_claim_at = Some(now);
-                return Some(Command::Claim(claim));
+                if self.store.pending.is_empty() {
+                    return Some(Command::Claim(claim));
+                }
+                let outcome = std::mem::take(&mut self.store.pending);
+                return Some(Command::RecordThenClaim(outcome, claim));
             }
-            if !self.store.pending.is_empty() {
+            if due {
                 self.store.busy = true;
                 return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
@@ -427,6 +437,17 @@ impl DeliveryMachine {
         for isolation in self.isolations.iter_mut().flatten() {
             isolation.shift_times(back);
         }
+    }
+
+    /// Whether the outcomes waiting are written now, alone: nothing more is coming soon
+    /// (no request in flight), the machine is stopping, or they have piled up to half
+    /// the window (which bounds what a crash sends twice).
+    fn record_due(&self) -> bool {
+        let pending = &self.store.pending;
+        self.shutting_down
+            || self.requests.is_empty()
+            || pending.acked().len() + pending.retries().len() + pending.dead().len()
+                >= self.capacity / 2
     }
 
     /// Whether the window needs more changes from the store: it is running low, or
@@ -1199,6 +1220,25 @@ impl DeliveryMachine {
                 self.cursor = None;
                 self.exhausted = false;
             }
+        }
+    }
+
+    /// The store carried out a [`Command::RecordThenClaim`]: the outcome was written
+    /// (`recorded`), and then the claim gave `claim` (or failed). After a lost lease the
+    /// claim's changes are not taken: the machine starts over from the store.
+    pub fn handle_recorded_then_claimed(
+        &mut self,
+        now: DateTime<Utc>,
+        recorded: Recorded,
+        request: &ClaimRequest,
+        claim: Result<Claim, &StoreError>,
+    ) {
+        let lost = recorded == Recorded::LeaseLost;
+        self.handle_recorded(recorded);
+        match claim {
+            Ok(_) if lost => {}
+            Ok(claim) => self.handle_claimed(now, request, claim),
+            Err(error) => self.handle_store_failed(now, None, error),
         }
     }
 

@@ -61,6 +61,38 @@ impl Harness {
             .collect()
     }
 
+    fn claim(&mut self, request: &ClaimRequest) -> Claim {
+        match request.grant(self.lease.as_ref()) {
+            Err(held) => Claim::Held(held),
+            Ok(lease) => {
+                self.lease = Some(lease);
+                let start = request.after.map_or(Seq(0), |s| Seq(s.0 + 1));
+                Claim::Granted(
+                    self.store
+                        .range(start..)
+                        .take(request.limit)
+                        .map(|(_, entry)| Ok(entry.clone()))
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn apply(&mut self, outcome: &Outcome) {
+        for seq in outcome.acked() {
+            self.store.remove(seq);
+        }
+        for (seq, delivery) in outcome.retries() {
+            if let Some(entry) = self.store.get_mut(seq) {
+                entry.delivery = delivery.clone();
+            }
+        }
+        for letter in outcome.dead() {
+            self.store.remove(&letter.seq);
+            self.dead.push(letter.clone());
+        }
+    }
+
     /// Performs every command the machine gives at `now`; returns the seqs of each new
     /// request (empty for a probe).
     fn step(&mut self, now: DateTime<Utc>) -> Vec<Vec<Seq>> {
@@ -69,35 +101,21 @@ impl Harness {
         while let Some(command) = self.machine.poll_command(now) {
             match command {
                 Command::Claim(request) => {
-                    let claim = match request.grant(self.lease.as_ref()) {
-                        Err(held) => Claim::Held(held),
-                        Ok(lease) => {
-                            self.lease = Some(lease);
-                            let start = request.after.map_or(Seq(0), |s| Seq(s.0 + 1));
-                            Claim::Granted(
-                                self.store
-                                    .range(start..)
-                                    .take(request.limit)
-                                    .map(|(_, entry)| Ok(entry.clone()))
-                                    .collect(),
-                            )
-                        }
-                    };
+                    let claim = self.claim(&request);
                     self.machine.handle_claimed(now, &request, claim);
                 }
+                Command::RecordThenClaim(outcome, request) => {
+                    self.apply(&outcome);
+                    let claim = self.claim(&request);
+                    self.machine.handle_recorded_then_claimed(
+                        now,
+                        Recorded::Applied,
+                        &request,
+                        Ok(claim),
+                    );
+                }
                 Command::Record(outcome) => {
-                    for seq in outcome.acked() {
-                        self.store.remove(seq);
-                    }
-                    for (seq, delivery) in outcome.retries() {
-                        if let Some(entry) = self.store.get_mut(seq) {
-                            entry.delivery = delivery.clone();
-                        }
-                    }
-                    for letter in outcome.dead() {
-                        self.store.remove(&letter.seq);
-                        self.dead.push(letter.clone());
-                    }
+                    self.apply(&outcome);
                     self.machine.handle_recorded(Recorded::Applied);
                 }
                 Command::Release => {
@@ -165,8 +183,9 @@ fn seqs(values: impl IntoIterator<Item = u64>) -> Vec<Seq> {
     values.into_iter().map(Seq).collect()
 }
 
-#[test]
-fn a_claim_goes_before_outcomes_once_the_window_runs_low() {
+/// A machine whose window runs low while an outcome waits: 800 read, 400 sent, one
+/// answered, and a fifth request out.
+fn window_running_low() -> (Harness, Option<Command>) {
     let mut h = Harness::new(|config| {
         config.max_in_flight = 4;
         config.batch.max_events = 100;
@@ -175,21 +194,60 @@ fn a_claim_goes_before_outcomes_once_the_window_runs_low() {
     h.capture(&keys.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(h.step(at(0)).len(), 4, "800 read, 400 in requests");
     h.answer(at(1), ok());
-    let Some(Command::Record(_)) = h.machine.poll_command(at(1)) else {
-        panic!("400 ready of 700: the outcome is written first");
-    };
-    // While the store writes it, a request goes out.
+    // 400 ready of 700, three requests out: the outcome waits, a request goes out.
     let Some(Command::Send(request)) = h.machine.poll_command(at(1)) else {
-        panic!("a send while the store works");
+        panic!("the outcome is not written alone while requests are out");
     };
     let sent = seqs_in(&request.body);
     h.in_flight.push((request, sent));
-    assert!(h.machine.poll_command(at(1)).is_none(), "one store command at a time");
-    h.answer(at(2), ok());
-    h.machine.handle_recorded(Recorded::Applied);
+    let command = h.machine.poll_command(at(1));
+    (h, command)
+}
+
+#[test]
+fn an_outcome_is_written_alone_once_nothing_is_in_flight() {
+    let mut h = Harness::new(|_| {});
+    h.capture(&["a", "b", "c"]);
+    let Some(Command::Claim(request)) = h.machine.poll_command(at(0)) else {
+        panic!("a claim first");
+    };
+    let claim = h.claim(&request);
+    h.machine.handle_claimed(at(0), &request, claim);
+    let Some(Command::Send(request)) = h.machine.poll_command(at(0)) else {
+        panic!("then the batch");
+    };
+    let sent = seqs_in(&request.body);
+    h.in_flight.push((request, sent));
+    h.answer(at(1), ok());
+    match h.machine.poll_command(at(1)) {
+        Some(Command::Record(outcome)) => assert_eq!(outcome.acked().len(), 3),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_outcome_comes_with_a_claim_once_the_window_runs_low() {
+    match window_running_low().1 {
+        Some(Command::RecordThenClaim(outcome, request)) => {
+            assert_eq!(outcome.acked().len(), 100);
+            assert_eq!(request.limit, 500, "800 less the 300 ready");
+        }
+        other => panic!("300 ready: the outcome comes with a claim: {other:?}"),
+    }
+}
+
+#[test]
+fn after_a_lost_lease_the_claim_that_came_with_the_outcome_is_not_taken() {
+    let (mut h, command) = window_running_low();
+    let Some(Command::RecordThenClaim(_, request)) = command else {
+        panic!("{command:?}");
+    };
+    let claim = h.claim(&request);
+    h.machine
+        .handle_recorded_then_claimed(at(2), Recorded::LeaseLost, &request, Ok(claim));
     match h.machine.poll_command(at(2)) {
-        Some(Command::Claim(request)) => assert_eq!(request.limit, 500),
-        other => panic!("300 ready: the window is refilled before the outcome waits: {other:?}"),
+        Some(Command::Claim(again)) => assert_eq!(again.after, None, "from the head"),
+        other => panic!("the machine starts over from the store: {other:?}"),
     }
 }
 
