@@ -21,7 +21,7 @@ use indexed_db_futures::transaction::Transaction;
 use wasm_bindgen::JsValue;
 
 use crate::error::store_error;
-use crate::layout::{CHANGES, STATE};
+use crate::layout::CHANGES;
 use crate::request::{failure, js_error, wait};
 use crate::store::IdbStore;
 
@@ -88,8 +88,8 @@ fn seq_of(add: &web_sys::IdbRequest) -> Result<u64, StoreError> {
         .ok_or_else(|| StoreError::backend(format!("an outbox key is not a seq: {key:?}")))
 }
 
-/// Adds `captured` within `tx` (which covers the changes and state stores), with their
-/// weight to the byte count.
+/// Adds `captured` within `tx` (which covers the changes store; the byte count weighs
+/// them later, see crate::pending_bytes).
 pub(crate) async fn append_in(
     tx: &Transaction<'_>,
     store: &IdbStore,
@@ -99,11 +99,8 @@ pub(crate) async fn append_in(
         return Ok(Appending::default());
     }
     let changes = tx.object_store(CHANGES).map_err(store_error)?;
-    let state = tx.object_store(STATE).map_err(store_error)?;
     let mut adds = Vec::with_capacity(captured.len());
-    let mut weight = 0u64;
     for item in captured {
-        weight += item.data.weight() as u64;
         let text = serde_json::to_string(&item).map_err(crate::error::unstorable)?;
         let add = changes
             .as_sys()
@@ -111,7 +108,6 @@ pub(crate) async fn append_in(
             .map_err(js_error)?;
         adds.push((add, item));
     }
-    crate::pending_bytes::add(state.as_sys(), store.keys(), weight as f64)?;
     let appending = Appending { adds };
     if store.seen().far_from_the_end() {
         return Ok(appending);

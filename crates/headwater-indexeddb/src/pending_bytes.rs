@@ -1,13 +1,17 @@
-//! The outbox's byte count, kept so that a capture never waits to read it.
+//! The outbox's byte count, kept so that a capture writes nothing but its changes.
 //!
-//! A capture adds its weight, and an acknowledgement takes off what it removed, as a row
-//! of its own in the state store (key `["pending_bytes", connection, n]`, see
-//! [`ConnectionKeys`]): a write that needs no read. Reading the count and writing it back
-//! made every capture wait one more round trip to the browser's database process, which
-//! was most of what a captured write cost over a plain one. Claims fold those rows into
-//! the count (`pending_bytes`), and a reader adds the rows not folded yet. Transactions
-//! over the state store never overlap, so nothing is counted twice or lost.
+//! The count is a sum (`pending_bytes`) over the changes up to a seq (`counted_through`),
+//! plus rows of deltas (key `["pending_bytes", connection, n]`, see [`ConnectionKeys`]):
+//! an acknowledgement takes off what it removed and a requeue adds what it put back,
+//! each with a write that needs no read. A change's own weight joins the sum when a
+//! claim first reads it, or when a status read finds changes past `counted_through`: the
+//! reader folds them in, so each change is weighed once, and a status read costs what
+//! was captured since the last one, not the outbox. (Reading the count and writing it
+//! back made every capture wait a round trip to the browser's database process; adding
+//! a delta row per capture cost as much as the change's own row.) Transactions over the
+//! state store never overlap, so nothing is counted twice or lost.
 
+use headwater_core::model::Seq;
 use headwater_core::store::StoreError;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -15,6 +19,7 @@ use crate::error::{describe_js, store_error};
 use crate::layout::{ConnectionKeys, PENDING_BYTES};
 
 const DELTA: &str = "pending_bytes";
+const COUNTED_THROUGH: &str = "counted_through";
 
 fn js_error(error: JsValue) -> StoreError {
     store_error(describe_js(&error))
@@ -52,17 +57,21 @@ pub(crate) fn add(
 /// A read of the count, issued with a transaction's other requests and taken once they
 /// are done.
 pub(crate) struct CountRead {
-    count: web_sys::IdbRequest,
+    sum: web_sys::IdbRequest,
+    through: web_sys::IdbRequest,
     deltas: web_sys::IdbRequest,
 }
 
 impl CountRead {
     /// Issues the read in `state`. Its results are there once a request issued after
-    /// it has completed (or after [`crate::store::wait`] on [`Self::last`]).
+    /// it has completed (or after [`crate::request::wait`] on [`Self::last`]).
     pub(crate) fn issue(state: &web_sys::IdbObjectStore) -> Result<Self, StoreError> {
         Ok(CountRead {
-            count: state
+            sum: state
                 .get(&JsValue::from_str(PENDING_BYTES))
+                .map_err(js_error)?,
+            through: state
+                .get(&JsValue::from_str(COUNTED_THROUGH))
                 .map_err(js_error)?,
             deltas: state.get_all_with_key(&deltas()?).map_err(js_error)?,
         })
@@ -73,10 +82,11 @@ impl CountRead {
         &self.deltas
     }
 
-    /// The bytes pending, and whether rows wait to be folded.
-    pub(crate) fn total(&self) -> Result<(u64, bool), StoreError> {
-        let count = self.count.result().map_err(js_error)?;
-        let base = count.as_f64().map_or(0.0, |value| value.max(0.0));
+    /// What the read found.
+    pub(crate) fn counted(&self) -> Result<Counted, StoreError> {
+        let number = |request: &web_sys::IdbRequest| -> Result<Option<f64>, StoreError> {
+            Ok(request.result().map_err(js_error)?.as_f64())
+        };
         let deltas: js_sys::Array = self
             .deltas
             .result()
@@ -84,27 +94,62 @@ impl CountRead {
             .dyn_into()
             .map_err(|value| StoreError::backend(format!("getAll gave {value:?}")))?;
         let added: f64 = deltas.iter().filter_map(|value| value.as_f64()).sum();
-        // An acknowledgement of a change already gone takes its weight off twice; the
-        // count stops at zero.
-        Ok(((base + added).max(0.0) as u64, deltas.length() > 0))
+        Ok(Counted {
+            bytes: number(&self.sum)?.unwrap_or(0.0).max(0.0) + added,
+            through: number(&self.through)?.map_or(Seq(0), |seq| Seq(seq.max(0.0) as u64)),
+            folded: deltas.length() > 0,
+        })
     }
 }
 
-/// Sets the count to `total` and removes the rows folded into it (in a readwrite
-/// transaction that made the [`CountRead`]).
-pub(crate) fn store(
-    state: &web_sys::IdbObjectStore,
-    total: u64,
+/// The count as read, with what a reader adds to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Counted {
+    bytes: f64,
+    /// Every change up to this seq is in `bytes`.
+    pub(crate) through: Seq,
+    /// Whether anything changed since the read (delta rows folded, changes weighed).
     folded: bool,
-) -> Result<(), StoreError> {
-    if folded {
-        state.delete(&deltas()?).map_err(js_error)?;
+}
+
+impl Counted {
+    /// Adds the weight of each change (seq and weight) past `through`.
+    pub(crate) fn weigh(&mut self, changes: impl IntoIterator<Item = (Seq, u64)>) {
+        let through = self.through;
+        for (seq, weight) in changes {
+            if seq > through {
+                self.bytes += weight as f64;
+                self.through = self.through.max(seq);
+                self.folded = true;
+            }
+        }
     }
-    state
-        .put_with_key(
-            &JsValue::from_f64(total as f64),
-            &JsValue::from_str(PENDING_BYTES),
-        )
-        .map_err(js_error)?;
-    Ok(())
+
+    /// The bytes pending. An acknowledgement of a change already gone takes its weight
+    /// off twice; the count stops at zero.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.max(0.0) as u64
+    }
+
+    /// Writes the count back, with the delta rows folded in, if anything changed (in a
+    /// readwrite transaction that made the [`CountRead`]); returns whether it wrote.
+    pub(crate) fn store(&self, state: &web_sys::IdbObjectStore) -> Result<bool, StoreError> {
+        if !self.folded {
+            return Ok(false);
+        }
+        state.delete(&deltas()?).map_err(js_error)?;
+        state
+            .put_with_key(
+                &JsValue::from_f64(self.bytes() as f64),
+                &JsValue::from_str(PENDING_BYTES),
+            )
+            .map_err(js_error)?;
+        state
+            .put_with_key(
+                &JsValue::from_f64(self.through.0 as f64),
+                &JsValue::from_str(COUNTED_THROUGH),
+            )
+            .map_err(js_error)?;
+        Ok(true)
+    }
 }

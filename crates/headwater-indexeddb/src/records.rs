@@ -14,7 +14,7 @@ use wasm_bindgen::JsValue;
 
 use crate::append::{Appending, append_in};
 use crate::error::store_error;
-use crate::layout::{CHANGES, STATE, is_reserved};
+use crate::layout::{CHANGES, is_reserved};
 use crate::store::{Durability, IdbStore};
 
 /// A readwrite transaction over some of the application's object stores and
@@ -80,7 +80,7 @@ impl<'a> AppTransaction<'a> {
 impl IdbStore {
     /// A readwrite transaction over the application's `stores` and headwater's outbox.
     pub fn transaction(&self, stores: &[&str]) -> Result<AppTransaction<'_>, StoreError> {
-        let mut names: Vec<&str> = vec![CHANGES, STATE];
+        let mut names: Vec<&str> = vec![CHANGES];
         for name in stores {
             if is_reserved(name) {
                 return Err(StoreError::Unstorable(

@@ -207,6 +207,15 @@ fn texts_of(values: &js_sys::Array) -> Vec<String> {
     values.iter().map(|value| text_of(&value)).collect()
 }
 
+/// A row's seq and the bytes it counts for (none if it does not decode: it leaves the
+/// outbox as a quarantined row, which counts nothing).
+fn weighed(entry: &StoredEntry) -> (Seq, u64) {
+    match entry {
+        Ok(entry) => (entry.change.seq(), entry.change.data().weight() as u64),
+        Err(unreadable) => (unreadable.seq, 0),
+    }
+}
+
 fn entry_seq(entry: &StoredEntry) -> Seq {
     match entry {
         Ok(entry) => entry.change.seq(),
@@ -314,10 +323,6 @@ impl IdbStore {
         &self.seen
     }
 
-    pub(crate) fn keys(&self) -> &ConnectionKeys {
-        &self.keys
-    }
-
     /// Commits `tx`, then reads the seqs `appending` was given.
     pub(crate) async fn commit_appended(
         &self,
@@ -371,7 +376,7 @@ impl IdbStore {
 #[async_trait::async_trait(?Send)]
 impl ChangeStore for IdbStore {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
-        let tx = self.write_tx(&[CHANGES, STATE], Durability::Strict)?;
+        let tx = self.write_tx(&[CHANGES], Durability::Strict)?;
         let appending = append_in(&tx, self, changes).await?;
         self.commit_appended(tx, appending).await
     }
@@ -539,7 +544,9 @@ impl ChangeStore for IdbStore {
     }
 
     async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        let tx = self.read_tx(&[CHANGES, RETRIES, DEAD, STATE])?;
+        // Readwrite: changes captured since the byte count was last brought up to date
+        // are weighed here and folded in (see crate::pending_bytes).
+        let tx = self.write_tx(&[CHANGES, RETRIES, DEAD, STATE], Durability::Relaxed)?;
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let dead = tx.object_store(DEAD).map_err(store_error)?;
         let state = tx.object_store(STATE).map_err(store_error)?;
@@ -558,7 +565,6 @@ impl ChangeStore for IdbStore {
         let head = read_in(&tx, None, 1).await?;
         let pending = pending.await.map_err(store_error)?;
         let dead_count = dead_count.await.map_err(store_error)?;
-        let (pending_bytes, _) = count.total()?;
         let lease: Option<Lease> = lease
             .await
             .map_err(store_error)?
@@ -574,6 +580,17 @@ impl ChangeStore for IdbStore {
         };
         if let Some(newest) = newest_seq {
             self.seen.saw(newest.0);
+        }
+        let mut counted = count.counted()?;
+        if newest_seq.is_some_and(|newest| newest > counted.through) {
+            let unweighed = read_in(&tx, Some(counted.through), usize::MAX).await?;
+            counted.weigh(unweighed.iter().map(weighed));
+        }
+        let pending_bytes = counted.bytes();
+        if counted.store(state.as_sys())? {
+            tx.commit().await.map_err(store_error)?;
+        } else {
+            drop(tx);
         }
         let oldest = head
             .into_iter()
@@ -714,10 +731,9 @@ impl IdbStore {
         if let Some(last) = entries.last() {
             self.seen.saw(entry_seq(last).0);
         }
-        let (bytes, unfolded) = count.total()?;
-        if unfolded {
-            crate::pending_bytes::store(state.as_sys(), bytes, true)?;
-        }
+        let mut counted = count.counted()?;
+        counted.weigh(entries.iter().map(weighed));
+        let unfolded = counted.store(state.as_sys())?;
         let current = lease.result().map_err(js_error)?;
         let current: Option<Lease> = (!current.is_undefined())
             .then(|| parse(&current))

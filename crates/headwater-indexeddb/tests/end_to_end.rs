@@ -241,6 +241,7 @@ async fn browser_benchmark() {
             progress.await;
         }
         rates.push(SYNCED as f64 / ((now() - started) / 1000.0));
+
         assert_eq!(running.outbox().counters().delivered, SYNCED as u64);
         running.stop();
     }

@@ -16,8 +16,8 @@ use std::future::Future;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::model::{
-    Captured, ChangeData, ChangeIdGenerator, DeadContent, Delivery, MAX_SEQ, OpKind, OutboxEntry,
-    Seq,
+    Captured, Change, ChangeData, ChangeIdGenerator, DeadContent, Delivery, MAX_SEQ, OpKind,
+    OutboxEntry, Seq,
 };
 use crate::store::{
     ChangeStore, Claim, ClaimRequest, Location, Outcome, Recorded, StoreError, StoredEntry,
@@ -98,6 +98,7 @@ where
     dead_letters_leave_the_line_and_can_be_requeued_or_discarded(make().await).await;
     a_syncer_that_lost_the_lease_can_only_acknowledge(make().await).await;
     stats_count_and_find_the_head(make().await).await;
+    pending_bytes_hold_whichever_call_comes_first(make().await).await;
     seqs_are_never_reused(make().await).await;
 }
 
@@ -452,6 +453,46 @@ pub async fn stats_count_and_find_the_head<S: ChangeStore>(store: S) {
     assert_eq!(stats.pending_bytes, weight - removed);
     assert_eq!(stats.oldest.expect("a head").seq, stored[2].seq());
     assert_eq!(stats.lease.expect("a lease").owner, "a");
+}
+
+/// The bytes pending stay right whatever order claims, acknowledgements, dead letters,
+/// requeues and stats come in (a store may count lazily, as IndexedDB does).
+pub async fn pending_bytes_hold_whichever_call_comes_first<S: ChangeStore>(store: S) {
+    let weight = |changes: &[Change]| -> u64 {
+        changes
+            .iter()
+            .map(|change| change.data().weight() as u64)
+            .sum()
+    };
+    let first = store.append(sample(4, "c")).await.expect("append");
+    // Claimed before any stats, part acknowledged, part dead-lettered.
+    let entries = granted(&store, &claim_request("a", 0, None, 3)).await;
+    let more = store.append(sample(3, "d")).await.expect("append");
+    let mut outcome = Outcome::default();
+    outcome.ack(&entries[0].change);
+    outcome.dead_letter(entries[1].dead_letter("x", at(1)));
+    store.record("a", at(1), &outcome).await.expect("record");
+    let left = weight(&first[2..]) + weight(&more);
+    assert_eq!(store.stats().await.expect("stats").pending_bytes, left);
+    assert_eq!(
+        store.stats().await.expect("stats").pending_bytes,
+        left,
+        "a second read counts nothing twice"
+    );
+    // Requeued: its bytes come back.
+    assert_eq!(store.requeue(&[first[1].seq()]).await.expect("requeue"), 1);
+    let left = left + weight(&first[1..2]);
+    assert_eq!(store.stats().await.expect("stats").pending_bytes, left);
+    // Everything claimed again from the head and acknowledged: nothing left.
+    let entries = granted(&store, &claim_request("a", 2, None, 10)).await;
+    assert_eq!(entries.len(), 6);
+    let mut outcome = Outcome::default();
+    for entry in &entries {
+        outcome.ack(&entry.change);
+    }
+    store.record("a", at(2), &outcome).await.expect("record");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.pending_bytes), (0, 0));
 }
 
 /// A seq is never given out twice, even after every change was acknowledged.

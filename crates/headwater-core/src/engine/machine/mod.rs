@@ -373,15 +373,22 @@ impl DeliveryMachine {
         }
         self.observe_clock(now);
         self.track_progress(now);
+        // An idle wire is filled first: a batch ready to go goes out before the store
+        // step that writes the last answers (the wire stood idle for its length).
+        if self.requests.is_empty()
+            && !(self.shutting_down || self.paused || self.held_by_other.is_some())
+            && let Some(request) = self.next_send(now)
+        {
+            return Some(Command::Send(request));
+        }
         if !self.store.busy && self.store.retry_at.is_none_or(|at| at <= now) {
-            // Outcomes wait for the next claim and are written in the same store step
-            // (a store step costs something of its own: in IndexedDB, most of what a
-            // small one costs), unless they are due alone (see `record_due`). A claim
-            // is not kept waiting for outcomes: written alone first, they let the window
-            // empty before each claim, and the wire stood idle for a round trip after.
-            let due = !self.store.pending.is_empty() && self.record_due();
+            // Outcomes are written as soon as the store is free (an acknowledgement not
+            // yet written is one a crash sends again, and only a lost answer may make a
+            // duplicate), unless the window runs low: then the claim comes with them in
+            // one store step. Written alone first, they let the window empty before
+            // each claim, and the wire stood idle for a round trip after it.
             let hungry = !self.shutting_down && self.wants_changes();
-            if due && !hungry {
+            if !self.store.pending.is_empty() && !hungry {
                 self.store.busy = true;
                 return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
@@ -401,7 +408,7 @@ impl DeliveryMachine {
                 let outcome = std::mem::take(&mut self.store.pending);
                 return Some(Command::RecordThenClaim(outcome, claim));
             }
-            if due {
+            if !self.store.pending.is_empty() {
                 self.store.busy = true;
                 return Some(Command::Record(std::mem::take(&mut self.store.pending)));
             }
@@ -437,17 +444,6 @@ impl DeliveryMachine {
         for isolation in self.isolations.iter_mut().flatten() {
             isolation.shift_times(back);
         }
-    }
-
-    /// Whether the outcomes waiting are written now, alone: nothing more is coming soon
-    /// (no request in flight), the machine is stopping, or they have piled up to half
-    /// the window (which bounds what a crash sends twice).
-    fn record_due(&self) -> bool {
-        let pending = &self.store.pending;
-        self.shutting_down
-            || self.requests.is_empty()
-            || pending.acked().len() + pending.retries().len() + pending.dead().len()
-                >= self.capacity / 2
     }
 
     /// Whether the window needs more changes from the store: it is running low, or

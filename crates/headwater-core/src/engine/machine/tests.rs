@@ -184,7 +184,7 @@ fn seqs(values: impl IntoIterator<Item = u64>) -> Vec<Seq> {
 }
 
 /// A machine whose window runs low while an outcome waits: 800 read, 400 sent, one
-/// answered, and a fifth request out.
+/// answer written while a fifth request went out, and a second answer in.
 fn window_running_low() -> (Harness, Option<Command>) {
     let mut h = Harness::new(|config| {
         config.max_in_flight = 4;
@@ -194,13 +194,22 @@ fn window_running_low() -> (Harness, Option<Command>) {
     h.capture(&keys.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(h.step(at(0)).len(), 4, "800 read, 400 in requests");
     h.answer(at(1), ok());
-    // 400 ready of 700, three requests out: the outcome waits, a request goes out.
+    let Some(Command::Record(_)) = h.machine.poll_command(at(1)) else {
+        panic!("400 ready of 700: the outcome is written at once");
+    };
+    // While the store writes it, a request goes out.
     let Some(Command::Send(request)) = h.machine.poll_command(at(1)) else {
-        panic!("the outcome is not written alone while requests are out");
+        panic!("a send while the store works");
     };
     let sent = seqs_in(&request.body);
     h.in_flight.push((request, sent));
-    let command = h.machine.poll_command(at(1));
+    assert!(
+        h.machine.poll_command(at(1)).is_none(),
+        "one store command at a time"
+    );
+    h.answer(at(2), ok());
+    h.machine.handle_recorded(Recorded::Applied);
+    let command = h.machine.poll_command(at(2));
     (h, command)
 }
 
@@ -222,6 +231,26 @@ fn an_outcome_is_written_alone_once_nothing_is_in_flight() {
     match h.machine.poll_command(at(1)) {
         Some(Command::Record(outcome)) => assert_eq!(outcome.acked().len(), 3),
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_idle_wire_gets_the_next_batch_before_the_outcome_is_written() {
+    let mut h = Harness::new(|config| {
+        config.max_in_flight = 1;
+        config.batch.max_events = 100;
+    });
+    let keys: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+    h.capture(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(h.step(at(0)).len(), 1);
+    h.answer(at(1), ok());
+    match h.machine.poll_command(at(1)) {
+        Some(Command::Send(request)) => assert_eq!(seqs_in(&request.body).len(), 100),
+        other => panic!("the wire first: {other:?}"),
+    }
+    match h.machine.poll_command(at(1)) {
+        Some(Command::RecordThenClaim(outcome, _)) => assert_eq!(outcome.acked().len(), 100),
+        other => panic!("then the outcome, with a claim for the low window: {other:?}"),
     }
 }
 
