@@ -32,8 +32,8 @@ use headwater_core::store::{MarkerUpdate, StoreError};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::error::{describe_js, store_error};
 use crate::layout::ConnectionKeys;
+use crate::request::js_error;
 
 /// This many rows in one size class are merged into one.
 pub(crate) const MERGE_FANOUT: usize = 4;
@@ -157,13 +157,11 @@ fn row_value(row: &Row) -> Result<JsValue, StoreError> {
     // One JSON.parse builds the array in one crossing into JS; building it with js_sys
     // took a crossing per string.
     let text = serde_json::to_string(row).map_err(crate::error::unstorable)?;
-    js_sys::JSON::parse(&text).map_err(|error| store_error(describe_js(&error)))
+    js_sys::JSON::parse(&text).map_err(js_error)
 }
 
 fn row_of(value: &JsValue) -> Result<Row, StoreError> {
-    let text: String = js_sys::JSON::stringify(value)
-        .map_err(|error| store_error(describe_js(&error)))?
-        .into();
+    let text: String = js_sys::JSON::stringify(value).map_err(js_error)?.into();
     serde_json::from_str(&text).map_err(|error| {
         StoreError::backend(format!("a sync marker log row does not decode: {error}"))
     })
@@ -186,7 +184,7 @@ pub(crate) fn append(
             .collect(),
     };
     log.put_with_key(&row_value(&row)?, &row_key(keys, row.m.len()))
-        .map_err(|error| store_error(describe_js(&error)))?;
+        .map_err(js_error)?;
     Ok(())
 }
 
@@ -212,8 +210,7 @@ pub(crate) async fn merge(
         }
     }
     for key in merged {
-        log.delete(key)
-            .map_err(|error| store_error(describe_js(&error)))?;
+        log.delete(key).map_err(js_error)?;
     }
     let mut row = Row {
         m: latest
@@ -224,7 +221,7 @@ pub(crate) async fn merge(
     // A stable order keeps merged rows byte-for-byte reproducible.
     row.m.sort_unstable();
     log.put_with_key(&row_value(&row)?, &row_key(keys, row.m.len()))
-        .map_err(|error| store_error(describe_js(&error)))?;
+        .map_err(js_error)?;
     Ok(())
 }
 
@@ -234,7 +231,6 @@ pub(crate) async fn lookup(
     collection: &str,
     key: &str,
 ) -> Result<Option<SyncMarker>, StoreError> {
-    let js_error = |error: JsValue| store_error(describe_js(&error));
     let record = record_part(collection, key);
     let range = web_sys::IdbKeyRange::bound(
         &JsValue::from_str(&record),

@@ -15,15 +15,11 @@ use headwater_core::model::Seq;
 use headwater_core::store::StoreError;
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::error::{describe_js, store_error};
 use crate::layout::{ConnectionKeys, PENDING_BYTES};
+use crate::request::js_error;
 
 const DELTA: &str = "pending_bytes";
 const COUNTED_THROUGH: &str = "counted_through";
-
-fn js_error(error: JsValue) -> StoreError {
-    store_error(describe_js(&error))
-}
 
 fn deltas() -> Result<JsValue, StoreError> {
     let from = js_sys::Array::of1(&JsValue::from_str(DELTA));

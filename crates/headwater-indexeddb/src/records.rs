@@ -70,10 +70,7 @@ impl<'a> AppTransaction<'a> {
 
     /// Aborts: neither the records nor the changes are written.
     pub fn abort(self) -> Result<(), StoreError> {
-        self.tx
-            .as_sys()
-            .abort()
-            .map_err(|error| store_error(crate::error::describe_js(&error)))
+        self.tx.as_sys().abort().map_err(crate::request::js_error)
     }
 }
 

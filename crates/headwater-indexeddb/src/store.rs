@@ -630,7 +630,7 @@ impl ChangeStore for IdbStore {
         let index = log
             .as_sys()
             .index(MARKER_INDEX)
-            .map_err(|error| store_error(crate::error::describe_js(&error)))?;
+            .map_err(crate::request::js_error)?;
         let logged = crate::markers::lookup(&index, collection, key).await?;
         if !legacy {
             return Ok(logged);

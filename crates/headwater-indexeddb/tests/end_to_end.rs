@@ -36,6 +36,18 @@ fn syncer(store: &IdbStore, url: &str, seed: u64) -> Syncer<IdbStore, HttpTransp
     .unwrap()
 }
 
+/// A syncer on `store` sending to the mock Flume with CORS.
+fn cors_syncer(store: &IdbStore, seed: u64) -> Syncer<IdbStore, HttpTransport> {
+    syncer(
+        store,
+        url(
+            "HEADWATER_MOCK_CORS_URL",
+            option_env!("HEADWATER_MOCK_CORS_URL"),
+        ),
+        seed,
+    )
+}
+
 fn writes(count: usize) -> Vec<RecordWrite> {
     (0..count)
         .map(|i| {
@@ -67,17 +79,7 @@ async fn wait_for(
 #[wasm_bindgen_test]
 async fn writes_in_indexeddb_reach_flume_through_a_cors_proxy() {
     let store = fresh("e2e").await;
-    let running = BrowserSync::start(
-        syncer(
-            &store,
-            url(
-                "HEADWATER_MOCK_CORS_URL",
-                option_env!("HEADWATER_MOCK_CORS_URL"),
-            ),
-            1,
-        ),
-        |_| {},
-    );
+    let running = BrowserSync::start(cors_syncer(&store, 1), |_| {});
     let written = store
         .write(running.outbox(), Utc::now(), writes(300))
         .await
@@ -193,14 +195,7 @@ async fn browser_benchmark() {
     let performance = web_sys::window().unwrap().performance().unwrap();
     let now = || performance.now();
     let store = fresh("bench").await;
-    let sync = syncer(
-        &store,
-        url(
-            "HEADWATER_MOCK_CORS_URL",
-            option_env!("HEADWATER_MOCK_CORS_URL"),
-        ),
-        3,
-    );
+    let sync = cors_syncer(&store, 3);
     let outbox = sync.outbox();
 
     // Blocks of ten writes each way, alternating: the browser's clock has a tenth of a
@@ -237,14 +232,7 @@ async fn browser_benchmark() {
     let mut rounds = vec![(store, sync)];
     for round in 2..=ROUNDS {
         let store = fresh("bench").await;
-        let sync = syncer(
-            &store,
-            url(
-                "HEADWATER_MOCK_CORS_URL",
-                option_env!("HEADWATER_MOCK_CORS_URL"),
-            ),
-            3 + round,
-        );
+        let sync = cors_syncer(&store, 3 + round);
         store
             .write(&sync.outbox(), Utc::now(), writes(SYNCED))
             .await
@@ -254,14 +242,7 @@ async fn browser_benchmark() {
     // A warm-up sync first: the first in a page is slower (code and the browser's
     // caches are cold). Its rate is given too.
     let warm = fresh("bench").await;
-    let warm_sync = syncer(
-        &warm,
-        url(
-            "HEADWATER_MOCK_CORS_URL",
-            option_env!("HEADWATER_MOCK_CORS_URL"),
-        ),
-        2,
-    );
+    let warm_sync = cors_syncer(&warm, 2);
     warm.write(&warm_sync.outbox(), Utc::now(), writes(WARM_UP))
         .await
         .unwrap();
