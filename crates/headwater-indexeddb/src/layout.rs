@@ -5,8 +5,8 @@
 //! - `headwater_retries`: key the seq, value its retry bookkeeping as JSON text; only
 //!   changes that failed have one, so a claim reads a few, not one per change.
 //! - `headwater_dead_letters`: key the seq, value the dead letter as JSON text.
-//! - `headwater_marker_log`: the sync markers, a row per acknowledgement with a
-//!   multiEntry index `by_record` (see [`crate::markers`]).
+//! - `headwater_marker_log`: the sync markers, a fresh row per acknowledgement, merged
+//!   into rows that a multiEntry index `by_record` covers (see [`crate::markers`]).
 //! - `headwater_state`: the sending lease, the outbox's byte count and the marker log's
 //!   bookkeeping.
 //!

@@ -28,8 +28,8 @@ use wasm_bindgen::closure::Closure;
 use crate::append::{Appending, SeenSeq, append_in};
 use crate::error::{IdbError, store_error, unstorable};
 use crate::layout::{
-    CHANGES, ConnectionKeys, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_INDEX,
-    MARKER_LOG, RETRIES, STATE, legacy_marker_key, seq_key,
+    CHANGES, ConnectionKeys, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_LOG, RETRIES,
+    STATE, legacy_marker_key, seq_key,
 };
 use crate::markers::LogRows;
 use crate::pending_bytes::CountRead;
@@ -384,7 +384,7 @@ impl ChangeStore for IdbStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let tx = self.write_tx(&[CHANGES, RETRIES, MARKER_LOG, STATE], Durability::Relaxed)?;
         let lease = self.read_lease(&tx)?;
-        let (claim, wrote) = self.claim_in(&tx, request, &lease).await?;
+        let (claim, wrote, merge) = self.claim_in(&tx, request, &lease).await?;
         if wrote {
             tx.commit().await.map_err(store_error)?;
         } else {
@@ -393,6 +393,7 @@ impl ChangeStore for IdbStore {
             // much as reading a hundred changes.
             drop(tx);
         }
+        self.merge_markers(merge).await?;
         Ok(claim)
     }
 
@@ -428,8 +429,9 @@ impl ChangeStore for IdbStore {
         )?;
         let lease = self.read_lease(&tx)?;
         let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
-        let (claim, _) = self.claim_in(&tx, request, &lease).await?;
+        let (claim, _, merge) = self.claim_in(&tx, request, &lease).await?;
         tx.commit().await.map_err(store_error)?;
+        self.merge_markers(merge).await?;
         Ok((recorded(held, owner, &lease)?, Ok(claim)))
     }
 
@@ -627,11 +629,7 @@ impl ChangeStore for IdbStore {
         };
         let tx = self.read_tx(stores)?;
         let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-        let index = log
-            .as_sys()
-            .index(MARKER_INDEX)
-            .map_err(crate::request::js_error)?;
-        let logged = crate::markers::lookup(&index, collection, key).await?;
+        let logged = crate::markers::lookup(log.as_sys(), collection, key).await?;
         if !legacy {
             return Ok(logged);
         }
@@ -707,14 +705,28 @@ impl IdbStore {
             .map_err(js_error)
     }
 
+    /// Merges the marker log's rows `rows` in a transaction of their own: it holds up
+    /// nothing but acknowledgements and lookups (captures, claims' reads of changes and
+    /// status reads do not touch the log), and the claim before it has committed.
+    async fn merge_markers(&self, rows: Option<Vec<JsValue>>) -> Result<(), StoreError> {
+        let Some(rows) = rows else {
+            return Ok(());
+        };
+        let tx = self.write_tx(&[MARKER_LOG], Durability::Relaxed)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
+        tx.commit().await.map_err(store_error)
+    }
+
     /// A claim within `tx` (over the changes, retries, marker log and state stores),
-    /// with `lease` already asked for; gives the claim and whether it wrote anything.
+    /// with `lease` already asked for; gives the claim, whether it wrote anything, and
+    /// the marker log rows due a merge (see [`Self::merge_markers`]).
     async fn claim_in(
         &self,
         tx: &Transaction<'_>,
         request: &ClaimRequest,
         lease: &web_sys::IdbRequest,
-    ) -> Result<(Claim, bool), StoreError> {
+    ) -> Result<(Claim, bool, Option<Vec<JsValue>>), StoreError> {
         let state = tx.object_store(STATE).map_err(store_error)?;
         let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
         // The lease (asked for by the caller), the byte count, the marker log's keys
@@ -751,21 +763,18 @@ impl IdbStore {
             _ => false,
         };
         // The lease holder merges the marker log's rows: when there is nothing to send,
-        // or when the log has grown past its bound (see crate::markers).
-        let mut merged = false;
+        // or when the log has grown past its bounds (see crate::markers).
+        let mut merge = None;
         if granted.is_ok() {
             let idle = request.limit > 0 && entries.is_empty();
             let rows = LogRows::of_keys(&log_keys.result().map_err(js_error)?)?;
-            if let Some(rows) = rows.due_merge(idle) {
-                crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
-                merged = true;
-            }
+            merge = rows.due_merge(idle);
         }
         let claim = match granted {
             Ok(_) => Claim::Granted(entries),
             Err(held) => Claim::Held(held),
         };
-        Ok((claim, renewed || unfolded || merged))
+        Ok((claim, renewed || unfolded, merge))
     }
 
     /// Writes `outcome` within `tx` (over every headwater store), with `lease` already

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use headwater_core::engine::{CaptureError, SyncConfig, Syncer};
-use headwater_core::model::ChangeData;
+use headwater_core::model::{ChangeData, Seq};
 use headwater_core::store::{ChangeStore, Claim, StoreError};
 use headwater_core::testing::SimFlume;
 use headwater_core::testing::conformance::{self, claim_request};
@@ -409,7 +409,15 @@ async fn markers_stay_right_across_log_merges() {
     let flume = SimFlume::new();
     let mut syncer = Syncer::new(store.clone(), flume, SyncConfig::new("tab", 1)).unwrap();
     let mut last = std::collections::HashMap::new();
-    for round in 0..12 {
+    async fn check(store: &IdbStore, last: &std::collections::HashMap<String, Seq>, when: &str) {
+        for (key, seq) in last {
+            let marker = store.sync_marker("todos", key).await.unwrap().unwrap();
+            assert_eq!(marker.last_acked_seq, *seq, "{key} {when}");
+        }
+        assert!(store.sync_marker("todos", "k99").await.unwrap().is_none());
+        assert!(store.sync_marker("todos", "k1 ").await.unwrap().is_none());
+    }
+    for round in 0..24 {
         let writes = (0..20)
             .map(|i| {
                 RecordWrite::put("todos", format!("k{}", (i * 7 + round) % 30), &round).unwrap()
@@ -422,14 +430,25 @@ async fn markers_stay_right_across_log_merges() {
         {
             last.insert(change.data().key().to_owned(), change.seq());
         }
-        // One acknowledgement per round, so one log row each.
+        // One acknowledgement per round, so one fresh log row each.
         syncer.sync_once(t(round)).await.unwrap();
+        match round {
+            // Read from fresh rows alone.
+            5 => check(&store, &last, "from fresh rows").await,
+            // Idle: a claim that finds nothing indexes the fresh rows; later rounds
+            // write fresh rows newer than the indexed entries.
+            11 => {
+                syncer.sync_once(t(100)).await.unwrap();
+                check(&store, &last, "after the fresh rows were indexed").await;
+            }
+            17 => check(&store, &last, "from indexed and fresh rows").await,
+            _ => {}
+        }
     }
-    // Idle: a claim that finds nothing merges the rows.
+    // Idle twice: the fresh rows are indexed, then indexed rows of one size class are
+    // merged.
     syncer.sync_once(t(100)).await.unwrap();
-    for (key, seq) in &last {
-        let marker = store.sync_marker("todos", key).await.unwrap().unwrap();
-        assert_eq!(marker.last_acked_seq, *seq, "{key}");
-    }
-    assert!(store.sync_marker("todos", "k99").await.unwrap().is_none());
+    check(&store, &last, "after a second indexing").await;
+    syncer.sync_once(t(101)).await.unwrap();
+    check(&store, &last, "after merges").await;
 }
