@@ -302,35 +302,40 @@ impl RowText {
 }
 
 /// Merges the rows `merged` (read from `log` in one wait) into one indexed row, keeping
-/// the highest entry per record.
+/// the highest entry per record. A row that does not read back (damaged, or written by
+/// something else) is left where it is: merging, and so delivery, goes on without it.
 pub(crate) async fn merge(
     log: &web_sys::IdbObjectStore,
     keys: &ConnectionKeys,
     merged: &[JsValue],
 ) -> Result<(), StoreError> {
     let values = crate::request::get_many(log, merged).await?;
-    let rows = values
+    let rows: Vec<(&JsValue, RowText)> = merged
         .iter()
-        .filter(|value| !value.is_undefined())
-        .map(RowText::of)
-        .collect::<Result<Vec<RowText>, StoreError>>()?;
-    let entries = rows
-        .iter()
-        .map(RowText::entries)
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .zip(&values)
+        .filter(|(_, value)| !value.is_undefined())
+        .filter_map(|(key, value)| Some((key, RowText::of(value).ok()?)))
+        .collect();
     let mut latest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for entry in entries.into_iter().flatten() {
-        let (record, numbers) = split(entry)?;
-        let best = latest.entry(record).or_insert(numbers);
-        if numbers > *best {
-            *best = numbers;
+    for (key, row) in &rows {
+        let Ok(split) = row.entries().and_then(|entries| {
+            entries
+                .into_iter()
+                .map(split)
+                .collect::<Result<Vec<_>, _>>()
+        }) else {
+            continue;
+        };
+        for (record, numbers) in split {
+            let best = latest.entry(record).or_insert(numbers);
+            if numbers > *best {
+                *best = numbers;
+            }
         }
-    }
-    for key in merged {
         log.delete(key).map_err(js_error)?;
     }
     if latest.is_empty() {
-        // Another connection merged these rows first.
+        // Another connection merged these rows first (or none of them reads back).
         return Ok(());
     }
     let mut row = Row {
@@ -342,6 +347,17 @@ pub(crate) async fn merge(
     // A stable order keeps merged rows byte-for-byte reproducible.
     row.m.sort_unstable();
     log.put_with_key(&row_value(&row)?, &row_key(keys, row.m.len()))
+        .map_err(js_error)?;
+    Ok(())
+}
+
+/// Writes `raw` to the log as a fresh row, as a damaged disk might leave one: for tests.
+pub(crate) fn put_fresh_text(
+    log: &web_sys::IdbObjectStore,
+    keys: &ConnectionKeys,
+    raw: &str,
+) -> Result<(), StoreError> {
+    log.put_with_key(&JsValue::from_str(raw), &fresh_key(keys, 1))
         .map_err(js_error)?;
     Ok(())
 }

@@ -357,6 +357,16 @@ impl IdbStore {
         tx.commit().await.map_err(store_error)
     }
 
+    /// Writes a sync marker log row that does not read back, as a damaged disk might
+    /// leave one: for tests.
+    #[doc(hidden)]
+    pub async fn damage_marker_log(&self, raw: &str) -> Result<(), StoreError> {
+        let tx = self.write_tx(&[MARKER_LOG], Durability::Strict)?;
+        let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
+        crate::markers::put_fresh_text(log.as_sys(), &self.keys, raw)?;
+        tx.commit().await.map_err(store_error)
+    }
+
     /// Appends a row that does not decode, as a damaged disk or a newer version might
     /// leave: for tests of quarantine. Returns its seq.
     #[doc(hidden)]

@@ -404,6 +404,41 @@ async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
 /// The marker log stays right as its rows are merged: many acknowledgements, the same
 /// records again and again, then an idle claim that merges.
 #[wasm_bindgen_test]
+async fn a_damaged_marker_row_holds_up_neither_delivery_nor_merges() {
+    let store = fresh("damaged-markers").await;
+    let flume = SimFlume::new();
+    let mut syncer = Syncer::new(store.clone(), flume.clone(), SyncConfig::new("tab", 1)).unwrap();
+    store
+        .write(
+            &syncer.outbox(),
+            t(0),
+            vec![RecordWrite::put("todos", "a", &1).unwrap()],
+        )
+        .await
+        .unwrap();
+    syncer.sync_once(t(0)).await.unwrap();
+    store.damage_marker_log("not an entry").await.unwrap();
+    let later = store
+        .write(
+            &syncer.outbox(),
+            t(1),
+            vec![RecordWrite::put("todos", "b", &2).unwrap()],
+        )
+        .await
+        .unwrap();
+    // Delivery goes on, and an idle claim merges the rows that read back.
+    syncer.sync_once(t(1)).await.unwrap();
+    syncer.sync_once(t(100)).await.unwrap();
+    assert_eq!(flume.delivered().len(), 2);
+    let b = store.sync_marker("todos", "b").await.unwrap().unwrap();
+    assert_eq!(b.last_acked_seq, later[0].seq());
+    assert!(store.sync_marker("todos", "a").await.unwrap().is_some());
+    // Merged: the next idle claim finds only the damaged row to merge, and leaves it.
+    syncer.sync_once(t(200)).await.unwrap();
+    assert!(store.sync_marker("todos", "b").await.unwrap().is_some());
+}
+
+#[wasm_bindgen_test]
 async fn markers_stay_right_across_log_merges() {
     let store = fresh("merges").await;
     let flume = SimFlume::new();
