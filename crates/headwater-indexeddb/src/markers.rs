@@ -110,17 +110,20 @@ impl LogRows<JsValue> {
             .map_err(|value| StoreError::backend(format!("getAllKeys gave {value:?}")))?;
         let mut log = LogRows::default();
         for key in keys.iter() {
-            let malformed =
-                || StoreError::backend(format!("a sync marker log key is malformed: {key:?}"));
-            let parts = key.dyn_ref::<js_sys::Array>().ok_or_else(malformed)?;
+            // A key of another shape (damage, or a later version's kind of row) is left
+            // alone: neither merged nor counted, and no reason to fail a claim.
+            let Some(parts) = key.dyn_ref::<js_sys::Array>() else {
+                continue;
+            };
             let first = parts.get(0);
             let (rows, entries) = if first.as_string().as_deref() == Some(FRESH) {
                 (&mut log.fresh, parts.get(1).as_f64())
             } else {
                 (&mut log.rows, first.as_f64())
             };
-            let entries = entries.ok_or_else(malformed)?;
-            rows.push((key, entries.max(0.0) as usize));
+            if let Some(entries) = entries {
+                rows.push((key, entries.max(0.0) as usize));
+            }
         }
         Ok(log)
     }
@@ -351,14 +354,18 @@ pub(crate) async fn merge(
     Ok(())
 }
 
-/// Writes `raw` to the log as a fresh row, as a damaged disk might leave one: for tests.
-pub(crate) fn put_fresh_text(
+/// Writes `raw` to the log as a fresh row, and as a row under a key of no known shape,
+/// as a damaged disk (or a later version) might leave them: for tests.
+pub(crate) fn put_damaged(
     log: &web_sys::IdbObjectStore,
     keys: &ConnectionKeys,
     raw: &str,
 ) -> Result<(), StoreError> {
-    log.put_with_key(&JsValue::from_str(raw), &fresh_key(keys, 1))
+    let raw = JsValue::from_str(raw);
+    log.put_with_key(&raw, &fresh_key(keys, 1))
         .map_err(js_error)?;
+    let foreign = js_sys::Array::of2(&JsValue::from_str("a later kind"), &JsValue::from_f64(1.0));
+    log.put_with_key(&raw, &foreign).map_err(js_error)?;
     Ok(())
 }
 

@@ -357,13 +357,13 @@ impl IdbStore {
         tx.commit().await.map_err(store_error)
     }
 
-    /// Writes a sync marker log row that does not read back, as a damaged disk might
-    /// leave one: for tests.
+    /// Writes sync marker log rows that do not read back (a fresh one, and one under a
+    /// key of no known shape), as a damaged disk might leave them: for tests.
     #[doc(hidden)]
     pub async fn damage_marker_log(&self, raw: &str) -> Result<(), StoreError> {
         let tx = self.write_tx(&[MARKER_LOG], Durability::Strict)?;
         let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-        crate::markers::put_fresh_text(log.as_sys(), &self.keys, raw)?;
+        crate::markers::put_damaged(log.as_sys(), &self.keys, raw)?;
         tx.commit().await.map_err(store_error)
     }
 
