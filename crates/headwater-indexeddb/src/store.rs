@@ -441,8 +441,10 @@ impl ChangeStore for IdbStore {
         let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
         let (claim, _, merge) = self.claim_in(&tx, request, &lease).await?;
         tx.commit().await.map_err(store_error)?;
-        self.merge_markers(merge).await?;
-        Ok((recorded(held, owner, &lease)?, Ok(claim)))
+        // The outcome is written now: a failed merge fails only the claim (the outer
+        // error would say the outcome was not written, and it would be written twice).
+        let claim = self.merge_markers(merge).await.map(|()| claim);
+        Ok((recorded(held, owner, &lease)?, claim))
     }
 
     async fn release(&self, owner: &str) -> Result<(), StoreError> {

@@ -401,8 +401,8 @@ async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
     assert_eq!(marker.acked_at, t(10));
 }
 
-/// The marker log stays right as its rows are merged: many acknowledgements, the same
-/// records again and again, then an idle claim that merges.
+/// A marker log row that does not read back (and one under a key of no known shape) is
+/// left alone: claims and merges go on.
 #[wasm_bindgen_test]
 async fn a_damaged_marker_row_holds_up_neither_delivery_nor_merges() {
     let store = fresh("damaged-markers").await;
@@ -438,6 +438,9 @@ async fn a_damaged_marker_row_holds_up_neither_delivery_nor_merges() {
     assert!(store.sync_marker("todos", "b").await.unwrap().is_some());
 }
 
+/// The marker log stays right as its rows are merged: many acknowledgements, the same
+/// records again and again, lookups from fresh rows, from indexed ones and from both,
+/// then idle claims that index and merge.
 #[wasm_bindgen_test]
 async fn markers_stay_right_across_log_merges() {
     let store = fresh("merges").await;
