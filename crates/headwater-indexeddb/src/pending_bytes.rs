@@ -3,13 +3,15 @@
 //! The count is a sum (`pending_bytes`) over the changes up to a seq (`counted_through`),
 //! plus rows of deltas (key `["pending_bytes", connection, n]`, see [`ConnectionKeys`]):
 //! an acknowledgement takes off what it removed and a requeue adds what it put back,
-//! each with a write that needs no read. A change's own weight joins the sum when a
-//! claim first reads it, or when a status read finds changes past `counted_through`: the
-//! reader folds them in, so each change is weighed once, and a status read costs what
-//! was captured since the last one, not the outbox. (Reading the count and writing it
-//! back made every capture wait a round trip to the browser's database process; adding
-//! a delta row per capture cost as much as the change's own row.) Transactions over the
-//! state store never overlap, so nothing is counted twice or lost.
+//! each with a write that needs no read (an acknowledgement written with a claim takes
+//! it off the count that the claim reads and writes back anyway). A change's own weight
+//! joins the sum when a claim first reads it, or when a status read finds changes past
+//! `counted_through`: the reader folds them in, so each change is weighed once, and a
+//! status read costs what was captured since the last one, not the outbox. (Reading the
+//! count and writing it back made every capture wait a round trip to the browser's
+//! database process; adding a delta row per capture cost as much as the change's own
+//! row.) Transactions over the state store never overlap, so nothing is counted twice or
+//! lost.
 
 use headwater_core::model::Seq;
 use headwater_core::store::StoreError;
@@ -94,6 +96,7 @@ impl CountRead {
             bytes: number(&self.sum)?.unwrap_or(0.0).max(0.0) + added,
             through: number(&self.through)?.map_or(Seq(0), |seq| Seq(seq.max(0.0) as u64)),
             folded: deltas.length() > 0,
+            deltas: deltas.length() > 0,
         })
     }
 }
@@ -106,6 +109,8 @@ pub(crate) struct Counted {
     pub(crate) through: Seq,
     /// Whether anything changed since the read (delta rows folded, changes weighed).
     folded: bool,
+    /// Whether delta rows were read (and so are deleted when the count is stored).
+    deltas: bool,
 }
 
 impl Counted {
@@ -121,6 +126,15 @@ impl Counted {
         }
     }
 
+    /// Takes off `bytes` that left the outbox in the transaction of the read (instead
+    /// of a delta row for them).
+    pub(crate) fn take_off(&mut self, bytes: u64) {
+        if bytes > 0 {
+            self.bytes -= bytes as f64;
+            self.folded = true;
+        }
+    }
+
     /// The bytes pending. An acknowledgement of a change already gone takes its weight
     /// off twice; the count stops at zero.
     pub(crate) fn bytes(&self) -> u64 {
@@ -133,7 +147,9 @@ impl Counted {
         if !self.folded {
             return Ok(false);
         }
-        state.delete(&deltas()?).map_err(js_error)?;
+        if self.deltas {
+            state.delete(&deltas()?).map_err(js_error)?;
+        }
         state
             .put_with_key(
                 &JsValue::from_f64(self.bytes() as f64),

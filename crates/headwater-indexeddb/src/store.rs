@@ -31,7 +31,7 @@ use crate::layout::{
     CHANGES, ConnectionKeys, DEAD, HEADWATER_STORES, LEASE, LEGACY_MARKERS, MARKER_LOG, RETRIES,
     STATE, legacy_marker_key, seq_key,
 };
-use crate::markers::LogRows;
+use crate::markers::{LogRows, LogWatch};
 use crate::pending_bytes::CountRead;
 use crate::request::{js_error, wait};
 
@@ -43,6 +43,7 @@ pub struct IdbStore {
     closed: Rc<Cell<bool>>,
     seen: SeenSeq,
     keys: ConnectionKeys,
+    log_watch: LogWatch,
     _on_version_change: Rc<Closure<dyn FnMut()>>,
 }
 
@@ -121,12 +122,23 @@ fn parse<T: serde::de::DeserializeOwned>(value: &JsValue) -> Result<T, StoreErro
         .map_err(|error| StoreError::backend(format!("a stored record does not decode: {error}")))
 }
 
-/// A read of up to `limit` changes after a seq with their retry state, issued as four
-/// requests at once: the changes' keys and values, and the retries' (the first `limit`
-/// retries after the seq include every one of the changes read, as retries are kept
-/// only for changes in the outbox).
+/// A read of up to `limit` changes after a seq with their retry state, issued as three
+/// requests at once: the changes' keys and values, and the retries' keys (the first
+/// `limit` retries after the seq include every one of the changes read, as retries are
+/// kept only for changes in the outbox). The retries' values are asked for only if there
+/// are any, which is seldom: every request costs the browser's database process a few
+/// tasks, whatever it finds.
 struct PendingRead {
-    requests: Option<[web_sys::IdbRequest; 4]>,
+    requests: Option<Requests>,
+}
+
+struct Requests {
+    keys: web_sys::IdbRequest,
+    values: web_sys::IdbRequest,
+    retry_keys: web_sys::IdbRequest,
+    retries: web_sys::IdbObjectStore,
+    range: JsValue,
+    limit: u32,
 }
 
 impl PendingRead {
@@ -137,7 +149,7 @@ impl PendingRead {
         }
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let retries = tx.object_store(RETRIES).map_err(store_error)?;
-        let (changes, retries) = (changes.as_sys(), retries.as_sys());
+        let (changes, retries) = (changes.as_sys(), retries.as_sys().clone());
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let range: JsValue = web_sys::IdbKeyRange::lower_bound_with_open(
             &JsValue::from_f64(after.map_or(0.0, |seq| seq.0 as f64)),
@@ -146,41 +158,48 @@ impl PendingRead {
         .map_err(js_error)?
         .into();
         Ok(PendingRead {
-            requests: Some([
-                changes
+            requests: Some(Requests {
+                keys: changes
                     .get_all_keys_with_key_and_limit(&range, limit)
                     .map_err(js_error)?,
-                changes
+                values: changes
                     .get_all_with_key_and_limit(&range, limit)
                     .map_err(js_error)?,
-                retries
+                retry_keys: retries
                     .get_all_keys_with_key_and_limit(&range, limit)
                     .map_err(js_error)?,
-                retries
-                    .get_all_with_key_and_limit(&range, limit)
-                    .map_err(js_error)?,
-            ]),
+                retries,
+                range,
+                limit,
+            }),
         })
     }
 
     /// Waits for the read (and so for every request issued before it) and decodes it.
     async fn finish(self) -> Result<Vec<StoredEntry>, StoreError> {
-        let Some([keys, values, retry_keys, retry_values]) = self.requests else {
+        let Some(requests) = self.requests else {
             return Ok(Vec::new());
         };
-        wait(&retry_values).await?;
-        let array = |request: &web_sys::IdbRequest| -> Result<js_sys::Array, StoreError> {
-            request
-                .result()
-                .map_err(js_error)?
+        let array = |value: JsValue| -> Result<js_sys::Array, StoreError> {
+            value
                 .dyn_into::<js_sys::Array>()
                 .map_err(|value| StoreError::backend(format!("getAll gave {value:?}")))
         };
-        let (keys, values) = (array(&keys)?, array(&values)?);
-        let (retry_keys, retry_values) = (array(&retry_keys)?, array(&retry_values)?);
+        let retry_keys = array(wait(&requests.retry_keys).await?)?;
+        let keys = array(requests.keys.result().map_err(js_error)?)?;
+        let values = array(requests.values.result().map_err(js_error)?)?;
         let mut retry_of = std::collections::HashMap::new();
-        for (key, value) in retry_keys.iter().zip(retry_values.iter()) {
-            retry_of.insert(key_f64(&key)?, value);
+        if retry_keys.length() > 0 {
+            let retry_values = requests
+                .retries
+                .get_all_with_key_and_limit(&requests.range, requests.limit)
+                .map_err(js_error)?;
+            // The transaction holds the retries store since its keys were read: the
+            // values come in the same order.
+            let retry_values = array(wait(&retry_values).await?)?;
+            for (key, value) in retry_keys.iter().zip(retry_values.iter()) {
+                retry_of.insert(key_f64(&key)?, value);
+            }
         }
         let texts = texts_of(&values);
         keys.iter()
@@ -274,6 +293,7 @@ impl IdbStore {
             closed,
             seen: SeenSeq::default(),
             keys: ConnectionKeys::new(),
+            log_watch: LogWatch::new(),
             _on_version_change: Rc::new(on_version_change),
         })
     }
@@ -394,7 +414,7 @@ impl ChangeStore for IdbStore {
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let tx = self.write_tx(&[CHANGES, RETRIES, MARKER_LOG, STATE], Durability::Relaxed)?;
         let lease = self.read_lease(&tx)?;
-        let (claim, wrote, merge) = self.claim_in(&tx, request, &lease).await?;
+        let (claim, wrote, merge) = self.claim_in(&tx, request, &lease, 0).await?;
         if wrote {
             tx.commit().await.map_err(store_error)?;
         } else {
@@ -418,7 +438,9 @@ impl ChangeStore for IdbStore {
             Durability::Relaxed,
         )?;
         let lease = self.read_lease(&tx)?;
-        let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
+        let (held, _) = self
+            .write_outcome(&tx, owner, now, outcome, &lease, false)
+            .await?;
         tx.commit().await.map_err(store_error)?;
         recorded(held, owner, &lease)
     }
@@ -438,8 +460,10 @@ impl ChangeStore for IdbStore {
             Durability::Relaxed,
         )?;
         let lease = self.read_lease(&tx)?;
-        let held = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
-        let (claim, _, merge) = self.claim_in(&tx, request, &lease).await?;
+        let (held, removed) = self
+            .write_outcome(&tx, owner, now, outcome, &lease, true)
+            .await?;
+        let (claim, _, merge) = self.claim_in(&tx, request, &lease, removed).await?;
         tx.commit().await.map_err(store_error)?;
         // The outcome is written now: a failed merge fails only the claim (the outer
         // error would say the outcome was not written, and it would be written twice).
@@ -731,20 +755,27 @@ impl IdbStore {
     }
 
     /// A claim within `tx` (over the changes, retries, marker log and state stores),
-    /// with `lease` already asked for; gives the claim, whether it wrote anything, and
+    /// with `lease` already asked for, taking `removed` bytes off the count (see
+    /// [`Self::write_outcome`]); gives the claim, whether it wrote anything, and
     /// the marker log rows due a merge (see [`Self::merge_markers`]).
     async fn claim_in(
         &self,
         tx: &Transaction<'_>,
         request: &ClaimRequest,
         lease: &web_sys::IdbRequest,
+        removed: u64,
     ) -> Result<(Claim, bool, Option<Vec<JsValue>>), StoreError> {
         let state = tx.object_store(STATE).map_err(store_error)?;
         let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
         // The lease (asked for by the caller), the byte count, the marker log's keys
-        // and the changes are read together (one wait, not four); the changes are
-        // dropped if another syncer holds the lease.
-        let log_keys = log.as_sys().get_all_keys().map_err(js_error)?;
+        // (when due, see crate::markers::LogWatch) and the changes are read together
+        // (one wait, not four); the changes are dropped if another syncer holds the
+        // lease.
+        let mut log_keys = if self.log_watch.due() {
+            Some(log.as_sys().get_all_keys().map_err(js_error)?)
+        } else {
+            None
+        };
         let count = CountRead::issue(state.as_sys())?;
         let read = PendingRead::issue(tx, request.after, request.limit)?;
         if read.requests.is_none() {
@@ -756,6 +787,7 @@ impl IdbStore {
             self.seen.saw(entry_seq(last).0);
         }
         let mut counted = count.counted()?;
+        counted.take_off(removed);
         counted.weigh(entries.iter().map(weighed));
         let unfolded = counted.store(state.as_sys())?;
         let current = lease.result().map_err(js_error)?;
@@ -779,8 +811,17 @@ impl IdbStore {
         let mut merge = None;
         if granted.is_ok() {
             let idle = request.limit > 0 && entries.is_empty();
-            let rows = LogRows::of_keys(&log_keys.result().map_err(js_error)?)?;
-            merge = rows.due_merge(idle);
+            if idle && log_keys.is_none() {
+                // An idle outbox has time for the wait.
+                let keys = log.as_sys().get_all_keys().map_err(js_error)?;
+                wait(&keys).await?;
+                log_keys = Some(keys);
+            }
+            if let Some(keys) = log_keys {
+                self.log_watch.read();
+                let rows = LogRows::of_keys(&keys.result().map_err(js_error)?)?;
+                merge = rows.due_merge(idle);
+            }
         }
         let claim = match granted {
             Ok(_) => Claim::Granted(entries),
@@ -791,7 +832,10 @@ impl IdbStore {
 
     /// Writes `outcome` within `tx` (over every headwater store), with `lease` already
     /// asked for. Returns whether the lease is held if it had to wait to know (for
-    /// retries and dead letters); `None` means read it after the commit.
+    /// retries and dead letters; `None` means read it after the commit), and, if `fold`,
+    /// the bytes that left the outbox, for the claim in the same transaction to take
+    /// off the count it reads (a delta row for them would be one request more, and
+    /// another to fold it).
     async fn write_outcome(
         &self,
         tx: &Transaction<'_>,
@@ -799,7 +843,8 @@ impl IdbStore {
         now: DateTime<Utc>,
         outcome: &Outcome,
         lease: &web_sys::IdbRequest,
-    ) -> Result<Option<bool>, StoreError> {
+        fold: bool,
+    ) -> Result<(Option<bool>, u64), StoreError> {
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let retries = tx.object_store(RETRIES).map_err(store_error)?;
         let dead = tx.object_store(DEAD).map_err(store_error)?;
@@ -848,7 +893,11 @@ impl IdbStore {
             }
             held = Some(holds);
         }
-        crate::markers::append(log.as_sys(), &self.keys, &outcome.markers(), now)?;
+        let markers = outcome.markers();
+        crate::markers::append(log.as_sys(), &self.keys, &markers, now)?;
+        if !markers.is_empty() {
+            self.log_watch.wrote(markers.len());
+        }
         // After the retries: a merged outcome may hold a change's retry and then its
         // acknowledgement, and no retry row may outlive its change.
         for run in outcome.acked_runs() {
@@ -862,7 +911,10 @@ impl IdbStore {
                 .primitive()
                 .map_err(store_error)?;
         }
+        if fold {
+            return Ok((held, removed));
+        }
         crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
-        Ok(held)
+        Ok((held, 0))
     }
 }

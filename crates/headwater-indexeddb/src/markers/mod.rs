@@ -50,7 +50,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use crate::layout::ConnectionKeys;
 use crate::request::js_error;
 use entry::{entries_in, entry, marker_of, record_part, split};
-pub(crate) use rows::LogRows;
+pub(crate) use rows::{LogRows, LogWatch};
 
 fn row_key(keys: &ConnectionKeys, entries: usize) -> JsValue {
     let (connection, n) = keys.next();

@@ -1,5 +1,8 @@
 //! When the marker log's rows are merged, decided from their keys alone.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use headwater_core::store::StoreError;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -17,6 +20,46 @@ pub(crate) const MAX_FRESH_ROWS: usize = 256;
 
 /// See [`MAX_FRESH_ROWS`].
 pub(crate) const MAX_FRESH_ENTRIES: usize = 16_384;
+
+/// This connection wrote this many fresh rows, or [`CHECK_EVERY_ENTRIES`] entries,
+/// since it last read the log's keys: read them again with the next claim. (Reading them
+/// with every claim was one request more for each; the bounds above are passed by at
+/// most this much of this connection's writing, and other connections' rows are
+/// counted at the next read.)
+pub(crate) const CHECK_EVERY_ROWS: usize = 32;
+
+/// See [`CHECK_EVERY_ROWS`].
+pub(crate) const CHECK_EVERY_ENTRIES: usize = 4096;
+
+/// What one connection (all clones of its store) wrote to the log since it last read
+/// the log's keys, to tell when a claim should read them.
+#[derive(Debug, Clone)]
+pub(crate) struct LogWatch(Rc<Cell<(usize, usize)>>);
+
+impl LogWatch {
+    /// A watch that knows nothing yet: the first claim reads the keys.
+    pub(crate) fn new() -> Self {
+        LogWatch(Rc::new(Cell::new((CHECK_EVERY_ROWS, 0))))
+    }
+
+    /// Notes a fresh row of `entries` entries (written, or about to be).
+    pub(crate) fn wrote(&self, entries: usize) {
+        let (rows, written) = self.0.get();
+        self.0
+            .set((rows.saturating_add(1), written.saturating_add(entries)));
+    }
+
+    /// Whether the next claim should read the log's keys.
+    pub(crate) fn due(&self) -> bool {
+        let (rows, entries) = self.0.get();
+        rows >= CHECK_EVERY_ROWS || entries >= CHECK_EVERY_ENTRIES
+    }
+
+    /// Notes that the keys were read.
+    pub(crate) fn read(&self) {
+        self.0.set((0, 0));
+    }
+}
 
 /// The log's rows by key and number of entries, as `getAllKeys` gives them: indexed
 /// rows and fresh ones apart.
@@ -136,6 +179,23 @@ mod tests {
         assert_eq!(large.due_merge(false), Some(vec![1000, 1001]));
         let at_bound = with_fresh(rows(&[]), &[MAX_FRESH_ENTRIES]);
         assert_eq!(at_bound.due_merge(false), None);
+    }
+
+    #[wasm_bindgen_test]
+    fn the_log_is_read_first_and_then_after_enough_was_written() {
+        let watch = LogWatch::new();
+        assert!(watch.due(), "nothing known yet");
+        watch.read();
+        assert!(!watch.due());
+        for _ in 1..CHECK_EVERY_ROWS {
+            watch.wrote(1);
+        }
+        assert!(!watch.due());
+        watch.wrote(1);
+        assert!(watch.due(), "rows");
+        watch.read();
+        watch.wrote(CHECK_EVERY_ENTRIES);
+        assert!(watch.due(), "entries");
     }
 
     #[wasm_bindgen_test]
