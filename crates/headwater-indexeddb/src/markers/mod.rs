@@ -17,7 +17,9 @@
 //! nothing to send), or once the fresh rows pass their bounds, the lease holder merges
 //! all of them into one *indexed* row, in a transaction of its own over the log alone,
 //! so that captures, claims and status reads are not held up by it: indexing 10,000
-//! entries took 110–170 ms here, after the sync instead of within it.
+//! entries took 110–170 ms here, after the sync instead of within it. A busy claim reads
+//! the log's keys to check the bounds only every [`CHECK_EVERY_ROWS`](rows::CHECK_EVERY_ROWS)
+//! rows this connection wrote (see [`LogWatch`]).
 //!
 //! An indexed row is `{"m": [entry, …]}` under the key `[entries, connection, n]`: its
 //! number of entries (so that merging can choose rows from their keys alone, see
