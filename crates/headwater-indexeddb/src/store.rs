@@ -438,9 +438,9 @@ impl ChangeStore for IdbStore {
             Durability::Relaxed,
         )?;
         let lease = self.read_lease(&tx)?;
-        let (held, _) = self
-            .write_outcome(&tx, owner, now, outcome, &lease, false)
-            .await?;
+        let (held, removed) = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
+        let state = tx.object_store(STATE).map_err(store_error)?;
+        crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
         tx.commit().await.map_err(store_error)?;
         recorded(held, owner, &lease)
     }
@@ -460,9 +460,9 @@ impl ChangeStore for IdbStore {
             Durability::Relaxed,
         )?;
         let lease = self.read_lease(&tx)?;
-        let (held, removed) = self
-            .write_outcome(&tx, owner, now, outcome, &lease, true)
-            .await?;
+        let (held, removed) = self.write_outcome(&tx, owner, now, outcome, &lease).await?;
+        // The claim takes the removed bytes off the count it reads and writes back (a
+        // delta row for them would be one request more, and another to fold it).
         let (claim, _, merge) = self.claim_in(&tx, request, &lease, removed).await?;
         tx.commit().await.map_err(store_error)?;
         // The outcome is written now: a failed merge fails only the claim (the outer
@@ -832,10 +832,8 @@ impl IdbStore {
 
     /// Writes `outcome` within `tx` (over every headwater store), with `lease` already
     /// asked for. Returns whether the lease is held if it had to wait to know (for
-    /// retries and dead letters; `None` means read it after the commit), and, if `fold`,
-    /// the bytes that left the outbox, for the claim in the same transaction to take
-    /// off the count it reads (a delta row for them would be one request more, and
-    /// another to fold it).
+    /// retries and dead letters; `None` means read it after the commit), and the bytes
+    /// that left the outbox, for the caller to take off the byte count.
     async fn write_outcome(
         &self,
         tx: &Transaction<'_>,
@@ -843,13 +841,11 @@ impl IdbStore {
         now: DateTime<Utc>,
         outcome: &Outcome,
         lease: &web_sys::IdbRequest,
-        fold: bool,
     ) -> Result<(Option<bool>, u64), StoreError> {
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let retries = tx.object_store(RETRIES).map_err(store_error)?;
         let dead = tx.object_store(DEAD).map_err(store_error)?;
         let log = tx.object_store(MARKER_LOG).map_err(store_error)?;
-        let state = tx.object_store(STATE).map_err(store_error)?;
         // Retry bookkeeping and dead letters are written only while the lease is held,
         // so an outcome with any waits to read it first. Acknowledgements are written
         // whoever holds it (the changes were delivered), so the common outcome, all
@@ -911,10 +907,6 @@ impl IdbStore {
                 .primitive()
                 .map_err(store_error)?;
         }
-        if fold {
-            return Ok((held, removed));
-        }
-        crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
-        Ok((held, 0))
+        Ok((held, removed))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use headwater_core::engine::{CaptureError, SyncConfig, Syncer};
-use headwater_core::model::{ChangeData, Seq};
+use headwater_core::model::{Change, ChangeData, Seq};
 use headwater_core::store::{ChangeStore, Claim, StoreError};
 use headwater_core::testing::SimFlume;
 use headwater_core::testing::conformance::{self, claim_request};
@@ -24,6 +24,24 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000).unwrap() + TimeDelta::seconds(seconds)
+}
+
+/// Writes one record of `todos` at `seconds` and captures its change for `syncer`.
+async fn write_todo(
+    store: &IdbStore,
+    syncer: &Syncer<IdbStore, SimFlume>,
+    seconds: i64,
+    key: &str,
+    value: &serde_json::Value,
+) -> Vec<Change> {
+    store
+        .write(
+            &syncer.outbox(),
+            t(seconds),
+            vec![RecordWrite::put("todos", key, value).unwrap()],
+        )
+        .await
+        .unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -387,14 +405,7 @@ async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
 
     let flume = SimFlume::new();
     let mut syncer = Syncer::new(store.clone(), flume, SyncConfig::new("tab", 1)).unwrap();
-    let written = store
-        .write(
-            &syncer.outbox(),
-            t(10),
-            vec![RecordWrite::put("todos", "a", &serde_json::json!({"v": 2})).unwrap()],
-        )
-        .await
-        .unwrap();
+    let written = write_todo(&store, &syncer, 10, "a", &serde_json::json!({"v": 2})).await;
     syncer.sync_once(t(10)).await.unwrap();
     let marker = store.sync_marker("todos", "a").await.unwrap().unwrap();
     assert_eq!(marker.last_acked_seq, written[0].seq());
@@ -408,24 +419,10 @@ async fn a_damaged_marker_row_holds_up_neither_delivery_nor_merges() {
     let store = fresh("damaged-markers").await;
     let flume = SimFlume::new();
     let mut syncer = Syncer::new(store.clone(), flume.clone(), SyncConfig::new("tab", 1)).unwrap();
-    store
-        .write(
-            &syncer.outbox(),
-            t(0),
-            vec![RecordWrite::put("todos", "a", &1).unwrap()],
-        )
-        .await
-        .unwrap();
+    write_todo(&store, &syncer, 0, "a", &serde_json::json!(1)).await;
     syncer.sync_once(t(0)).await.unwrap();
     store.damage_marker_log("not an entry").await.unwrap();
-    let later = store
-        .write(
-            &syncer.outbox(),
-            t(1),
-            vec![RecordWrite::put("todos", "b", &2).unwrap()],
-        )
-        .await
-        .unwrap();
+    let later = write_todo(&store, &syncer, 1, "b", &serde_json::json!(2)).await;
     // Delivery goes on, and an idle claim merges the rows that read back.
     syncer.sync_once(t(1)).await.unwrap();
     syncer.sync_once(t(100)).await.unwrap();
