@@ -138,3 +138,43 @@ fn a_clock_set_back_by_days_does_not_stall_delivery() {
     };
     scenario::run(MemoryStore::new(), &setup).unwrap();
 }
+
+/// Issue 31, found at 100,000 cases: repeated changes to one record, two batches in
+/// flight, 400s (isolation), runs of 500s, a wall clock set back by an hour and a change
+/// whose mapping throws. Record r0's seq 6 arrived after its seq 16.
+#[test]
+fn order_kept_under_isolation_two_in_flight_clock_set_back() {
+    let capture = |count, repeat| Step::Capture {
+        count,
+        poison: None,
+        repeat,
+    };
+    let setup = Setup {
+        max_events: 26,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            capture(1, false),
+            Step::Sync,
+            capture(1, false),
+            Step::Sync,
+            capture(14, true),
+            capture(3, false),
+            Step::Fault(FaultKind::BadRequests(2)),
+            capture(1, false),
+            Step::Fault(FaultKind::ServerErrors(4)),
+            capture(9, false),
+            Step::Fault(FaultKind::ServerErrors(8)),
+            Step::Sync,
+            capture(1, false),
+            capture(1, false),
+            Step::Jump(-3602),
+            Step::Capture {
+                count: 1,
+                poison: Some((0, Poison::Throws)),
+                repeat: false,
+            },
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}

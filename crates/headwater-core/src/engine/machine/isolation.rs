@@ -262,30 +262,49 @@ impl Isolation {
         }
     }
 
-    /// The first waiting part that may go now: in total order, only parts before every
-    /// suspect; otherwise parts whose records have no earlier suspect. It is cut to the
-    /// batch size in force.
+    /// The changes of the first waiting part that may go now: those with no earlier
+    /// change of their record held anywhere else in the isolation (in another part or
+    /// as a suspect); in total order, with no earlier change held at all. They are cut
+    /// to the batch size in force; the rest of the part keeps its place.
+    ///
+    /// Parts wait for earlier parts, not only for suspects: a part held back behind a
+    /// suspect of one record may hold an earlier change of another record that a later
+    /// part holds too. The earliest change held is always free, so this never stalls.
     fn take_sendable_part(&mut self, window: &Window, rules: &IsoRules) -> Option<Vec<Seq>> {
-        let first_suspect = self.suspects.iter().map(|s| s.seq).min();
-        let position = self.parts.iter().position(|part| {
-            if rules.total_order {
-                first_suspect.is_none_or(|first| part.iter().all(|seq| *seq < first))
-            } else {
-                part.iter().all(|seq| {
-                    let record = window.get(*seq).map(|slot| slot.record);
-                    !self
-                        .suspects
-                        .iter()
-                        .any(|suspect| suspect.seq < *seq && Some(suspect.record) == record)
-                })
-            }
+        let record = |seq: Seq| window.get(seq).map(|slot| slot.record);
+        let held: Vec<(usize, Seq, Option<u64>)> = self
+            .parts
+            .iter()
+            .enumerate()
+            .flat_map(|(index, part)| part.iter().map(move |seq| (index, *seq)))
+            .map(|(index, seq)| (index, seq, record(seq)))
+            .chain(
+                self.suspects
+                    .iter()
+                    .map(|suspect| (usize::MAX, suspect.seq, Some(suspect.record))),
+            )
+            .collect();
+        let free = |index: usize, seq: Seq| {
+            let own = record(seq);
+            !held.iter().any(|(other, earlier, earlier_record)| {
+                *other != index && *earlier < seq && (rules.total_order || *earlier_record == own)
+            })
+        };
+        let (index, mut taken) = self.parts.iter().enumerate().find_map(|(index, part)| {
+            let taken: Vec<Seq> = part
+                .iter()
+                .copied()
+                .filter(|seq| free(index, *seq))
+                .collect();
+            (!taken.is_empty()).then_some((index, taken))
         })?;
-        let mut part = self.parts.remove(position)?;
-        if part.len() > rules.max_events.max(1) {
-            let rest = part.split_off(rules.max_events.max(1));
-            self.parts.insert(position, rest);
+        taken.truncate(rules.max_events.max(1));
+        let part = &mut self.parts[index];
+        part.retain(|seq| !taken.contains(seq));
+        if part.is_empty() {
+            self.parts.remove(index);
         }
-        Some(part)
+        Some(taken)
     }
 
     /// Whether a refusal of a one-change part sent now would be a strike.

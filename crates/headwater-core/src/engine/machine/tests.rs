@@ -633,3 +633,63 @@ fn a_blocked_or_paused_outbox_is_not_stalled() {
     h.step(at(20_000));
     assert_eq!(h.machine.stalled_since(at(20_000)), None);
 }
+
+/// Issue 31: an isolation sent a later part before an earlier one that held a change of
+/// the same record. Here seq 1 throws in an interceptor (500), so the isolation holds it
+/// as a suspect for a while; the part [3:x, 4:a] waits behind it (3 is x's), and the
+/// part holding 7:a must wait for 4:a instead of going first.
+#[test]
+fn an_isolation_sends_no_part_before_an_earlier_part_of_its_records() {
+    let mut h = Harness::new(|config| config.max_in_flight = 2);
+    let keys = ["x", "y", "x", "a", "b", "c", "a", "d"];
+    let record = |seq: Seq| keys[seq.0 as usize - 1];
+    h.capture(&keys);
+    let poison = Seq(1);
+    let mut answers: Vec<(Vec<Seq>, u16)> = Vec::new();
+    let mut now = at(0);
+    for _ in 0..12 {
+        h.run(now, |seqs| {
+            let status = if seqs.contains(&poison) { 500 } else { 200 };
+            answers.push((seqs.to_vec(), status));
+            match status {
+                200 => ok(),
+                _ => self::status(500, "interceptor threw"),
+            }
+        });
+        now += TimeDelta::seconds(61);
+    }
+    let log = format!("{answers:?}");
+    // The sequence of requests and answers, as the machine made them:
+    let expected: &[(&[u64], u16)] = &[
+        (&[1, 2, 3, 4, 5, 6, 7, 8], 500), // the whole batch, retried once
+        (&[1, 2, 3, 4, 5, 6, 7, 8], 500), // then taken apart
+        (&[1, 2, 3, 4], 500),
+        (&[1, 2], 500),
+        (&[1], 500),          // alone: a suspect, and [3, 4] waits behind it (3 is x's)
+        (&[], 200),           // an acceptance right before the suspect's lone try
+        (&[1], 500),          // sandwiched: a refusal that counts if the next answer is 200
+        (&[2], 200),          // the first strike
+        (&[4], 200),          // 4:a is free; 3:x stays behind the suspect
+        (&[5, 6, 7, 8], 200), // 7:a only now, after 4:a
+        (&[1], 500),          // after a backoff, the second strike...
+        (&[], 200),           // ...condemns it
+        (&[3], 200),
+    ];
+    for (index, (seqs, status)) in expected.iter().enumerate() {
+        assert_eq!(
+            answers.get(index),
+            Some(&(self::seqs(seqs.iter().copied()), *status)),
+            "request {index} of {log}"
+        );
+    }
+    assert_eq!(h.dead_seqs(), vec![poison], "{log}");
+    assert!(h.store.is_empty(), "{log}");
+    let mut last: BTreeMap<&str, Seq> = BTreeMap::new();
+    for (seqs, _) in answers.iter().filter(|(_, status)| *status == 200) {
+        for seq in seqs {
+            if let Some(previous) = last.insert(record(*seq), *seq) {
+                assert!(previous < *seq, "{seq} after {previous}: {log}");
+            }
+        }
+    }
+}
