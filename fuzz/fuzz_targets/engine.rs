@@ -3,6 +3,11 @@
 //! several requests in flight: it never panics, never loses a change, dead-letters only
 //! poison, keeps each record's order (and total order with one in flight) and never
 //! exceeds its request bound (the invariants of `headwater_core::testing::scenario`).
+//!
+//! The mapping from bytes leans towards what broke per-record order once (issue 31):
+//! several requests in flight three times in four, captures to repeated records (poison
+//! among them) as often as not, and clock jumps of up to two hours either way beside
+//! the long ones.
 #![no_main]
 #![forbid(unsafe_code)]
 
@@ -78,12 +83,15 @@ fuzz_target!(|input: Input| {
             ArbitraryStep::ConnectionRefused => Step::Fault(FaultKind::ConnectionRefused),
             ArbitraryStep::Unauthorized => Step::Fault(FaultKind::Unauthorized),
             ArbitraryStep::Crash { mid_request } => Step::Crash { mid_request },
+            ArbitraryStep::Jump(seconds) if seconds % 2 == 0 => {
+                Step::Jump(i64::from(seconds % 7_200))
+            }
             ArbitraryStep::Jump(seconds) => Step::Jump(i64::from(seconds % 200_000)),
         })
         .collect();
     let setup = Setup {
         max_events: usize::from(input.max_events) + 1,
-        max_in_flight: usize::from(input.max_in_flight % 4) + 1,
+        max_in_flight: [1, 2, 2, 3, 4, 2, 1, 3][usize::from(input.max_in_flight % 8)],
         transaction_capacity: input.transaction_capacity.map(|c| usize::from(c) + 1),
         steps,
     };

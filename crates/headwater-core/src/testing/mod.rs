@@ -7,4 +7,4 @@ pub mod conformance;
 pub mod scenario;
 mod sim_flume;
 
-pub use sim_flume::{BAD_REQUEST, Fault, INTERCEPTOR_FAILED, SimFlume, id_counts};
+pub use sim_flume::{BAD_REQUEST, Fault, INTERCEPTOR_FAILED, POISON_HEADER, SimFlume, id_counts};

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::FutureExt;
 use futures::executor::block_on;
 
-use super::{Fault, SimFlume, id_counts};
+use super::{Fault, POISON_HEADER, SimFlume, id_counts};
 use crate::engine::{SyncConfig, Syncer};
 use crate::model::ChangeData;
 use crate::store::ChangeStore;
@@ -29,8 +29,9 @@ pub enum Poison {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Capture `count` changes; `poison` marks one of them (by position) as an event
-    /// Flume refuses. With `repeat`, the changes go to a handful of records, several
-    /// changes each, so that per-record order is put to the test.
+    /// Flume refuses (with the [`POISON_HEADER`], so it stays a change of its record).
+    /// With `repeat`, the changes go to a handful of records, several changes each, so
+    /// that per-record order is put to the test.
     Capture {
         /// How many changes.
         count: usize,
@@ -274,33 +275,37 @@ impl<S: ChangeStore + Clone> Scenario<S> {
                 let changes = (0..*count)
                     .map(|offset| {
                         let index = base + offset;
-                        let record = if *repeat {
+                        let key = if *repeat {
                             format!("r{}", index % 5)
                         } else {
                             format!("k{index}")
                         };
-                        let key = match poison {
-                            Some((at, Poison::BadRequest)) if at == offset => {
-                                format!("poison-{index}")
+                        let data =
+                            ChangeData::update("items", key, &serde_json::json!({"n": index}))?;
+                        // A poisoned change keeps its record: the changes after it wait
+                        // for it, and go on once it is dead-lettered.
+                        Ok(match poison {
+                            Some((at, kind)) if at == offset => {
+                                let status = match kind {
+                                    Poison::BadRequest => "400",
+                                    Poison::Throws => "500",
+                                };
+                                data.with_header(POISON_HEADER, status)?
                             }
-                            Some((at, Poison::Throws)) if at == offset => {
-                                format!("throws-{index}")
-                            }
-                            _ => record,
-                        };
-                        ChangeData::update("items", key, &serde_json::json!({"n": index}))
+                            _ => data,
+                        })
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, crate::model::InvalidChange>>()
                     .map_err(failed)?;
                 let stored = block_on(self.syncer.outbox().capture_all(self.now, changes))
                     .map_err(failed)?;
                 self.fresh_captures = true;
                 for change in stored {
                     let id = change.id().to_string();
-                    let key = change.data().key().to_owned();
-                    if key.starts_with("poison") || key.starts_with("throws") {
+                    if change.data().headers().contains_key(POISON_HEADER) {
                         self.poisoned.insert(id.clone());
                     }
+                    let key = change.data().key().to_owned();
                     self.captured.push((change.seq().0, id, key));
                 }
             }

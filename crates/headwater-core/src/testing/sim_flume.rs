@@ -12,6 +12,11 @@ pub const BAD_REQUEST: &str = "Bad request from client. Request has invalid JSON
 pub const INTERCEPTOR_FAILED: &str =
     "Unexpected error while appending event to channel. interceptor threw";
 
+/// The header that poisons an event whatever its record: `400` makes Flume refuse any
+/// batch holding it as unreadable, `500` makes an interceptor throw on it. (A `key`
+/// that starts with `poison` or `throws` does the same.)
+pub const POISON_HEADER: &str = "poison";
+
 /// A fault the simulated Flume applies to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -32,8 +37,9 @@ pub enum Fault {
 ///
 /// It decodes every request with the real decoder, enforces the channel's
 /// `transactionCapacity` with Flume's 503 text, answers 400 to any batch holding an
-/// event whose `key` header starts with `poison` and 500 to one holding a key that
-/// starts with `throws` (one bad event fails the whole request, as in Flume), and
+/// event whose `key` header starts with `poison` (or whose [`POISON_HEADER`] is `400`)
+/// and 500 to one holding a key that starts with `throws` (or that header at `500`):
+/// one bad event fails the whole request, as in Flume. It
 /// applies scripted [`Fault`]s first. Clones share state.
 #[derive(Debug, Clone, Default)]
 pub struct SimFlume {
@@ -117,18 +123,17 @@ impl SimFlume {
                 ),
             );
         }
-        let has_key = |prefix: &str| {
+        let poisoned = |prefix: &str, status: &str| {
             events.iter().any(|event| {
-                event
-                    .headers
-                    .get("key")
-                    .is_some_and(|key| key.starts_with(prefix))
+                let header = |name: &str| event.headers.get(name).map(String::as_str);
+                header("key").is_some_and(|key| key.starts_with(prefix))
+                    || header(POISON_HEADER) == Some(status)
             })
         };
-        if has_key("poison") {
+        if poisoned("poison", "400") {
             return Response::with_message(400, BAD_REQUEST);
         }
-        if has_key("throws") {
+        if poisoned("throws", "500") {
             return Response::with_message(500, INTERCEPTOR_FAILED);
         }
         state.sink.extend(events);
