@@ -906,9 +906,10 @@ impl DeliveryMachine {
 
     fn retry_later(&mut self, seqs: &[Seq], at: DateTime<Utc>, reason: &str) {
         for seq in seqs {
-            if let Some(slot) = self.window.get_mut(*seq) {
-                slot.entry.delivery = slot.entry.delivery.failed(at, reason);
-                self.store.pending.retry(*seq, slot.entry.delivery.clone());
+            if let Some(slot) = self.window.get(*seq) {
+                let delivery = slot.entry.delivery.failed(at, reason);
+                self.store.pending.retry(*seq, delivery.clone());
+                self.window.set_delivery(*seq, delivery);
             }
         }
     }

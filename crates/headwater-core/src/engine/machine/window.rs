@@ -1,14 +1,15 @@
 //! The changes a syncer has read from its outbox, and how batches are cut from them so
 //! that no record ever has two batches in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::ops::Bound;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Change, OutboxEntry, Seq};
+use crate::model::{Change, Delivery, OutboxEntry, Seq};
 
 /// Where a loaded change stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,10 @@ pub(super) struct Window {
     seen: FxHashMap<u64, Seen>,
     /// Slots not `Ready`, counted as they change (status reads it on every turn).
     busy: usize,
+    /// The retry times of the ready slots that have one, kept as slots change, so that
+    /// the next wake-up is found without a scan of the window (which a backlog of
+    /// hundreds of changes made the machine's hottest path).
+    retries: BTreeSet<(DateTime<Utc>, Seq)>,
 }
 
 impl Window {
@@ -86,20 +91,30 @@ impl Window {
 
     pub(super) fn insert(&mut self, entry: OutboxEntry) {
         let seq = entry.change.seq();
-        self.slots.entry(seq).or_insert_with(|| {
+        if self.slots.contains_key(&seq) {
+            return;
+        }
+        if let Some(at) = entry.delivery.next_attempt_at {
+            self.retries.insert((at, seq));
+        }
+        self.slots.insert(
+            seq,
             Box::new(Slot {
                 record: record_hash(&entry.change),
                 entry,
                 state: SlotState::Ready,
                 server_errors: 0,
-            })
-        });
+            }),
+        );
     }
 
     pub(super) fn get(&self, seq: Seq) -> Option<&Slot> {
         self.slots.get(&seq).map(|slot| &**slot)
     }
 
+    /// The slot of `seq`, to change its counts (its state and delivery change through
+    /// [`set_state`](Self::set_state) and [`set_delivery`](Self::set_delivery), which
+    /// keep the window's indexes).
     pub(super) fn get_mut(&mut self, seq: Seq) -> Option<&mut Slot> {
         self.slots.get_mut(&seq).map(|slot| &mut **slot)
     }
@@ -108,6 +123,8 @@ impl Window {
         let slot = self.slots.remove(&seq)?;
         if slot.state != SlotState::Ready {
             self.busy -= 1;
+        } else if let Some(at) = slot.entry.delivery.next_attempt_at {
+            self.retries.remove(&(at, seq));
         }
         Some(slot)
     }
@@ -115,14 +132,26 @@ impl Window {
     /// Drops every change not in a request or an isolation (the lease was lost).
     pub(super) fn drop_ready(&mut self) {
         self.slots.retain(|_, slot| slot.state != SlotState::Ready);
+        self.retries.clear();
     }
 
     pub(super) fn set_state(&mut self, seqs: &[Seq], state: SlotState) {
         for seq in seqs {
             if let Some(slot) = self.slots.get_mut(seq) {
+                let retry = slot.entry.delivery.next_attempt_at.map(|at| (at, *seq));
                 match (slot.state == SlotState::Ready, state == SlotState::Ready) {
-                    (true, false) => self.busy += 1,
-                    (false, true) => self.busy -= 1,
+                    (true, false) => {
+                        self.busy += 1;
+                        if let Some(retry) = retry {
+                            self.retries.remove(&retry);
+                        }
+                    }
+                    (false, true) => {
+                        self.busy -= 1;
+                        if let Some(retry) = retry {
+                            self.retries.insert(retry);
+                        }
+                    }
                     _ => {}
                 }
                 slot.state = state;
@@ -130,34 +159,51 @@ impl Window {
         }
     }
 
+    /// Sets the retry bookkeeping of `seq`.
+    pub(super) fn set_delivery(&mut self, seq: Seq, delivery: Delivery) {
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if slot.state == SlotState::Ready {
+            if let Some(at) = slot.entry.delivery.next_attempt_at {
+                self.retries.remove(&(at, seq));
+            }
+            if let Some(at) = delivery.next_attempt_at {
+                self.retries.insert((at, seq));
+            }
+        }
+        slot.entry.delivery = delivery;
+    }
+
     /// Makes every ready change due now.
     pub(super) fn clear_retry_times(&mut self) {
-        for slot in self.slots.values_mut() {
-            if slot.state == SlotState::Ready {
+        for (_, seq) in std::mem::take(&mut self.retries) {
+            if let Some(slot) = self.slots.get_mut(&seq) {
                 slot.entry.delivery.next_attempt_at = None;
             }
         }
     }
 
-    /// Ready changes that wait for a retry time.
+    /// The earliest retry time of a ready change after `now` (and not past `horizon`,
+    /// beyond which a time counts as due).
     pub(super) fn earliest_retry(
         &self,
         now: DateTime<Utc>,
         horizon: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        self.slots
-            .values()
-            .filter(|slot| slot.state == SlotState::Ready)
-            .filter_map(|slot| slot.entry.delivery.next_attempt_at)
-            .filter(|at| *at > now && *at <= horizon)
-            .min()
+        self.retries
+            .range((Bound::Excluded((now, Seq(u64::MAX))), Bound::Unbounded))
+            .next()
+            .map(|(at, _)| *at)
+            .filter(|at| *at <= horizon)
     }
 
     /// Whether any ready change could be batched at `now`.
     pub(super) fn any_due(&self, now: DateTime<Utc>, horizon: DateTime<Utc>) -> bool {
-        self.slots
-            .values()
-            .any(|slot| slot.state == SlotState::Ready && slot.entry.delivery.is_due(now, horizon))
+        let ready = self.slots.len() - self.busy;
+        ready > self.retries.len()
+            || self.retries.first().is_some_and(|(at, _)| *at <= now)
+            || self.retries.last().is_some_and(|(at, _)| *at > horizon)
     }
 
     /// Changes in requests or isolations.
@@ -278,7 +324,7 @@ mod tests {
     #[test]
     fn a_record_waiting_for_a_retry_holds_back_its_later_changes() {
         let mut window = window(&["a", "b", "a"]);
-        window.get_mut(Seq(1)).unwrap().entry.delivery = Delivery::new().failed(at(30), "503");
+        window.set_delivery(Seq(1), Delivery::new().failed(at(30), "503"));
         assert_eq!(pick(&mut window, 10, false), seqs(&[2]));
         assert_eq!(pick(&mut window, 10, true), seqs(&[]), "total order waits");
         assert_eq!(window.earliest_retry(at(0), at(3600)), Some(at(30)));
@@ -286,6 +332,68 @@ mod tests {
             window.candidates(at(30), at(3600), 10, true, false).send,
             seqs(&[1, 2, 3])
         );
+    }
+
+    /// What the retry index answers, worked out by a scan of every slot.
+    fn scanned(
+        window: &Window,
+        now: DateTime<Utc>,
+        horizon: DateTime<Utc>,
+    ) -> (Option<DateTime<Utc>>, bool) {
+        let ready = || {
+            window
+                .slots
+                .values()
+                .filter(|slot| slot.state == SlotState::Ready)
+        };
+        let earliest = ready()
+            .filter_map(|slot| slot.entry.delivery.next_attempt_at)
+            .filter(|at| *at > now && *at <= horizon)
+            .min();
+        let any_due = ready().any(|slot| slot.entry.delivery.is_due(now, horizon));
+        (earliest, any_due)
+    }
+
+    #[test]
+    fn the_retry_index_agrees_with_a_scan_through_every_change() {
+        let mut window = window(&["a", "b", "c", "d", "e", "f"]);
+        let check = |window: &Window| {
+            for now in [at(0), at(15), at(30), at(45), at(100)] {
+                let horizon = now + chrono::TimeDelta::seconds(40);
+                assert_eq!(
+                    (
+                        window.earliest_retry(now, horizon),
+                        window.any_due(now, horizon)
+                    ),
+                    scanned(window, now, horizon),
+                    "at {now}"
+                );
+            }
+        };
+        check(&window);
+        for (seq, seconds) in [(1, 30), (2, 10), (3, 50), (4, 90)] {
+            window.set_delivery(Seq(seq), Delivery::new().failed(at(seconds), "503"));
+            check(&window);
+        }
+        window.set_state(&seqs(&[2, 5, 6]), SlotState::Sending);
+        check(&window);
+        window.set_state(&seqs(&[2]), SlotState::Ready);
+        check(&window);
+        window.set_delivery(Seq(2), Delivery::new().failed(at(20), "503"));
+        window.remove(Seq(1));
+        check(&window);
+        window.set_state(&seqs(&[5, 6]), SlotState::Ready);
+        window.set_state(&seqs(&[3]), SlotState::Isolating);
+        window.set_delivery(Seq(3), Delivery::new().failed(at(35), "500"));
+        check(&window);
+        window.set_state(&seqs(&[3]), SlotState::Ready);
+        check(&window);
+        window.clear_retry_times();
+        check(&window);
+        window.set_delivery(Seq(4), Delivery::new().failed(at(60), "503"));
+        window.drop_ready();
+        check(&window);
+        assert!(window.is_empty());
     }
 
     #[test]
