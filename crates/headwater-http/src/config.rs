@@ -1,20 +1,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::tls::TlsConfig;
+use headwater_core::policy::Endpoints;
+pub use headwater_core::policy::Selection;
 
-/// How requests are spread over several endpoints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Selection {
-    /// Always the first endpoint that is not resting; the next one only when it cannot
-    /// be reached (Flume's `default_failover`).
-    #[default]
-    Failover,
-    /// Each request to the next endpoint in turn, skipping those resting (Flume's
-    /// `default_loadbalance` with `round_robin`).
-    RoundRobin,
-}
+use crate::tls::TlsConfig;
 
 /// Configuration of an [`HttpTransport`](crate::HttpTransport). Its `Debug` output shows
 /// header names, never their values.
@@ -61,8 +51,8 @@ impl HttpConfig {
             headers: Vec::new(),
             tls: TlsConfig::default(),
             max_message_bytes: 4096,
-            endpoint_rest: Duration::from_secs(1),
-            endpoint_rest_cap: Duration::from_secs(30),
+            endpoint_rest: Endpoints::DEFAULT_REST,
+            endpoint_rest_cap: Endpoints::DEFAULT_REST_CAP,
             browser_refused_after: 3,
         }
     }

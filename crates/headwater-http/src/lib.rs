@@ -48,7 +48,6 @@
 mod browser;
 mod config;
 mod credentials;
-mod endpoints;
 mod tls;
 mod transport;
 

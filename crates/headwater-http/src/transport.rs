@@ -1,16 +1,15 @@
 #[cfg(target_arch = "wasm32")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use headwater_core::flume::EncodedBatch;
-use headwater_core::policy::RetryAfter;
+use headwater_core::policy::{Endpoints, RetryAfter};
 use headwater_core::transport::{Response, SendOutcome, Transport};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use std::sync::Arc;
-
 use crate::config::{HttpConfig, HttpConfigError};
 use crate::credentials::Provider;
-use crate::endpoints::Endpoints;
 
 /// The content type Flume needs to read non-ASCII text right.
 const JSON_UTF8: &str = "application/json; charset=UTF-8";
@@ -23,7 +22,7 @@ pub struct HttpTransport {
     headers: HeaderMap,
     timeout: std::time::Duration,
     max_message_bytes: usize,
-    endpoints: Endpoints,
+    endpoints: Mutex<Endpoints>,
     provider: Option<Provider>,
     #[cfg(target_arch = "wasm32")]
     refused_after: u32,
@@ -79,12 +78,12 @@ impl HttpTransport {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
         Ok(HttpTransport {
             client: build_client(&config.tls)?,
-            endpoints: Endpoints::new(
+            endpoints: Mutex::new(Endpoints::new(
                 urls.len(),
                 config.selection,
                 config.endpoint_rest,
                 config.endpoint_rest_cap,
-            ),
+            )),
             urls,
             headers,
             provider: None,
@@ -212,6 +211,14 @@ impl HttpTransport {
     /// The endpoint URLs.
     pub fn endpoints(&self) -> &[reqwest::Url] {
         &self.urls
+    }
+
+    /// The endpoints' order and health (every change to them completes before it could
+    /// panic, so a poisoned lock still guards consistent data).
+    fn health(&self) -> MutexGuard<'_, Endpoints> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn read_message(&self, response: reqwest::Response) -> String {
@@ -402,7 +409,7 @@ impl Transport for HttpTransport {
             },
             None => None,
         };
-        let order = self.endpoints.order(chrono::Utc::now());
+        let order = self.health().order(chrono::Utc::now());
         let final_index = order.last().copied();
         let last_endpoint = |index: usize| Some(index) == final_index;
         for index in order {
@@ -412,7 +419,7 @@ impl Transport for HttpTransport {
                 Ok(response) if refuses(response.status().as_u16()) && !last_endpoint(index) => {
                     // This endpoint refuses (wrong path, credentials, no POST), and Flume
                     // committed nothing: let the others take the request.
-                    self.endpoints.refused(index, chrono::Utc::now());
+                    self.health().refused(index, chrono::Utc::now());
                     let status = response.status().as_u16();
                     let message = self.read_message(response).await;
                     tracing::warn!(url = %url, status, %message, "endpoint refuses requests; trying the next");
@@ -423,7 +430,7 @@ impl Transport for HttpTransport {
                     });
                 }
                 Ok(response) => {
-                    self.endpoints.succeeded(index);
+                    self.health().succeeded(index);
                     #[cfg(target_arch = "wasm32")]
                     self.failures_while_online.store(0, Ordering::Relaxed);
                     let status = response.status().as_u16();
@@ -444,7 +451,7 @@ impl Transport for HttpTransport {
                     });
                 }
                 Err(error) => {
-                    self.endpoints.failed(index, chrono::Utc::now());
+                    self.health().failed(index, chrono::Utc::now());
                     let message = format!("{url}: {}", describe(&error));
                     tracing::debug!(%message, "request failed");
                     if error.is_timeout() {

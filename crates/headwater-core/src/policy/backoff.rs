@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 /// use std::time::Duration;
 /// use headwater_core::policy::Backoff;
 /// use rand_core::SeedableRng;
-/// let backoff = Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(30) };
+/// let mut backoff = Backoff::default();
+/// backoff.base = Duration::from_millis(100);
 /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
 /// assert!(backoff.delay(3, &mut rng) <= Duration::from_millis(800));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The ceiling of the first retry's wait.
     #[serde(with = "humantime_serde")]
@@ -26,14 +28,30 @@ pub struct Backoff {
     /// The largest wait.
     #[serde(with = "humantime_serde")]
     pub cap: Duration,
+    /// How the wait is drawn below its ceiling.
+    pub jitter: Jitter,
+}
+
+/// How a backoff's wait is drawn below its ceiling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Uniformly from zero to the ceiling (AWS's "full jitter").
+    #[default]
+    Full,
+    /// The ceiling itself: every client that failed together retries together. For
+    /// comparison only (the fleet simulator's `no-jitter` policy).
+    None,
 }
 
 impl Default for Backoff {
-    /// 250 ms doubling up to 60 s.
+    /// 250 ms doubling up to 60 s, full jitter.
     fn default() -> Self {
         Backoff {
             base: Duration::from_millis(250),
             cap: Duration::from_secs(60),
+            jitter: Jitter::Full,
         }
     }
 }
@@ -47,6 +65,9 @@ impl Backoff {
 
     /// A jittered wait before retry number `attempt`.
     pub fn delay(&self, attempt: u32, rng: &mut impl RngCore) -> Duration {
+        if self.jitter == Jitter::None {
+            return self.ceiling(attempt);
+        }
         let ceiling = self.ceiling(attempt).as_millis();
         let ceiling = u64::try_from(ceiling).unwrap_or(u64::MAX);
         let millis = if ceiling == u64::MAX {
@@ -81,6 +102,7 @@ mod tests {
         let backoff = Backoff {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(1),
+            jitter: Jitter::Full,
         };
         assert_eq!(backoff.ceiling(0), Duration::from_millis(100));
         assert_eq!(backoff.ceiling(1), Duration::from_millis(200));
@@ -100,6 +122,18 @@ mod tests {
             .filter(|d| **d < Duration::from_millis(500))
             .count();
         assert!((50..150).contains(&low), "{low} of 200 below half");
+    }
+
+    #[test]
+    fn without_jitter_the_wait_is_the_ceiling() {
+        let backoff = Backoff {
+            jitter: Jitter::None,
+            ..Backoff::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        assert_eq!(backoff.delay(0, &mut rng), Duration::from_millis(250));
+        assert_eq!(backoff.delay(3, &mut rng), Duration::from_secs(2));
+        assert_eq!(backoff.delay(20, &mut rng), Duration::from_secs(60));
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The pure decision rules of delivery: how long to wait before a retry, what a
-//! transport outcome means, how large the next batch may be and how many may be in
-//! flight.
+//! transport outcome means, how large the next batch may be, how many may be in
+//! flight, and which endpoint takes the next request.
 
 mod backoff;
 mod batch_size;
 mod classify;
 mod concurrency;
+mod endpoints;
 mod retry_after;
 
-pub use backoff::{Backoff, RetryLimits};
+pub use backoff::{Backoff, Jitter, RetryLimits};
 pub use batch_size::{BatchLimits, BatchSizer};
 pub use classify::{Overload, Rejection, Verdict, classify, parse_capacity_hint};
 pub use concurrency::ConcurrencyLimit;
+pub use endpoints::{Endpoints, Selection};
 pub use retry_after::RetryAfter;

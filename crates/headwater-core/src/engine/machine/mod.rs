@@ -227,6 +227,19 @@ impl DeliveryMachine {
         self.requests.len()
     }
 
+    /// The changes request `id` carries, in seq order, while it is in flight (empty for
+    /// an empty probe, `None` once answered): for drivers that trace requests, and for
+    /// the fleet simulator, which tells the simulated tier what each request commits
+    /// without decoding its body.
+    pub fn request_seqs(&self, id: RequestId) -> Option<Vec<Seq>> {
+        self.requests
+            .get(&id)
+            .map(|request| match &request.purpose {
+                Purpose::Batch { seqs, .. } => seqs.clone(),
+                Purpose::Isolation { request, .. } => request.seqs(),
+            })
+    }
+
     fn total_order(&self) -> bool {
         self.config.max_in_flight == 1
     }
