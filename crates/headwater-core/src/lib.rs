@@ -41,8 +41,8 @@
 //! // ...and to record that Flume has it.
 //! let Some(Command::Record(outcome)) = machine.poll_command(now) else { panic!() };
 //! assert_eq!(outcome.acked(), &[Seq(1)]);
-//! machine.handle_recorded(Recorded::Applied);
-//! assert_eq!(machine.status(now).counters.delivered, 1);
+//! machine.handle_recorded(now, Recorded::Applied);
+//! assert_eq!(machine.counters().delivered, 1);
 //! ```
 //!
 //! ## Features

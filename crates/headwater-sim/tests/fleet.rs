@@ -21,7 +21,11 @@ fn nothing_is_lost_or_reordered_through_an_outage_or_a_brownout() {
             let summary = &run.summary;
             assert_eq!(summary.lost, 0, "{preset} {}", summary.name);
             assert_eq!(summary.reordered, 0, "{preset} {}", summary.name);
-            assert_eq!(summary.duplicates, 0, "no answer is lost: {preset} {}", summary.name);
+            assert_eq!(
+                summary.duplicates, 0,
+                "no answer is lost: {preset} {}",
+                summary.name
+            );
             assert_eq!(summary.dead_lettered, 0, "{preset} {}", summary.name);
             // With 120 clients a channel holds 16 events: the seed loop's batches of up
             // to 100 never fit, by its design; headwater's machine shrinks its batches.
@@ -76,7 +80,10 @@ fn json_is_one_line_with_the_scenario_and_every_policy() {
     assert_eq!(report["seed"], 3);
     assert_eq!(report["agents"], 3);
     let policies = report["policies"].as_array().unwrap();
-    let names: Vec<&str> = policies.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["headwater", "seed-loop", "no-jitter"]);
     for policy in policies {
         for field in [

@@ -16,7 +16,7 @@ use crate::transport::{SendOutcome, Transport};
 use super::machine::{Command, DeliveryMachine, RequestId, SendRequest};
 use super::outbox::Outbox;
 use super::shared::Shared;
-use super::status::SyncCounters;
+use super::status::SyncStatus;
 use super::{ConfigError, SyncConfig};
 
 /// What one [`Syncer::sync_once`] did.
@@ -135,9 +135,15 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     pub fn new(store: S, transport: T, config: SyncConfig) -> Result<Self, ConfigError> {
         let machine = DeliveryMachine::new(config)?;
         let seed = machine.config().seed;
+        // Nothing has happened yet: the view holds the machine's limits alone.
+        let view = SyncStatus {
+            batch_size: machine.batch_size(),
+            in_flight_limit: machine.in_flight_limit(),
+            ..SyncStatus::default()
+        };
         let shared = Arc::new(Shared::new(
             seed ^ ID_STREAM,
-            machine.status(DateTime::UNIX_EPOCH),
+            view,
             machine.config().outbox_limits,
         ));
         Ok(Syncer {
@@ -187,19 +193,15 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             machine.handle_captured(now);
         }
         if signals.requeued.swap(false, Ordering::AcqRel) {
-            machine.handle_requeued();
+            machine.handle_requeued(now);
         }
         if signals.flush_now.swap(false, Ordering::AcqRel) {
-            machine.handle_flush_now();
+            machine.handle_flush_now(now);
         }
-        machine.handle_paused(signals.paused.load(Ordering::Acquire));
+        machine.handle_paused(now, signals.paused.load(Ordering::Acquire));
         if signals.shutdown.load(Ordering::Acquire) {
             machine.shutdown();
         }
-    }
-
-    fn counters(&self) -> SyncCounters {
-        self.machine.status(DateTime::UNIX_EPOCH).counters
     }
 
     /// Does everything delivery can do at `now`, with every request answered before it
@@ -210,7 +212,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     /// For tests and simulations, which drive time themselves; an application runs
     /// [`run`](Self::run) (or the `headwater` facade, which does).
     pub async fn sync_once(&mut self, now: DateTime<Utc>) -> Result<SyncReport, StoreError> {
-        let before = self.counters();
+        let before = self.machine.counters();
         let Syncer {
             store,
             transport,
@@ -247,7 +249,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         if let Some(error) = failure {
             return Err(error);
         }
-        let after = self.counters();
+        let after = self.machine.counters();
         Ok(SyncReport {
             requests: after.requests - before.requests,
             delivered: after.delivered - before.delivered,
@@ -268,7 +270,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         match done {
             StoreDone::Claimed(request, Ok(claim)) => machine.handle_claimed(now, &request, claim),
             StoreDone::Recorded(_, Ok(recorded)) => {
-                machine.handle_recorded(recorded);
+                machine.handle_recorded(now, recorded);
                 shared.notify_progress();
             }
             StoreDone::RecordedThenClaimed(_, request, Ok((recorded, claim))) => {
@@ -291,7 +293,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
                 if let Err(error) = result {
                     tracing::warn!(error = %error.describe(), "could not give up the lease; it lapses on its own");
                 }
-                machine.handle_released();
+                machine.handle_released(now);
             }
             StoreDone::Claimed(_, Err(error)) => {
                 machine.handle_store_failed(now, None, &error);

@@ -65,7 +65,7 @@ impl MachineClient {
                         effects
                             .dead
                             .extend(outcome.dead().iter().map(|letter| letter.seq));
-                        self.machine.handle_recorded(recorded);
+                        self.machine.handle_recorded(at, recorded);
                     }
                     Err(error) => {
                         self.machine.handle_store_failed(at, Some(outcome), &error);
@@ -106,7 +106,7 @@ impl MachineClient {
                 Command::Release => {
                     // A fleet never shuts down mid-run; the lease lapses on its own.
                     let _ = ready(self.store.release(&owner));
-                    self.machine.handle_released();
+                    self.machine.handle_released(at);
                 }
                 Command::Send(request) => {
                     let seqs = self.machine.request_seqs(request.id).unwrap_or_default();

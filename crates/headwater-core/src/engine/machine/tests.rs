@@ -8,7 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::*;
 use crate::flume::{DecodeLimits, decode_batch};
 use crate::model::{Captured, Change, ChangeData, ChangeIdGenerator, DeadLetter, OutboxEntry};
-use crate::store::{Claim, Lease};
+use crate::store::{Claim, ClaimRequest, Lease, Outcome, Recorded};
+use crate::transport::SendOutcome;
 use crate::transport::Response;
 
 fn at(millis: i64) -> DateTime<Utc> {
@@ -116,11 +117,11 @@ impl Harness {
                 }
                 Command::Record(outcome) => {
                     self.apply(&outcome);
-                    self.machine.handle_recorded(Recorded::Applied);
+                    self.machine.handle_recorded(now, Recorded::Applied);
                 }
                 Command::Release => {
                     self.lease = None;
-                    self.machine.handle_released();
+                    self.machine.handle_released(now);
                 }
                 Command::Send(request) => {
                     let seqs = seqs_in(&request.body);
@@ -208,7 +209,7 @@ fn window_running_low() -> (Harness, Option<Command>) {
         "one store command at a time"
     );
     h.answer(at(2), ok());
-    h.machine.handle_recorded(Recorded::Applied);
+    h.machine.handle_recorded(at(2), Recorded::Applied);
     let command = h.machine.poll_command(at(2));
     (h, command)
 }
@@ -629,7 +630,7 @@ fn a_blocked_or_paused_outbox_is_not_stalled() {
     });
     h.capture(&["a"]);
     h.step(at(0));
-    h.machine.handle_paused(true);
+    h.machine.handle_paused(at(0), true);
     h.step(at(20_000));
     assert_eq!(h.machine.stalled_since(at(20_000)), None);
 }
