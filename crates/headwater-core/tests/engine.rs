@@ -234,10 +234,37 @@ fn retry_after_overrides_the_backoff() {
     capture(&h.outbox, &keys(3), t(0));
     block_on(h.syncer.sync_once(t(0))).unwrap();
     let status = block_on(h.outbox.status(t(0))).unwrap();
-    assert_eq!(status.next_attempt_at, Some(t(30)));
+    let retry = status.next_attempt_at.expect("a retry time");
+    assert!(
+        (t(30)..=t(45)).contains(&retry),
+        "Retry-After 30 s, and up to half of it more so that a fleet is spread: {retry}"
+    );
     assert_eq!(block_on(h.syncer.sync_once(t(29))).unwrap().requests, 0);
-    assert_eq!(block_on(h.syncer.sync_once(t(30))).unwrap().delivered, 3);
+    assert_eq!(block_on(h.syncer.sync_once(retry)).unwrap().delivered, 3);
     assert!(h.outbox.store().snapshot().is_empty());
+}
+
+#[test]
+fn a_fleet_told_the_same_retry_after_comes_back_spread() {
+    let retries: Vec<DateTime<Utc>> = (0..40)
+        .map(|seed| {
+            let mut h = harness(SimFlume::new(), |config| config.seed = seed);
+            h.flume.push_fault(Fault::TooManyRequests(30));
+            capture(&h.outbox, &keys(1), t(0));
+            block_on(h.syncer.sync_once(t(0))).unwrap();
+            let status = block_on(h.outbox.status(t(0))).unwrap();
+            status.next_attempt_at.expect("a retry time")
+        })
+        .collect();
+    assert!(retries.iter().all(|at| (t(30)..=t(45)).contains(at)));
+    let first_half = retries
+        .iter()
+        .filter(|at| **at < t(37) + TimeDelta::milliseconds(500))
+        .count();
+    assert!(
+        (10..=30).contains(&first_half),
+        "{first_half} of 40 in the first half: {retries:?}"
+    );
 }
 
 #[test]
@@ -249,7 +276,8 @@ fn a_huge_retry_after_is_cut_to_the_configured_maximum() {
     capture(&h.outbox, &keys(1), t(0));
     block_on(h.syncer.sync_once(t(0))).unwrap();
     let status = block_on(h.outbox.status(t(0))).unwrap();
-    assert_eq!(status.next_attempt_at, Some(t(600)));
+    let retry = status.next_attempt_at.expect("a retry time");
+    assert!((t(600)..=t(900)).contains(&retry), "{retry}");
 }
 
 #[test]

@@ -228,3 +228,181 @@ fn order_kept_under_isolation_two_in_flight_clock_set_back() {
     };
     scenario::run(MemoryStore::new(), &setup).unwrap();
 }
+
+/// Found when pacing first met a crash and a clock set back by an hour.
+#[test]
+fn paced_after_a_crash_and_a_clock_set_back_nothing_is_lost() {
+    let capture = |count| Step::Capture {
+        count,
+        poison: None,
+        repeat: false,
+    };
+    let setup = Setup {
+        max_events: 2,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            capture(11),
+            Step::Crash { mid_request: true },
+            Step::Jump(-3480),
+            capture(20),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
+/// Found at 300,000 cases once pacing was in: isolations, runs of 400 and 500, a 503.
+#[test]
+fn isolation_runs_of_400_and_500_and_an_overload_lose_nothing() {
+    let capture = |count, poison| Step::Capture {
+        count,
+        poison,
+        repeat: false,
+    };
+    let setup = Setup {
+        max_events: 5,
+        max_in_flight: 3,
+        transaction_capacity: None,
+        steps: vec![
+            capture(1, Some((0, Poison::BadRequest))),
+            capture(11, None),
+            Step::Sync,
+            capture(18, None),
+            Step::Fault(FaultKind::BadRequests(5)),
+            Step::Jump(-3),
+            Step::Fault(FaultKind::ServerErrors(2)),
+            Step::Fault(FaultKind::ServerErrors(3)),
+            Step::Sync,
+            Step::Jump(1),
+            Step::Fault(FaultKind::Overloaded),
+            Step::Fault(FaultKind::BadRequests(2)),
+            Step::Sync,
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
+/// Found at 300,000 cases: three isolations, each with a poisoned change refused alone.
+/// Had each refusal spoiled the other isolations' evidence, none would ever have been
+/// condemned, and they would have been sent again and again at once.
+#[test]
+fn isolations_do_not_spoil_each_others_evidence() {
+    let c = |count, poison, repeat| Step::Capture {
+        count,
+        poison,
+        repeat,
+    };
+    let setup = Setup {
+        max_events: 21,
+        max_in_flight: 3,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Fault(FaultKind::Overloaded),
+            c(18, Some((4, Poison::BadRequest)), true),
+            Step::Sync,
+            c(11, None, true),
+            c(14, None, true),
+            c(19, Some((0, Poison::BadRequest)), true),
+            Step::Fault(FaultKind::ServerErrors(10)),
+            c(20, Some((14, Poison::BadRequest)), true),
+            Step::Jump(1),
+            c(29, None, true),
+            c(5, None, true),
+            c(27, None, false),
+            Step::Sync,
+            c(15, None, true),
+            c(12, Some((6, Poison::Throws)), true),
+            c(14, Some((0, Poison::BadRequest)), true),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
+/// Found at 300,000 cases: a run of two 400s to everything met two changes sent alone
+/// at the same time, four requests in flight. The first refusal's evidence needs the
+/// answer right after it: here the second 400, not the acceptance of a later probe.
+#[test]
+fn a_run_of_400s_over_two_lone_tries_condemns_neither() {
+    let c = |count| Step::Capture {
+        count,
+        poison: None,
+        repeat: false,
+    };
+    let setup = Setup {
+        max_events: 1,
+        max_in_flight: 4,
+        transaction_capacity: None,
+        steps: vec![
+            c(6),
+            Step::Sync,
+            Step::Fault(FaultKind::BadRequests(2)),
+            Step::Fault(FaultKind::Overloaded),
+            c(10),
+            Step::Sync,
+            Step::Fault(FaultKind::BadRequests(2)),
+            Step::Jump(1),
+            Step::Crash { mid_request: true },
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
+/// Found at 300,000 cases: a small paced backlog is let go once the tier has been calm
+/// for a while, and the status must say when, or a driver that trusts it waits too
+/// long (the scenario checks that nothing is sent before the time the status gives).
+#[test]
+fn a_small_paced_backlog_goes_when_the_status_says() {
+    let setup = Setup {
+        max_events: 2,
+        max_in_flight: 1,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Capture {
+                count: 3,
+                poison: None,
+                repeat: false,
+            },
+            Step::Jump(30),
+            Step::Fault(FaultKind::Overloaded),
+            Step::Sync,
+            Step::Jump(220),
+            Step::Sync,
+            Step::Jump(150),
+            Step::Jump(-2),
+            Step::Jump(-65),
+            Step::Sync,
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
+/// Found at 300,000 cases: a crashed syncer's lease outlived clocks set back by an hour,
+/// then pacing's allowance, refilled in many small steps, fell a hair short of a batch
+/// and asked to be woken at the very moment it was asked (so never).
+#[test]
+fn a_pace_timer_always_lies_ahead() {
+    let c = |count, repeat| Step::Capture {
+        count,
+        poison: None,
+        repeat,
+    };
+    let setup = Setup {
+        max_events: 4,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Fault(FaultKind::ServerErrors(5)),
+            c(8, true),
+            Step::Sync,
+            Step::Jump(4143),
+            Step::Sync,
+            c(17, false),
+            Step::Jump(-3840),
+            Step::Crash { mid_request: true },
+            c(19, true),
+            Step::Jump(-2878),
+            c(17, false),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}

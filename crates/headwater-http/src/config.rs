@@ -15,6 +15,11 @@ pub struct HttpConfig {
     pub endpoints: Vec<String>,
     /// Failover or round-robin.
     pub selection: Selection,
+    /// The endpoint failover prefers, and round-robin starts at (by index, modulo their
+    /// number). `None` is the first, for a transport built alone; the `headwater`
+    /// facade sets it from its seed, so that a fleet of clients listing the same agents
+    /// spreads over them instead of all sending to the first (docs/fleet.md).
+    pub primary: Option<usize>,
     /// The whole request, from connecting to the last byte of the answer. Keep it below
     /// the syncer's lease.
     pub timeout: Duration,
@@ -47,6 +52,7 @@ impl HttpConfig {
         HttpConfig {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             selection: Selection::Failover,
+            primary: None,
             timeout: Duration::from_secs(10),
             headers: Vec::new(),
             tls: TlsConfig::default(),
@@ -68,6 +74,7 @@ impl fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("endpoints", &self.endpoints)
             .field("selection", &self.selection)
+            .field("primary", &self.primary)
             .field("timeout", &self.timeout)
             .field("headers", &header_names)
             .field("tls", &self.tls)

@@ -78,12 +78,15 @@ impl HttpTransport {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
         Ok(HttpTransport {
             client: build_client(&config.tls)?,
-            endpoints: Mutex::new(Endpoints::new(
-                urls.len(),
-                config.selection,
-                config.endpoint_rest,
-                config.endpoint_rest_cap,
-            )),
+            endpoints: Mutex::new(
+                Endpoints::new(
+                    urls.len(),
+                    config.selection,
+                    config.endpoint_rest,
+                    config.endpoint_rest_cap,
+                )
+                .with_primary(config.primary.unwrap_or(0)),
+            ),
             urls,
             headers,
             provider: None,

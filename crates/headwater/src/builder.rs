@@ -326,11 +326,18 @@ impl Builder {
     #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     fn http_transport(
         config: &SyncConfig,
-        http: headwater_http::HttpConfig,
+        mut http: headwater_http::HttpConfig,
         header_provider: Option<Arc<dyn headwater_http::HeaderProvider>>,
     ) -> Result<DynTransport, StartError> {
         if http.endpoints.is_empty() {
             return Err(StartError::NoTransport);
+        }
+        if http.primary.is_none() {
+            // Each client prefers an endpoint of its own: a fleet listing the same
+            // agents spreads over them (with failover from the first, every client of
+            // a fleet sent to one agent; docs/fleet.md has the figures).
+            let draw = config.seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+            http.primary = Some((draw % http.endpoints.len() as u64) as usize);
         }
         if config.lease <= http.timeout {
             return Err(StartError::LeaseTooShort {

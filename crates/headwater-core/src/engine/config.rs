@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::flume::{EventMapping, MappingError};
-use crate::policy::{Backoff, BatchLimits, RetryLimits};
+use crate::policy::{Backoff, BatchLimits, Pacing, RetryLimits};
 
 /// Everything a [`Syncer`](super::Syncer) can be told. Start from
 /// [`SyncConfig::new`] (or [`Default`]) and change what you need;
@@ -54,6 +54,9 @@ pub struct SyncConfig {
     pub lease: Duration,
     /// Backoff between retries.
     pub backoff: Backoff,
+    /// How fast a backlog goes out after failures, so that a fleet coming back from an
+    /// outage does not offer the tier every backlog at once (docs/fleet.md).
+    pub pacing: Pacing,
     /// The longest `Retry-After` honoured; a longer one is cut to this.
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
@@ -160,6 +163,7 @@ impl SyncConfig {
             linger: Duration::ZERO,
             lease: Duration::from_secs(60),
             backoff: Backoff::default(),
+            pacing: Pacing::default(),
             max_retry_after: Duration::from_secs(3600),
             retry_limits: RetryLimits::default(),
             isolation: IsolationRules::default(),
@@ -235,6 +239,18 @@ impl SyncConfig {
         if self.backoff.cap < self.backoff.base {
             return Err(ConfigError::BackoffCapBelowBase);
         }
+        let pacing = &self.pacing;
+        if !(pacing.increase.is_finite() && pacing.increase >= 1.0) {
+            return Err(ConfigError::Pacing("pacing.increase must be at least 1"));
+        }
+        if !(pacing.decrease > 0.0 && pacing.decrease < 1.0) {
+            return Err(ConfigError::Pacing(
+                "pacing.decrease must be above 0 and below 1",
+            ));
+        }
+        if pacing.gather.is_zero() {
+            return Err(ConfigError::ZeroDuration("pacing.gather"));
+        }
         if self.isolation.isolate_after_server_errors == 0 {
             return Err(ConfigError::ZeroIsolation(
                 "isolation.isolate_after_server_errors",
@@ -292,6 +308,9 @@ pub enum ConfigError {
     /// An isolation threshold is zero.
     #[error("{0} must be at least 1")]
     ZeroIsolation(&'static str),
+    /// A pacing factor out of its range.
+    #[error("{0}")]
+    Pacing(&'static str),
     /// `retry_limits.max_attempts` is zero, which would dead-letter every change unsent.
     #[error("retry_limits.max_attempts must be at least 1 (or unset for no limit)")]
     ZeroMaxAttempts,
@@ -333,6 +352,14 @@ mod tests {
         check(
             |c| c.backoff.cap = Duration::from_millis(1),
             ConfigError::BackoffCapBelowBase,
+        );
+        check(
+            |c| c.pacing.decrease = 1.5,
+            ConfigError::Pacing("pacing.decrease must be above 0 and below 1"),
+        );
+        check(
+            |c| c.pacing.increase = 0.5,
+            ConfigError::Pacing("pacing.increase must be at least 1"),
         );
         check(
             |c| c.isolation.isolate_after_server_errors = 0,

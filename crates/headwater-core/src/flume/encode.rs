@@ -78,7 +78,9 @@ impl BatchEncoder {
         BatchEncoder {
             prepared: Prepared::new(&mapping),
             mapping,
-            buf: Vec::with_capacity(64 * 1024),
+            // Grown by the first `encode`: a machine encodes into its own buffers, and
+            // holds an encoder for each of possibly many outboxes.
+            buf: Vec::new(),
             scratch: Vec::new(),
             events: 0,
         }

@@ -81,6 +81,11 @@ impl SimFlume {
         self.lock().faults.clear();
     }
 
+    /// Keeps the first `count` faults not applied yet and drops the rest.
+    pub fn keep_faults(&self, count: usize) {
+        self.lock().faults.truncate(count);
+    }
+
     /// Faults not applied yet.
     pub fn faults_left(&self) -> usize {
         self.lock().faults.len()

@@ -4,6 +4,7 @@
 //! problem.
 
 use chrono::{DateTime, Utc};
+use rand_core::RngCore;
 
 use crate::model::Seq;
 use crate::policy::{Overload, Rejection, RetryAfter, Verdict, classify};
@@ -72,6 +73,20 @@ impl DeliveryMachine {
         );
         let rtt = accepted.then(|| (now - request.sent_at).to_std().unwrap_or_default());
         self.concurrency.on_answer(now, rtt, back_pressure);
+        match (&verdict, rtt) {
+            (Verdict::Ack, Some(rtt)) if real => self.pacer.on_accepted(now, rtt),
+            // A batch over the channel's transactionCapacity is cut and sent again at
+            // once: a setting to learn, not a load to back off from.
+            (
+                Verdict::Retry {
+                    overload: Overload::Capacity(capacity),
+                    ..
+                },
+                _,
+            ) if request_events(&request.purpose) > *capacity => {}
+            (Verdict::Retry { .. }, _) => self.pacer.on_failure(now, back_pressure),
+            _ => {}
+        }
         self.health.last_any = Some(accepted);
         if accepted && real {
             self.health.real_successes += 1;
@@ -81,6 +96,24 @@ impl DeliveryMachine {
             self.on_success();
         } else if accepted {
             self.unblock();
+        }
+        if matches!(verdict, Verdict::Reject { .. }) && !real {
+            // An empty batch refused right after a change was refused alone spoils that
+            // refusal's evidence: Flume refuses everything for a while. (With several
+            // requests in flight, the next answer of the change's own isolation may come
+            // after another isolation's probe was refused. A refusal of changes proves
+            // nothing of the kind: they may be poisoned themselves.)
+            let own = match &request.purpose {
+                Purpose::Isolation { index, .. } => Some(*index),
+                Purpose::Batch { .. } => None,
+            };
+            for (index, isolation) in self.isolations.iter_mut().enumerate() {
+                if Some(index) != own
+                    && let Some(isolation) = isolation
+                {
+                    isolation.spoil_evidence();
+                }
+            }
         }
         match request.purpose {
             Purpose::Batch { seqs, superseded } => {
@@ -113,7 +146,13 @@ impl DeliveryMachine {
         retry_after: Option<RetryAfter>,
     ) -> DateTime<Utc> {
         let wait = match retry_after {
-            Some(retry_after) => retry_after.delay_from(now).min(self.config.max_retry_after),
+            Some(retry_after) => {
+                // The server's wait, and a random share of up to half of it more: a
+                // fleet told the same Retry-After does not come back in lockstep.
+                let wait = retry_after.delay_from(now).min(self.config.max_retry_after);
+                let share = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                wait + wait.mul_f64(share / 2.0)
+            }
             None => self.config.backoff.delay(attempts, &mut self.rng),
         };
         now + delta(wait)
@@ -356,5 +395,13 @@ impl DeliveryMachine {
         {
             self.isolations[index] = None;
         }
+    }
+}
+
+/// How many changes a request carries.
+fn request_events(purpose: &Purpose) -> usize {
+    match purpose {
+        Purpose::Batch { seqs, .. } => seqs.len(),
+        Purpose::Isolation { request, .. } => request.seqs().len(),
     }
 }

@@ -34,6 +34,21 @@ impl DeliveryMachine {
         if self.requests.len() >= limit {
             return None;
         }
+        // An isolation gathering evidence against a change has the wire to itself: it
+        // waits for the requests in flight to be answered, and nothing else goes with
+        // its requests.
+        if let Some(index) = self.isolations.iter().position(|isolation| {
+            isolation
+                .as_ref()
+                .is_some_and(|i| i.wants_the_wire(now, &self.health))
+        }) {
+            if !self.requests.is_empty() {
+                return None;
+            }
+            if let Some(request) = self.isolation_request(now, index) {
+                return Some(request);
+            }
+        }
         let isolating = self
             .requests
             .values()
@@ -57,38 +72,34 @@ impl DeliveryMachine {
     }
 
     fn next_isolation_request(&mut self, now: DateTime<Utc>) -> Option<SendRequest> {
+        (0..self.isolations.len()).find_map(|index| self.isolation_request(now, index))
+    }
+
+    /// The next request of isolation `index`, if it has one now.
+    fn isolation_request(&mut self, now: DateTime<Utc>, index: usize) -> Option<SendRequest> {
         let rules = self.iso_rules();
-        for index in 0..self.isolations.len() {
-            let Some(isolation) = self.isolations[index].as_mut() else {
-                continue;
-            };
-            let Some(request) = isolation.next_request(now, &self.health, &self.window, &rules)
-            else {
-                continue;
-            };
-            let mut body = self.allocate_body();
-            self.encoder.start(&mut body);
-            let seqs = request.seqs();
-            let mut events = 0;
-            for seq in &seqs {
-                if let Some(slot) = self.window.get(*seq) {
-                    // Parts come from a batch that fit; the configured limit bounds them.
-                    if self
-                        .encoder
-                        .push(&mut body, events, &slot.entry.change, usize::MAX)
-                        == Push::Added
-                    {
-                        events += 1;
-                    }
+        let isolation = self.isolations.get_mut(index)?.as_mut()?;
+        let request = isolation.next_request(now, &self.health, &self.window, &rules)?;
+        let mut body = self.allocate_body();
+        self.encoder.start(&mut body);
+        let mut events = 0;
+        for seq in &request.seqs() {
+            if let Some(slot) = self.window.get(*seq) {
+                // Parts come from a batch that fit; the configured limit bounds them.
+                if self
+                    .encoder
+                    .push(&mut body, events, &slot.entry.change, usize::MAX)
+                    == Push::Added
+                {
+                    events += 1;
                 }
             }
-            self.encoder.finish(&mut body);
-            if matches!(request, IsoRequest::Probe(_)) {
-                self.counters.probes += 1;
-            }
-            return Some(self.launch(now, Purpose::Isolation { index, request }, body, events));
         }
-        None
+        self.encoder.finish(&mut body);
+        if matches!(request, IsoRequest::Probe(_)) {
+            self.counters.probes += 1;
+        }
+        Some(self.launch(now, Purpose::Isolation { index, request }, body, events))
     }
 
     fn launch(
@@ -113,13 +124,45 @@ impl DeliveryMachine {
         SendRequest { id, body, events }
     }
 
+    /// How many events the next batch may hold: the batch size in force, or less while
+    /// pacing after failures holds the backlog back (`0`: not yet; the pace timer says
+    /// when).
+    fn batch_limit(&mut self, now: DateTime<Utc>) -> usize {
+        let ready = self.window.len() - self.window.busy();
+        if ready == 0 && self.requests.is_empty() && self.store.exhausted {
+            // The backlog is gone.
+            self.pacer.release();
+        }
+        let max_events = self.sizer.max_events();
+        if !self.pacer.is_engaged() {
+            return max_events;
+        }
+        let oldest = self.window.oldest_ready_capture();
+        match self.pacer.quota(now, ready, max_events, oldest) {
+            Some(0) => {
+                match self.pacer.ready_at(now, ready, max_events) {
+                    Some(at) => self.timers.set(Timer::Pace, at),
+                    None => self.timers.stop(Timer::Pace),
+                }
+                0
+            }
+            Some(quota) => quota.min(max_events),
+            None => max_events,
+        }
+    }
+
     fn next_batch(&mut self, now: DateTime<Utc>) -> Option<SendRequest> {
         let horizon = self.horizon(now);
         loop {
+            let limit = self.batch_limit(now);
+            if limit == 0 {
+                return None;
+            }
+            self.timers.stop(Timer::Pace);
             let picked = self.window.candidates(
                 now,
                 horizon,
-                self.sizer.max_events(),
+                limit,
                 self.total_order(),
                 self.config.coalesce,
             );
@@ -187,6 +230,7 @@ impl DeliveryMachine {
             self.window.set_state(&sent, SlotState::Sending);
             self.window.set_state(&superseded, SlotState::Sending);
             let events = sent.len();
+            self.pacer.on_sent(events);
             return Some(self.launch(
                 now,
                 Purpose::Batch {

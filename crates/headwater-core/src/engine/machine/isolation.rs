@@ -149,6 +149,10 @@ pub(super) struct IsoRules {
     pub(super) server_error_strikes: u32,
     /// The batch size in force: a part is never larger.
     pub(super) max_events: usize,
+    /// No request is in flight: a request sent now is the only one, so the answer just
+    /// before it and the answer just after it are well defined, and a refusal can count
+    /// as evidence.
+    pub(super) quiet: bool,
 }
 
 /// An isolation in progress.
@@ -216,6 +220,12 @@ impl Isolation {
         seqs.sort_unstable();
         seqs.dedup();
         seqs
+    }
+
+    /// Another request was refused while a lone refusal of this isolation waited for
+    /// the answer after it: that refusal proves nothing.
+    pub(super) fn spoil_evidence(&mut self) {
+        self.after_check = None;
     }
 
     pub(super) fn is_done(&self) -> bool {
@@ -308,14 +318,46 @@ impl Isolation {
     }
 
     /// Whether a refusal of a one-change part sent now would be a strike.
-    fn part_sandwiched(&self, health: &Health, seqs: &[Seq]) -> bool {
+    fn part_sandwiched(&self, health: &Health, seqs: &[Seq], rules: &IsoRules) -> bool {
         match seqs {
             [seq] => {
-                health.last_accepted()
+                rules.quiet
+                    && health.last_accepted()
                     && health.has_token(self.last_rejection, *seq, self.started_mark)
             }
             _ => false,
         }
+    }
+
+    /// Whether the isolation is gathering evidence against a change, which needs the
+    /// wire to itself: a lone refusal waits for the answer right after it, a request
+    /// that would count is in flight, or a suspect can be verified now. (With several
+    /// requests in flight, another request's answer could come between a change's lone
+    /// refusal and the answer taken as the one after it.)
+    pub(super) fn wants_the_wire(&self, now: DateTime<Utc>, health: &Health) -> bool {
+        if self.after_check.is_some() {
+            return true;
+        }
+        match &self.in_flight {
+            Some(IsoRequest::Lone { sandwiched, .. } | IsoRequest::Part { sandwiched, .. }) => {
+                return *sandwiched;
+            }
+            Some(IsoRequest::Probe(ProbePurpose::Before)) => return true,
+            Some(IsoRequest::Probe(_)) => return false,
+            None => {}
+        }
+        if self.not_before.is_some_and(|at| now < at) {
+            return false;
+        }
+        let mut records_seen = Vec::new();
+        self.suspects.iter().any(|suspect| {
+            if records_seen.contains(&suspect.record) {
+                return false;
+            }
+            records_seen.push(suspect.record);
+            suspect.retry_at.is_none_or(|at| at <= now)
+                && health.has_token(suspect.rejection, suspect.seq, suspect.mark)
+        })
     }
 
     /// The next request to send, if the isolation has one now. Call only when it has
@@ -355,7 +397,7 @@ impl Isolation {
         if self.after_check.is_some() {
             return Some(match self.take_sendable_part(window, rules) {
                 Some(seqs) => IsoRequest::Part {
-                    sandwiched: self.part_sandwiched(health, &seqs),
+                    sandwiched: self.part_sandwiched(health, &seqs, rules),
                     seqs,
                 },
                 None => IsoRequest::Probe(ProbePurpose::After),
@@ -372,14 +414,20 @@ impl Isolation {
             let waiting = suspect.retry_at.is_some_and(|at| at > now);
             if !waiting {
                 if health.has_token(suspect.rejection, suspect.seq, suspect.mark) {
-                    return Some(if health.last_accepted() {
-                        IsoRequest::Lone {
+                    if !health.last_accepted() {
+                        return Some(IsoRequest::Probe(ProbePurpose::Before));
+                    }
+                    if rules.quiet {
+                        return Some(IsoRequest::Lone {
                             seq: suspect.seq,
                             sandwiched: true,
-                        }
-                    } else {
-                        IsoRequest::Probe(ProbePurpose::Before)
-                    });
+                        });
+                    }
+                    // Not with other requests in flight: wait for the wire to empty.
+                    if rules.total_order {
+                        break;
+                    }
+                    continue;
                 }
                 unverifiable.get_or_insert(suspect.seq);
             }
@@ -389,7 +437,7 @@ impl Isolation {
         }
         if let Some(seqs) = self.take_sendable_part(window, rules) {
             return Some(IsoRequest::Part {
-                sandwiched: self.part_sandwiched(health, &seqs),
+                sandwiched: self.part_sandwiched(health, &seqs, rules),
                 seqs,
             });
         }

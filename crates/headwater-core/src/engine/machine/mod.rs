@@ -34,11 +34,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore, SeedableRng};
 
 use crate::flume::BatchEncoder;
 use crate::model::Seq;
-use crate::policy::{BatchSizer, ConcurrencyLimit};
+use crate::policy::{BatchSizer, ConcurrencyLimit, Pacer};
 use crate::store::ClaimRequest;
 use crate::store::Outcome;
 
@@ -127,10 +127,14 @@ pub struct DeliveryMachine {
     encoder: BatchEncoder,
     sizer: BatchSizer,
     concurrency: ConcurrencyLimit,
+    pacer: Pacer,
     rng: ChaCha8Rng,
     window: Window,
     /// How many changes the window reads ahead.
     capacity: usize,
+    /// The configuration's schedule horizon (computed once: it is asked for at every
+    /// step).
+    horizon_ahead: TimeDelta,
     requests: BTreeMap<RequestId, InFlight>,
     next_request: u64,
     isolations: Vec<Option<Isolation>>,
@@ -156,6 +160,9 @@ pub struct DeliveryMachine {
     recycled: Vec<Vec<u8>>,
 }
 
+/// Mixed into the seed for the pacer's one draw.
+const PACING_STREAM: u64 = 0x5851_f42d_4c95_7f2d;
+
 fn delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::days(36_500))
 }
@@ -170,9 +177,15 @@ impl DeliveryMachine {
             owner: config.owner_name(),
             encoder: BatchEncoder::new(config.mapping.clone()),
             concurrency: ConcurrencyLimit::new(config.max_in_flight, config.adaptive_concurrency),
+            pacer: Pacer::new(config.pacing).with_spread(
+                // A draw of its own, so that the jitter's stream stays as it was.
+                (ChaCha8Rng::seed_from_u64(config.seed ^ PACING_STREAM).next_u64() >> 11) as f64
+                    / (1u64 << 53) as f64,
+            ),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             window: Window::default(),
             capacity,
+            horizon_ahead: delta(config.schedule_horizon()),
             requests: BTreeMap::new(),
             next_request: 0,
             isolations: Vec::new(),
@@ -238,6 +251,12 @@ impl DeliveryMachine {
             })
     }
 
+    /// The rate a backlog goes out at after failures (events/s), while pacing holds
+    /// sends back.
+    pub fn paced_rate(&self) -> Option<f64> {
+        self.pacer.rate()
+    }
+
     /// Running totals since the machine started.
     pub fn counters(&self) -> SyncCounters {
         self.counters
@@ -248,7 +267,7 @@ impl DeliveryMachine {
     }
 
     fn horizon(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        now + delta(self.config.schedule_horizon())
+        now + self.horizon_ahead
     }
 
     fn iso_rules(&self) -> IsoRules {
@@ -256,6 +275,7 @@ impl DeliveryMachine {
             total_order: self.total_order(),
             server_error_strikes: self.config.isolation.server_error_strikes,
             max_events: self.sizer.max_events(),
+            quiet: self.requests.is_empty(),
         }
     }
 
@@ -299,10 +319,15 @@ impl DeliveryMachine {
             return None;
         }
         let horizon = self.horizon(now);
-        if self.window.any_due(now, horizon) {
+        // Changes that are due wait for nothing, unless pacing holds them back.
+        let paced = self.timers.get(Timer::Pace).filter(|at| *at > now);
+        if paced.is_none() && self.window.any_due(now, horizon) {
             return None;
         }
         let mut next = self.window.earliest_retry(now, horizon);
+        if let Some(paced) = paced {
+            next = Some(next.map_or(paced, |next| next.min(paced)));
+        }
         for isolation in self.isolations.iter().flatten() {
             match isolation.wake_at().filter(|at| *at > now) {
                 Some(at) => next = Some(next.map_or(at, |next| next.min(at))),
@@ -322,6 +347,7 @@ impl DeliveryMachine {
             return;
         };
         self.timers.shift_back(back);
+        self.pacer.shift_back(back);
         for isolation in self.isolations.iter_mut().flatten() {
             isolation.shift_times(back);
         }
@@ -421,35 +447,40 @@ impl DeliveryMachine {
         if self.is_stopped() || self.store.busy {
             return None;
         }
-        let mut times: Vec<DateTime<Utc>> = Vec::new();
+        // The earliest deadline after `now`, without collecting them (this runs after
+        // every step of every machine).
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut consider = |at: Option<DateTime<Utc>>| {
+            if let Some(at) = at.filter(|at| *at > now) {
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        };
         for timer in [
             Timer::StoreRetry,
             Timer::Linger,
             Timer::OtherLease,
             Timer::IdlePoll,
         ] {
-            times.extend(self.timers.get(timer));
+            consider(self.timers.get(timer));
         }
         if let Some(until) = self.timers.get(Timer::LeaseExpiry)
             && (!self.window.is_empty() || !self.requests.is_empty())
         {
-            times.push(until - delta(self.config.lease) / 2);
+            consider(Some(until - delta(self.config.lease) / 2));
         }
-        times.extend(self.watchdog_deadline());
+        consider(self.watchdog_deadline());
         if self.blocked.is_some() {
-            times.extend(self.timers.get(Timer::BlockedProbe));
+            consider(self.timers.get(Timer::BlockedProbe));
         } else {
-            times.extend(self.timers.get(Timer::Backoff));
+            consider(self.timers.get(Timer::Backoff));
+            consider(self.timers.get(Timer::Pace));
             let horizon = self.horizon(now);
-            times.extend(self.window.earliest_retry(now, horizon));
-            times.extend(
-                self.isolations
-                    .iter()
-                    .flatten()
-                    .filter_map(Isolation::wake_at),
-            );
+            consider(self.window.earliest_retry(now, horizon));
+            for isolation in self.isolations.iter().flatten() {
+                consider(isolation.wake_at());
+            }
         }
-        times.into_iter().filter(|at| *at > now).min()
+        next
     }
 }
 

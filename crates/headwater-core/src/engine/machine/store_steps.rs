@@ -156,6 +156,13 @@ impl DeliveryMachine {
                 if request.limit > 0 {
                     self.store.exhausted = entries.len() < request.limit;
                 }
+                if let Some(oldest) = entries
+                    .iter()
+                    .find_map(|entry| entry.as_ref().ok())
+                    .map(|entry| entry.change.captured_at())
+                {
+                    self.pacer.on_first_backlog(now, oldest);
+                }
                 for entry in entries {
                     let seq = match &entry {
                         Ok(entry) => entry.change.seq(),

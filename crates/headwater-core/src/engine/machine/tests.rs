@@ -9,8 +9,8 @@ use super::*;
 use crate::flume::{DecodeLimits, decode_batch};
 use crate::model::{Captured, Change, ChangeData, ChangeIdGenerator, DeadLetter, OutboxEntry};
 use crate::store::{Claim, ClaimRequest, Lease, Outcome, Recorded};
-use crate::transport::SendOutcome;
 use crate::transport::Response;
+use crate::transport::SendOutcome;
 
 fn at(millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000 + millis).unwrap()

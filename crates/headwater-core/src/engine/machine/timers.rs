@@ -26,10 +26,12 @@ pub(super) enum Timer {
     OtherLease,
     /// A blocked outbox probes the server again.
     BlockedProbe,
+    /// Pacing after failures lets the next batch go.
+    Pace,
 }
 
 impl Timer {
-    const COUNT: usize = 7;
+    const COUNT: usize = 8;
 
     fn index(self) -> usize {
         self as usize

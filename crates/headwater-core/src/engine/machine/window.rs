@@ -206,6 +206,14 @@ impl Window {
             || self.retries.last().is_some_and(|(at, _)| *at > horizon)
     }
 
+    /// When the oldest ready change was captured.
+    pub(super) fn oldest_ready_capture(&self) -> Option<DateTime<Utc>> {
+        self.slots
+            .values()
+            .find(|slot| slot.state == SlotState::Ready)
+            .map(|slot| slot.entry.change.captured_at())
+    }
+
     /// Changes in requests or isolations.
     pub(super) fn busy(&self) -> usize {
         self.busy
