@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod calendar;
 pub mod client;
 pub mod ledger;
 pub mod metrics;
@@ -32,9 +33,10 @@ pub mod plot;
 pub mod report;
 mod run;
 pub mod scenario;
+mod shard;
 pub mod tier;
 pub mod time;
 
 pub use metrics::Summary;
-pub use run::{Policy, Run, SimError, simulate};
+pub use run::{Policy, Run, SimError, simulate, simulate_on, simulate_with};
 pub use scenario::{Disruption, Scenario, ScenarioError, Spreading};

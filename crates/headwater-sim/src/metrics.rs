@@ -56,6 +56,22 @@ impl Series {
         self.capacity.push(capacity);
     }
 
+    /// Adds the offered and accepted counts of `other` (a shard's) to these.
+    pub fn add(&mut self, other: &Series) {
+        fn add(into: &mut Vec<u64>, from: &[u64]) {
+            if into.len() < from.len() {
+                into.resize(from.len(), 0);
+            }
+            for (into, from) in into.iter_mut().zip(from) {
+                *into += from;
+            }
+        }
+        add(&mut self.offered_events, &other.offered_events);
+        add(&mut self.offered_requests, &other.offered_requests);
+        add(&mut self.accepted_events, &other.accepted_events);
+        add(&mut self.accepted_requests, &other.accepted_requests);
+    }
+
     fn sum(series: &[u64], from: usize, to: usize) -> u64 {
         series.iter().take(to).skip(from).sum()
     }
@@ -81,6 +97,17 @@ impl Latencies {
         }
         self.buckets[bucket] += 1;
         self.count += 1;
+    }
+
+    /// Adds the latencies of `other`.
+    pub fn merge(&mut self, other: &Latencies) {
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (into, from) in self.buckets.iter_mut().zip(&other.buckets) {
+            *into += from;
+        }
+        self.count += other.count;
     }
 
     /// The `share` percentile (0.99 for p99), in seconds (`None` without latencies).

@@ -28,8 +28,9 @@ pub struct Scenario {
     pub rate_spread: f64,
     /// A burst of captures, if any.
     pub burst: Option<Burst>,
-    /// Seconds of its own captures that each client holds when the run starts, as after
-    /// an app release reaches clients that were offline.
+    /// Clients capture offline for this many seconds, then every one starts delivering
+    /// at the same moment, with the backlog it holds: an app release reaching clients
+    /// that were offline. Zero: clients deliver from the start.
     pub initial_backlog_s: f64,
     /// Each agent's channel holds this many seconds of its share of C.
     pub channel_s: f64,
@@ -38,7 +39,10 @@ pub struct Scenario {
     /// How long a commit waits for room in a full channel before Flume answers 503
     /// (the memory channel's `keep-alive`).
     pub keep_alive_s: f64,
-    /// Request-handling threads' worth of CPU per agent.
+    /// Request threads per agent (Jetty's `QueuedThreadPool`, 200 by default in Flume's
+    /// HTTP source): a request holds one until it is answered.
+    pub agent_threads: usize,
+    /// Cores per agent, which parse requests.
     pub agent_cores: usize,
     /// CPU time per request, in microseconds.
     pub request_cost_us: f64,
@@ -69,12 +73,13 @@ pub struct Scenario {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Spreading {
-    /// Failover from the first agent listed, the same for every client (the HTTP
-    /// transport's `Selection::Failover` as it stood before the fleet simulation).
+    /// Failover from a primary agent each client draws from its seed: headwater's
+    /// default (`Selection::Failover`, the primary drawn by the facade).
     #[default]
+    Failover,
+    /// Failover from the first agent listed, the same for every client, as Flume's own
+    /// `default_failover` client does (and headwater did before the fleet simulation).
     FailoverFirst,
-    /// Failover from a primary agent each client draws from its seed.
-    FailoverPrimary,
     /// Each request to the next agent in turn (`Selection::RoundRobin`).
     RoundRobin,
 }
@@ -162,6 +167,7 @@ impl Default for Scenario {
             channel_s: 2.0,
             transaction_capacity: 100,
             keep_alive_s: 3.0,
+            agent_threads: 200,
             agent_cores: 4,
             request_cost_us: 100.0,
             event_cost_us: 4.0,
@@ -170,7 +176,7 @@ impl Default for Scenario {
             latency_factor: 1.0,
             answer_loss: 0.0,
             request_timeout_s: 10.0,
-            spreading: Spreading::FailoverFirst,
+            spreading: Spreading::Failover,
             disruption: None,
             duration_s: 3_600.0,
         }
@@ -318,12 +324,12 @@ impl Scenario {
         self.clients as f64 / self.capture_interval_s
     }
 
-    /// When the fleet recovers, in seconds: the end of the disruption, or the start for
-    /// a fleet that starts with a backlog. `None`: nothing to recover from.
+    /// When the fleet recovers, in seconds: the end of the disruption, or when a fleet
+    /// that captured offline starts delivering. `None`: nothing to recover from.
     pub fn recovery_s(&self) -> Option<f64> {
         match &self.disruption {
-            Some(disruption) => Some(disruption.window().1),
-            None if self.initial_backlog_s > 0.0 => Some(0.0),
+            Some(disruption) => Some(disruption.window().1.max(self.initial_backlog_s)),
+            None if self.initial_backlog_s > 0.0 => Some(self.initial_backlog_s),
             None => None,
         }
     }
@@ -340,11 +346,23 @@ impl Scenario {
         positive("capture_interval_s", self.capture_interval_s)?;
         not_negative("rate_spread", self.rate_spread)?;
         not_negative("initial_backlog_s", self.initial_backlog_s)?;
+        if self.initial_backlog_s >= self.duration_s {
+            return Err(invalid(
+                "initial_backlog_s",
+                format!("must end before duration_s ({} s)", self.duration_s),
+            ));
+        }
         positive("channel_s", self.channel_s)?;
         if self.transaction_capacity == 0 {
             return Err(invalid("transaction_capacity", "must be at least 1"));
         }
         not_negative("keep_alive_s", self.keep_alive_s)?;
+        if self.agent_threads == 0 {
+            return Err(invalid(
+                "agent_threads",
+                "an agent needs at least one thread",
+            ));
+        }
         if self.agent_cores == 0 {
             return Err(invalid("agent_cores", "an agent needs at least one core"));
         }

@@ -3,12 +3,17 @@
 
 use std::process::Command;
 
-use headwater_sim::{Policy, Scenario, Spreading, simulate};
+use headwater_core::engine::SyncConfig;
+use headwater_sim::{Policy, Run, Scenario, SimError, simulate_on};
+
+/// One thread per run: the tests run side by side.
+fn simulate(scenario: &Scenario, policy: Policy) -> Result<Run, SimError> {
+    simulate_on(scenario, policy, &SyncConfig::default(), 1, &mut |_| {})
+}
 
 fn fleet(preset: &str, clients: usize) -> Scenario {
     let mut scenario = Scenario::preset(preset).expect("a preset");
     scenario.clients = clients;
-    scenario.spreading = Spreading::FailoverPrimary;
     scenario
 }
 
@@ -16,8 +21,8 @@ fn fleet(preset: &str, clients: usize) -> Scenario {
 fn nothing_is_lost_or_reordered_through_an_outage_or_a_brownout() {
     for preset in ["outage", "brownout", "retry-after"] {
         for policy in Policy::ALL {
-            let scenario = fleet(preset, 120);
-            let run = simulate(&scenario, policy, &mut |_| {}).unwrap();
+            let scenario = fleet(preset, 60);
+            let run = simulate(&scenario, policy).unwrap();
             let summary = &run.summary;
             assert_eq!(summary.lost, 0, "{preset} {}", summary.name);
             assert_eq!(summary.reordered, 0, "{preset} {}", summary.name);
@@ -27,7 +32,7 @@ fn nothing_is_lost_or_reordered_through_an_outage_or_a_brownout() {
                 summary.name
             );
             assert_eq!(summary.dead_lettered, 0, "{preset} {}", summary.name);
-            // With 120 clients a channel holds 16 events: the seed loop's batches of up
+            // With 60 clients a channel holds 8 events: the seed loop's batches of up
             // to 100 never fit, by its design; headwater's machine shrinks its batches.
             if policy != Policy::SeedLoop {
                 assert!(summary.drained, "{preset} {}: {summary:?}", summary.name);
@@ -42,7 +47,7 @@ fn lost_answers_make_duplicates_and_nothing_else() {
     let mut scenario = fleet("steady", 100);
     scenario.answer_loss = 0.02;
     scenario.duration_s = 300.0;
-    let run = simulate(&scenario, Policy::Headwater, &mut |_| {}).unwrap();
+    let run = simulate(&scenario, Policy::Headwater).unwrap();
     assert!(run.summary.duplicates > 0, "{:?}", run.summary);
     assert_eq!(run.summary.lost, 0);
     assert_eq!(run.summary.reordered, 0);
@@ -51,14 +56,41 @@ fn lost_answers_make_duplicates_and_nothing_else() {
 #[test]
 fn the_same_seed_gives_the_same_run() {
     let scenario = fleet("outage", 60);
-    let first = simulate(&scenario, Policy::Headwater, &mut |_| {}).unwrap();
-    let second = simulate(&scenario, Policy::Headwater, &mut |_| {}).unwrap();
+    let first = simulate(&scenario, Policy::Headwater).unwrap();
+    let second = simulate(&scenario, Policy::Headwater).unwrap();
     let mut a = first.summary.clone();
     let mut b = second.summary.clone();
     a.wall_seconds = 0.0;
     b.wall_seconds = 0.0;
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     assert_eq!(first.series.offered_events, second.series.offered_events);
+}
+
+#[test]
+fn the_result_does_not_depend_on_the_number_of_threads() {
+    let scenario = fleet("retry-after", 90);
+    let runs: Vec<Run> = [1, 3]
+        .into_iter()
+        .map(|threads| {
+            simulate_on(
+                &scenario,
+                Policy::Headwater,
+                &SyncConfig::default(),
+                threads,
+                &mut |_| {},
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut figures: Vec<_> = runs.iter().map(|run| run.summary.clone()).collect();
+    for summary in &mut figures {
+        summary.wall_seconds = 0.0;
+    }
+    assert_eq!(format!("{:?}", figures[0]), format!("{:?}", figures[1]));
+    assert_eq!(
+        runs[0].series.accepted_events,
+        runs[1].series.accepted_events
+    );
 }
 
 fn sim(args: &[&str]) -> std::process::Output {

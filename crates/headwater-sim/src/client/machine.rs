@@ -22,6 +22,7 @@ pub struct MachineClient {
     store: MemoryStore,
     ids: ChangeIdGenerator,
     endpoints: Endpoints,
+    online: bool,
 }
 
 /// The result of a store future that the memory store completes at once.
@@ -42,6 +43,7 @@ impl MachineClient {
             store: MemoryStore::new(),
             ids,
             endpoints,
+            online: true,
         })
     }
 
@@ -50,7 +52,7 @@ impl MachineClient {
         let at = wall(now);
         let mut failure = None;
         while let Some(command) = self.machine.poll_command(at) {
-            let owner = self.machine.owner().to_owned();
+            let owner = self.machine.owner();
             match command {
                 Command::Claim(request) => match ready(self.store.claim(&request)) {
                     Ok(claim) => self.machine.handle_claimed(at, &request, claim),
@@ -59,7 +61,7 @@ impl MachineClient {
                         failure.get_or_insert(error);
                     }
                 },
-                Command::Record(outcome) => match ready(self.store.record(&owner, at, &outcome)) {
+                Command::Record(outcome) => match ready(self.store.record(owner, at, &outcome)) {
                     Ok(recorded) => {
                         effects.acked.extend_from_slice(outcome.acked());
                         effects
@@ -73,7 +75,7 @@ impl MachineClient {
                     }
                 },
                 Command::RecordThenClaim(outcome, request) => {
-                    match ready(self.store.record_then_claim(&owner, at, &outcome, &request)) {
+                    match ready(self.store.record_then_claim(owner, at, &outcome, &request)) {
                         Ok((recorded, claim)) => {
                             effects.acked.extend_from_slice(outcome.acked());
                             effects
@@ -105,7 +107,7 @@ impl MachineClient {
                 }
                 Command::Release => {
                     // A fleet never shuts down mid-run; the lease lapses on its own.
-                    let _ = ready(self.store.release(&owner));
+                    let _ = ready(self.store.release(owner));
                     self.machine.handle_released(at);
                 }
                 Command::Send(request) => {
@@ -145,8 +147,10 @@ impl FleetClient for MachineClient {
             })
             .collect();
         let stored = ready(self.store.append(captured))?;
-        self.machine.handle_captured(at);
-        self.drive(now, effects)?;
+        if self.online {
+            self.machine.handle_captured(at);
+            self.drive(now, effects)?;
+        }
         Ok(stored.iter().map(|change| change.seq()).collect())
     }
 
@@ -164,16 +168,41 @@ impl FleetClient for MachineClient {
         self.drive(now, effects)
     }
 
+    fn set_online(
+        &mut self,
+        now: Micros,
+        online: bool,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        self.online = online;
+        if !online {
+            return Ok(());
+        }
+        // As an app that starts: the syncer looks at its store.
+        self.machine.handle_captured(wall(now));
+        self.drive(now, effects)
+    }
+
     fn wake(&mut self, now: Micros, effects: &mut Effects) -> Result<(), StoreError> {
+        if !self.online {
+            return Ok(());
+        }
         self.drive(now, effects)
     }
 
     fn next_wake(&self, now: Micros) -> Option<Micros> {
+        if !self.online {
+            return None;
+        }
         self.machine.poll_timeout(wall(now)).map(virtual_time)
     }
 
     fn stored(&self) -> Result<usize, StoreError> {
         Ok(ready(self.store.stats())?.pending)
+    }
+
+    fn paced_rate(&self) -> Option<f64> {
+        self.machine.paced_rate()
     }
 
     fn endpoints(&mut self) -> &mut Endpoints {

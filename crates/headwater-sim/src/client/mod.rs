@@ -64,6 +64,15 @@ pub trait FleetClient {
         effects: &mut Effects,
     ) -> Result<(), StoreError>;
 
+    /// The client goes offline (`online` false: it captures but delivers nothing) or
+    /// comes back online at `now`, with whatever it captured meanwhile.
+    fn set_online(
+        &mut self,
+        now: Micros,
+        online: bool,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError>;
+
     /// A timer the client asked for (or an earlier one) rang at `now`.
     fn wake(&mut self, now: Micros, effects: &mut Effects) -> Result<(), StoreError>;
 
@@ -72,6 +81,9 @@ pub trait FleetClient {
 
     /// Changes still in its store, waiting or in flight.
     fn stored(&self) -> Result<usize, StoreError>;
+
+    /// The rate pacing holds its backlog to, events/s, while it does.
+    fn paced_rate(&self) -> Option<f64>;
 
     /// Its transport's endpoint order and health.
     fn endpoints(&mut self) -> &mut Endpoints;

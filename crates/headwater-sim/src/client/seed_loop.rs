@@ -26,6 +26,7 @@ pub struct SeedLoopClient {
     in_flight: Option<usize>,
     retry_at: Option<Micros>,
     endpoints: Endpoints,
+    online: bool,
 }
 
 impl SeedLoopClient {
@@ -37,6 +38,7 @@ impl SeedLoopClient {
             in_flight: None,
             retry_at: None,
             endpoints,
+            online: true,
         }
     }
 
@@ -46,7 +48,7 @@ impl SeedLoopClient {
     }
 
     fn send_if_idle(&mut self, now: Micros, effects: &mut Effects) {
-        if self.in_flight.is_some() || self.retry_at.is_some_and(|at| at > now) {
+        if !self.online || self.in_flight.is_some() || self.retry_at.is_some_and(|at| at > now) {
             return;
         }
         self.retry_at = None;
@@ -101,6 +103,17 @@ impl FleetClient for SeedLoopClient {
         Ok(())
     }
 
+    fn set_online(
+        &mut self,
+        now: Micros,
+        online: bool,
+        effects: &mut Effects,
+    ) -> Result<(), StoreError> {
+        self.online = online;
+        self.send_if_idle(now, effects);
+        Ok(())
+    }
+
     fn wake(&mut self, now: Micros, effects: &mut Effects) -> Result<(), StoreError> {
         self.send_if_idle(now, effects);
         Ok(())
@@ -112,6 +125,10 @@ impl FleetClient for SeedLoopClient {
 
     fn stored(&self) -> Result<usize, StoreError> {
         Ok(self.queue.len())
+    }
+
+    fn paced_rate(&self) -> Option<f64> {
+        None
     }
 
     fn endpoints(&mut self) -> &mut Endpoints {
