@@ -61,10 +61,7 @@ fn raw(runtime: &tokio::runtime::Runtime, url: &str, bodies: usize, in_flight: u
                 tokio::spawn(async move {
                     for index in (sender..bodies).step_by(in_flight) {
                         let outcome = transport
-                            .send(EncodedBatch {
-                                body: &prebuilt[index],
-                                events: BATCH,
-                            })
+                            .send(EncodedBatch::new(&prebuilt[index], BATCH))
                             .await;
                         assert!(
                             matches!(&outcome, SendOutcome::Response(r) if r.status == 200),

@@ -43,10 +43,7 @@ async fn main() {
                 tokio::spawn(async move {
                     for index in (sender..bodies.len()).step_by(in_flight) {
                         transport
-                            .send(EncodedBatch {
-                                body: &bodies[index],
-                                events: batch,
-                            })
+                            .send(EncodedBatch::new(&bodies[index], batch))
                             .await;
                     }
                 })

@@ -412,7 +412,7 @@ impl Transport for HttpTransport {
             },
             None => None,
         };
-        let order = self.health().order(chrono::Utc::now());
+        let order = self.health().order_for(chrono::Utc::now(), batch.route);
         let final_index = order.last().copied();
         let last_endpoint = |index: usize| Some(index) == final_index;
         for index in order {

@@ -84,12 +84,7 @@ fn transport(url: &str) -> HttpTransport {
 async fn fetch_delivers_a_batch_through_a_cors_proxy() {
     let http = transport(cors_url());
     let body = r#"[{"headers":{"id":"browser-1"},"body":"from the browser é"}]"#;
-    let outcome = http
-        .send(EncodedBatch {
-            body: body.as_bytes(),
-            events: 1,
-        })
-        .await;
+    let outcome = http.send(EncodedBatch::new(body.as_bytes(), 1)).await;
     assert!(
         matches!(&outcome, SendOutcome::Response(response) if response.status == 200),
         "{outcome:?}"
@@ -127,10 +122,7 @@ async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_chan
     // transport reports repeated failures as refused, and the engine blocks instead of
     // looping.
     let http = transport(strict_url());
-    let batch = EncodedBatch {
-        body: b"[]",
-        events: 0,
-    };
+    let batch = EncodedBatch::new(b"[]", 0);
     for _ in 0..2 {
         let outcome = http.send(batch).await;
         assert!(
@@ -175,10 +167,7 @@ async fn a_flume_that_is_down_gets_backoff_not_a_cors_block() {
     // Nothing listens at this URL: the no-cors probe fails too, so this is a Flume that
     // is down, not one that withholds CORS headers, however often it fails.
     let http = transport(down_url());
-    let batch = EncodedBatch {
-        body: b"[]",
-        events: 0,
-    };
+    let batch = EncodedBatch::new(b"[]", 0);
     for _ in 0..5 {
         let outcome = http.send(batch).await;
         assert!(
@@ -219,12 +208,7 @@ async fn a_relative_url_is_resolved_against_the_page() {
     let page = web_sys::window().unwrap().location().origin().unwrap();
     let http = transport("/flume/");
     assert_eq!(http.endpoints()[0].as_str(), format!("{page}/flume/"));
-    let outcome = http
-        .send(EncodedBatch {
-            body: b"[]",
-            events: 0,
-        })
-        .await;
+    let outcome = http.send(EncodedBatch::new(b"[]", 0)).await;
     assert!(
         matches!(outcome, SendOutcome::Response(_)),
         "the page's server answered: {outcome:?}"

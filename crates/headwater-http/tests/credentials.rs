@@ -94,10 +94,7 @@ fn transport(url: &str, provider: Arc<Rotating>) -> HttpTransport {
         .with_header_provider(provider)
 }
 
-const BATCH: EncodedBatch<'static> = EncodedBatch {
-    body: b"[]",
-    events: 0,
-};
+const BATCH: EncodedBatch<'static> = EncodedBatch::new(b"[]", 0);
 
 #[tokio::test]
 async fn an_expired_token_is_refreshed_once_and_the_request_sent_again() {

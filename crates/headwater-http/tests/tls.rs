@@ -62,10 +62,8 @@ fn transport(url: &str, tls: TlsConfig) -> HttpTransport {
     HttpTransport::new(config).unwrap()
 }
 
-const BATCH: EncodedBatch<'static> = EncodedBatch {
-    body: br#"[{"headers":{"id":"tls-1"},"body":"over TLS"}]"#,
-    events: 1,
-};
+const BATCH: EncodedBatch<'static> =
+    EncodedBatch::new(br#"[{"headers":{"id":"tls-1"},"body":"over TLS"}]"#, 1);
 
 fn trusting(ca: &Ca) -> TlsConfig {
     TlsConfig {

@@ -13,7 +13,7 @@ use headwater_mock_flume::{MockConfig, MockFault, MockFlume, jetty};
 const ONE_EVENT: &[u8] = r#"[{"headers":{"id":"a"},"body":"caf\u00e9 ü"}]"#.as_bytes();
 
 fn batch(body: &[u8]) -> EncodedBatch<'_> {
-    EncodedBatch { body, events: 1 }
+    EncodedBatch::new(body, 1)
 }
 
 fn transport(urls: &[&str], configure: impl FnOnce(&mut HttpConfig)) -> HttpTransport {
@@ -95,7 +95,7 @@ async fn the_capacity_hint_survives_the_error_page() {
     .unwrap();
     let http = transport(&[flume.url()], |_| {});
     let body = br#"[{"body":"1"},{"body":"2"},{"body":"3"}]"#;
-    let answer = response(http.send(EncodedBatch { body, events: 3 }).await);
+    let answer = response(http.send(EncodedBatch::new(body, 3)).await);
     assert_eq!(answer.status, 503);
     assert_eq!(parse_capacity_hint(&answer.message), Some(2));
 }
@@ -167,6 +167,30 @@ async fn round_robin_spreads_requests() {
         assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
     }
     assert_eq!((a.requests(), b.requests()), (3, 3));
+}
+
+#[tokio::test]
+async fn routing_by_key_sends_each_route_to_its_endpoint_and_fails_over_from_it() {
+    let a = MockFlume::start(MockConfig::default()).await.unwrap();
+    let b = MockFlume::start(MockConfig::default()).await.unwrap();
+    let http = transport(&[a.url(), b.url()], |c| c.selection = Selection::ByKey);
+    for route in [0, 1, 1, 2, 3, 1] {
+        let sent = http.send(batch(ONE_EVENT).on_route(Some(route))).await;
+        assert_eq!(response(sent).status, 200);
+    }
+    assert_eq!(
+        (a.requests(), b.requests()),
+        (2, 4),
+        "routes 0 and 2 to a, 1 and 3 to b"
+    );
+    b.shutdown().await;
+    let sent = http.send(batch(ONE_EVENT).on_route(Some(1))).await;
+    assert_eq!(
+        response(sent).status,
+        200,
+        "b is down: route 1 fails over to a"
+    );
+    assert_eq!(a.requests(), 3);
 }
 
 #[tokio::test]

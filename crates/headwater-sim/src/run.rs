@@ -149,6 +149,7 @@ pub fn simulate_on(
     let endpoints = |primary: u64| {
         let selection = match scenario.spreading {
             Spreading::RoundRobin => Selection::RoundRobin,
+            Spreading::ByKey => Selection::ByKey,
             Spreading::FailoverFirst | Spreading::Failover => Selection::Failover,
         };
         let endpoints = Endpoints::new(
@@ -159,7 +160,7 @@ pub fn simulate_on(
         );
         match scenario.spreading {
             Spreading::FailoverFirst => endpoints,
-            Spreading::Failover | Spreading::RoundRobin => {
+            Spreading::Failover | Spreading::RoundRobin | Spreading::ByKey => {
                 endpoints.with_primary(usize::try_from(primary).unwrap_or(0))
             }
         }
@@ -195,7 +196,10 @@ pub fn simulate_on(
         Policy::Headwater | Policy::NoJitter => {
             let mut slots = Vec::with_capacity(scenario.clients);
             for (index, draws) in draws.into_iter().enumerate() {
-                let config = policy.config(base, index, draws.machine);
+                let mut config = policy.config(base, index, draws.machine);
+                if scenario.spreading == Spreading::ByKey {
+                    config.routes = Some(scenario.agents);
+                }
                 let client = MachineClient::new(config, endpoints(draws.captures))?;
                 slots.push(Slot::new(client, draws.captures, draws.network, draws.rate));
             }

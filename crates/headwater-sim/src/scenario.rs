@@ -82,6 +82,8 @@ pub enum Spreading {
     FailoverFirst,
     /// Each request to the next agent in turn (`Selection::RoundRobin`).
     RoundRobin,
+    /// Each record's changes to one agent, by a hash of the record (`Selection::ByKey`).
+    ByKey,
 }
 
 /// A burst of captures: every client captures `factor` times as fast for a while.

@@ -261,7 +261,11 @@ impl<C: FleetClient> Shard<C> {
         let mut effects = std::mem::take(&mut self.effects);
         for send in effects.sends.drain(..) {
             self.tally.series.offered(now, send.seqs.len());
-            let order = self.slot_mut(client).client.endpoints().order(wall(now));
+            let order = self
+                .slot_mut(client)
+                .client
+                .endpoints()
+                .order_for(wall(now), send.route);
             let flight = Flight {
                 client,
                 key: send.key,

@@ -126,10 +126,22 @@ impl Builder {
         self
     }
 
-    /// Spreads requests over the Flume URLs in turn instead of failing over.
+    /// Spreads requests over the Flume URLs in turn instead of failing over. Changes
+    /// of one record may then reach the final sink out of order across agents
+    /// (docs/fleet.md); [`route_by_key`](Self::route_by_key) keeps them on one agent.
     #[cfg(feature = "http")]
     pub fn round_robin(mut self) -> Self {
         self.http.selection = headwater_http::Selection::RoundRobin;
+        self
+    }
+
+    /// Spreads records over the Flume URLs: each record's changes go to one agent (a
+    /// hash of its collection and key picks it), moving on only while it fails, so that
+    /// the agent's channel keeps their order. Batches are cut so that each holds the
+    /// changes of one agent's records.
+    #[cfg(feature = "http")]
+    pub fn route_by_key(mut self) -> Self {
+        self.http.selection = headwater_http::Selection::ByKey;
         self
     }
 
@@ -299,6 +311,14 @@ impl Builder {
             // One lease owner for every tab under the lock: a new leader takes the
             // lease at once (the lock, not the lease, keeps two from running).
             config.owner = Some(format!("leader:{name}"));
+        }
+        #[cfg(feature = "http")]
+        if transport.is_none()
+            && http.selection == headwater_http::Selection::ByKey
+            && config.routes.is_none()
+        {
+            // One route per endpoint: a batch goes whole to its records' agent.
+            config.routes = Some(http.endpoints.len().max(1));
         }
         config.validate()?;
         let transport = match transport {

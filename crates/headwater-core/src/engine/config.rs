@@ -83,6 +83,12 @@ pub struct SyncConfig {
     /// Send only the latest change per (collection, key) among those batched together;
     /// the earlier ones are acknowledged without being sent.
     pub coalesce: bool,
+    /// Cut batches by route: a record's route is a hash of its (collection, key) modulo
+    /// this, and a batch holds changes of one route only, so that a transport routing
+    /// by key (`Selection::ByKey`) sends all of a record's changes to one endpoint.
+    /// `None` (the default): batches mix records freely. The `headwater` facade sets it
+    /// to the number of endpoints when the transport routes by key.
+    pub routes: Option<usize>,
     /// The name this syncer holds the outbox's lease under. By default each syncer
     /// makes its own (source and seed). A process that restarts under the same name
     /// takes its lease back at once instead of waiting for it to lapse; never run two
@@ -172,6 +178,7 @@ impl SyncConfig {
             stall_after: Some(Duration::from_secs(300)),
             outbox_limits: OutboxLimits::default(),
             coalesce: false,
+            routes: None,
             owner: None,
             seed,
         }
@@ -212,6 +219,9 @@ impl SyncConfig {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError::ZeroMaxInFlight);
+        }
+        if self.routes == Some(0) {
+            return Err(ConfigError::ZeroRoutes);
         }
         if self.lease.is_zero() {
             return Err(ConfigError::ZeroDuration("lease"));
@@ -308,6 +318,9 @@ pub enum ConfigError {
     /// An isolation threshold is zero.
     #[error("{0} must be at least 1")]
     ZeroIsolation(&'static str),
+    /// `routes` is zero.
+    #[error("routes must be at least 1 (or unset to not cut batches by route)")]
+    ZeroRoutes,
     /// A pacing factor out of its range.
     #[error("{0}")]
     Pacing(&'static str),

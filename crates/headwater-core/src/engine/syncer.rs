@@ -427,10 +427,7 @@ async fn send<T: Transport>(
     request: SendRequest,
 ) -> (RequestId, Vec<u8>, SendOutcome) {
     let outcome = transport
-        .send(EncodedBatch {
-            body: &request.body,
-            events: request.events,
-        })
+        .send(EncodedBatch::new(&request.body, request.events).on_route(request.route))
         .await;
     (request.id, request.body, outcome)
 }

@@ -19,11 +19,33 @@ pub enum Fit {
 
 /// A request body ready to send: a JSON array of Flume events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EncodedBatch<'a> {
     /// The encoded JSON array.
     pub body: &'a [u8],
     /// How many events it holds.
     pub events: usize,
+    /// The route every change in it belongs to, when batches are cut by route
+    /// ([`SyncConfig::routes`](crate::engine::SyncConfig::routes)): a transport that
+    /// routes by key sends it to that route's endpoint.
+    pub route: Option<usize>,
+}
+
+impl<'a> EncodedBatch<'a> {
+    /// A batch of `events` events encoded in `body`, on no particular route.
+    pub const fn new(body: &'a [u8], events: usize) -> Self {
+        EncodedBatch {
+            body,
+            events,
+            route: None,
+        }
+    }
+
+    /// The same batch on route `route`.
+    pub const fn on_route(mut self, route: Option<usize>) -> Self {
+        self.route = route;
+        self
+    }
 }
 
 /// Encodes changes into Flume's JSON array in one pass into one buffer.
@@ -154,10 +176,7 @@ impl BatchEncoder {
 
     /// The batch the last [`encode`](Self::encode) produced.
     pub fn batch(&self) -> EncodedBatch<'_> {
-        EncodedBatch {
-            body: &self.buf,
-            events: self.events,
-        }
+        EncodedBatch::new(&self.buf, self.events)
     }
 
     /// The size of a request that holds `change` alone.

@@ -18,6 +18,10 @@ pub enum Selection {
     /// Each request to the next endpoint in turn, skipping those resting (Flume's
     /// `default_loadbalance` with `round_robin`).
     RoundRobin,
+    /// Each request to the endpoint of its route (a record's changes all have the same
+    /// route: see `SyncConfig::routes`), failing over from it in turn: a record's
+    /// changes reach one agent while it is up, so its channel keeps their order.
+    ByKey,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -78,12 +82,19 @@ impl Endpoints {
     }
 
     /// The endpoints to try for one request, in order: those not resting first (from
-    /// the first for failover, from the next in turn for round-robin), then the resting
-    /// ones, soonest back first, so a request always has somewhere to go.
+    /// the primary for failover, from the next in turn for round-robin), then the
+    /// resting ones, soonest back first, so a request always has somewhere to go.
     pub fn order(&mut self, now: DateTime<Utc>) -> Vec<usize> {
+        self.order_for(now, None)
+    }
+
+    /// [`order`](Self::order) for a request on `route`: with [`Selection::ByKey`], from
+    /// the route's endpoint.
+    pub fn order_for(&mut self, now: DateTime<Utc>, route: Option<usize>) -> Vec<usize> {
         let count = self.health.len();
         let start = match self.selection {
             Selection::Failover => self.primary,
+            Selection::ByKey => route.map_or(self.primary, |route| route % count.max(1)),
             Selection::RoundRobin => {
                 let start = self.next % count.max(1);
                 self.next = self.next.wrapping_add(1);
@@ -181,6 +192,25 @@ mod tests {
         endpoints.failed(1, at(0));
         assert_eq!(endpoints.order(at(0)), [2, 0, 1]);
         assert_eq!(endpoints.order(at(1)), [1, 2, 0], "back after its rest");
+    }
+
+    #[test]
+    fn by_key_starts_at_the_routes_endpoint_and_fails_over_from_it() {
+        let mut endpoints = Endpoints::new(
+            3,
+            Selection::ByKey,
+            Duration::from_secs(1),
+            Duration::from_secs(8),
+        );
+        assert_eq!(endpoints.order_for(at(0), Some(2)), [2, 0, 1]);
+        assert_eq!(endpoints.order_for(at(0), Some(4)), [1, 2, 0]);
+        endpoints.failed(1, at(0));
+        assert_eq!(endpoints.order_for(at(0), Some(1)), [2, 0, 1]);
+        assert_eq!(
+            endpoints.order_for(at(2), Some(1)),
+            [1, 2, 0],
+            "back after its rest"
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl MachineClient {
                     effects.sends.push(Send {
                         key: RequestKey::Machine(request.id),
                         seqs,
+                        route: request.route,
                     });
                     // The body is not kept: the tier is told what the request carries, and
                     // a machine per client recycling its buffers would hold gigabytes.

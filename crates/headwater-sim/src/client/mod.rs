@@ -31,6 +31,8 @@ pub struct Send {
     pub key: RequestKey,
     /// The changes it carries (empty for an empty probe).
     pub seqs: Vec<Seq>,
+    /// Its route, when batches are cut by route.
+    pub route: Option<usize>,
 }
 
 /// What a client asked for while it handled one thing.

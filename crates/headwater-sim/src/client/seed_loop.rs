@@ -60,6 +60,7 @@ impl SeedLoopClient {
         effects.sends.push(Send {
             key: RequestKey::Loop,
             seqs: self.queue.iter().take(count).copied().collect(),
+            route: None,
         });
     }
 }

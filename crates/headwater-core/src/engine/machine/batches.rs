@@ -9,7 +9,7 @@ use crate::model::Seq;
 
 use super::isolation::IsoRequest;
 use super::timers::Timer;
-use super::window::SlotState;
+use super::window::{Cut, SlotState, route_of};
 use super::{DeliveryMachine, InFlight, Purpose, RequestId, SendRequest, delta};
 
 impl DeliveryMachine {
@@ -109,6 +109,17 @@ impl DeliveryMachine {
         body: Vec<u8>,
         events: usize,
     ) -> SendRequest {
+        // The changes of a request share a route (batches are cut so, and an
+        // isolation's parts come from one batch): the first one's is the request's.
+        let first = match &purpose {
+            Purpose::Batch { seqs, .. } => seqs.first().copied(),
+            Purpose::Isolation { request, .. } => request.seqs().first().copied(),
+        };
+        let route = self
+            .config
+            .routes
+            .zip(first.and_then(|seq| self.window.get(seq)))
+            .map(|(routes, slot)| route_of(slot.record, routes));
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.requests.insert(
@@ -121,7 +132,12 @@ impl DeliveryMachine {
         );
         self.concurrency.on_start(self.requests.len());
         self.counters.requests += 1;
-        SendRequest { id, body, events }
+        SendRequest {
+            id,
+            body,
+            events,
+            route,
+        }
     }
 
     /// How many events the next batch may hold: the batch size in force, or less while
@@ -162,9 +178,12 @@ impl DeliveryMachine {
             let picked = self.window.candidates(
                 now,
                 horizon,
-                limit,
-                self.total_order(),
-                self.config.coalesce,
+                Cut {
+                    max_events: limit,
+                    total_order: self.total_order(),
+                    coalesce: self.config.coalesce,
+                    routes: self.config.routes,
+                },
             );
             if picked.send.is_empty() {
                 self.starved = self.window.len() > self.window.busy();

@@ -64,6 +64,9 @@ pub struct SendRequest {
     pub body: Vec<u8>,
     /// How many events it holds (zero for an empty probe).
     pub events: usize,
+    /// The route of every change it holds, when batches are cut by route
+    /// ([`SyncConfig::routes`]); `None` otherwise, and for probes.
+    pub route: Option<usize>,
 }
 
 /// What the machine asks its driver to do.

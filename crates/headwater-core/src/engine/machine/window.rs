@@ -59,6 +59,26 @@ pub(super) struct Candidates {
     pub(super) send: Vec<Seq>,
     /// Changes superseded by a later one of the same record in `send` (coalescing).
     pub(super) superseded: Vec<Seq>,
+    /// The route of every change in `send`, when batches are cut by route.
+    pub(super) route: Option<usize>,
+}
+
+/// How one batch is cut.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cut {
+    /// At most this many changes.
+    pub(super) max_events: usize,
+    /// One request in flight: the batch is the run of changes from the head.
+    pub(super) total_order: bool,
+    /// Only the latest change of each record goes.
+    pub(super) coalesce: bool,
+    /// Changes of one route only, out of this many.
+    pub(super) routes: Option<usize>,
+}
+
+/// The route of a record hash, out of `routes`.
+pub(super) fn route_of(record: u64, routes: usize) -> usize {
+    (record % routes.max(1) as u64) as usize
 }
 
 /// The loaded changes, in seq order.
@@ -230,31 +250,45 @@ impl Window {
         &mut self,
         now: DateTime<Utc>,
         horizon: DateTime<Utc>,
-        max_events: usize,
-        total_order: bool,
-        coalesce: bool,
+        cut: Cut,
     ) -> Candidates {
         let mut picked = Candidates::default();
         self.seen.clear();
         for (seq, slot) in &self.slots {
-            if picked.send.len() >= max_events {
+            if picked.send.len() >= cut.max_events {
                 break;
             }
             let joinable =
                 slot.state == SlotState::Ready && slot.entry.delivery.is_due(now, horizon);
-            if total_order {
-                if !joinable {
+            // A batch cut by route takes the route of its first change; the changes of
+            // other routes wait for batches of their own (a record has one route, so
+            // its order is not touched).
+            let other_route = match (cut.routes, picked.route) {
+                (Some(routes), Some(route)) => route_of(slot.record, routes) != route,
+                _ => false,
+            };
+            if cut.total_order {
+                if !joinable || other_route {
                     break;
                 }
-                Self::take(&mut self.seen, &mut picked, slot.record, *seq, coalesce);
-                continue;
-            }
-            match (self.seen.get(&slot.record).copied(), joinable) {
-                (Some(Seen::Held), _) => {}
-                (_, false) => {
-                    self.seen.insert(slot.record, Seen::Held);
+                Self::take(&mut self.seen, &mut picked, slot.record, *seq, cut.coalesce);
+            } else {
+                if other_route {
+                    continue;
                 }
-                (_, true) => Self::take(&mut self.seen, &mut picked, slot.record, *seq, coalesce),
+                match (self.seen.get(&slot.record).copied(), joinable) {
+                    (Some(Seen::Held), _) => continue,
+                    (_, false) => {
+                        self.seen.insert(slot.record, Seen::Held);
+                        continue;
+                    }
+                    (_, true) => {
+                        Self::take(&mut self.seen, &mut picked, slot.record, *seq, cut.coalesce)
+                    }
+                }
+            }
+            if let Some(routes) = cut.routes {
+                picked.route = Some(route_of(slot.record, routes));
             }
         }
         picked
@@ -310,9 +344,18 @@ mod tests {
         values.iter().copied().map(Seq).collect()
     }
 
+    fn cut(max_events: usize, total_order: bool, coalesce: bool, routes: Option<usize>) -> Cut {
+        Cut {
+            max_events,
+            total_order,
+            coalesce,
+            routes,
+        }
+    }
+
     fn pick(window: &mut Window, max: usize, total_order: bool) -> Vec<Seq> {
         window
-            .candidates(at(0), at(3600), max, total_order, false)
+            .candidates(at(0), at(3600), cut(max, total_order, false, None))
             .send
     }
 
@@ -337,7 +380,9 @@ mod tests {
         assert_eq!(pick(&mut window, 10, true), seqs(&[]), "total order waits");
         assert_eq!(window.earliest_retry(at(0), at(3600)), Some(at(30)));
         assert_eq!(
-            window.candidates(at(30), at(3600), 10, true, false).send,
+            window
+                .candidates(at(30), at(3600), cut(10, true, false, None))
+                .send,
             seqs(&[1, 2, 3])
         );
     }
@@ -413,9 +458,50 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_cut_by_route_holds_one_route_and_keeps_each_records_order() {
+        let keys = ["a", "b", "c", "a", "d", "b", "e", "c"];
+        let mut window = window(&keys);
+        let routes = 2;
+        let mut sent = Vec::new();
+        while !window.is_empty() {
+            let picked = window.candidates(at(0), at(3600), cut(3, false, false, Some(routes)));
+            assert!(!picked.send.is_empty());
+            let route = |seq: Seq| route_of(window_record(&window, seq), routes);
+            let first = route(picked.send[0]);
+            assert_eq!(picked.route, Some(first));
+            assert!(
+                picked.send.iter().all(|seq| route(*seq) == first),
+                "{picked:?}"
+            );
+            for seq in &picked.send {
+                window.remove(*seq);
+            }
+            sent.extend(picked.send);
+        }
+        for record in ["a", "b", "c"] {
+            let seqs: Vec<Seq> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, key)| **key == record)
+                .map(|(index, _)| Seq(index as u64 + 1))
+                .collect();
+            let order: Vec<Seq> = sent
+                .iter()
+                .copied()
+                .filter(|seq| seqs.contains(seq))
+                .collect();
+            assert_eq!(order, seqs, "record {record}");
+        }
+    }
+
+    fn window_record(window: &Window, seq: Seq) -> u64 {
+        window.get(seq).map(|slot| slot.record).unwrap_or_default()
+    }
+
+    #[test]
     fn coalescing_keeps_the_latest_change_of_each_record() {
         let mut window = window(&["a", "b", "a", "a"]);
-        let picked = window.candidates(at(0), at(3600), 10, false, true);
+        let picked = window.candidates(at(0), at(3600), cut(10, false, true, None));
         assert_eq!(picked.send, seqs(&[2, 4]));
         assert_eq!(picked.superseded, seqs(&[1, 3]));
     }
