@@ -4,9 +4,11 @@
 //! A batch refused with 400 (or with 500, repeatedly) is bisected; its parts are sent one
 //! at a time, in seq order. A change refused *alone* becomes a suspect. A refusal counts
 //! against a suspect (a *strike*) only when it is sandwiched: the answer just before its
-//! lone request and the answer just after it (to any request, an empty probe `[]`
+//! lone request and the answer just after it (to the next request, an empty probe `[]`
 //! included) were both acceptances. Sent between two acceptances and refused, the
-//! change is what Flume refuses, not a server that refuses everything.
+//! change is what Flume refuses, not a server that refuses everything. So that "just
+//! before" and "just after" mean what they say with several requests in flight, an
+//! isolation gathering evidence has the wire to itself.
 //!
 //! For a 500 a strike also needs a *token*: Flume accepted real events (of other changes)
 //! since the suspect's previous lone try. An interceptor that throws on every event
@@ -25,7 +27,10 @@
 //! everything and the outbox blocks with the reason; otherwise the isolation backs off
 //! and resumes later.
 
-use std::collections::{BTreeSet, VecDeque};
+mod evidence;
+mod messages;
+
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
@@ -34,97 +39,8 @@ use crate::policy::Rejection;
 
 use super::window::Window;
 
-/// What the answers so far say about the server.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Health {
-    /// Whether the latest answer to any request was an acceptance.
-    pub(super) last_any: Option<bool>,
-    /// Acceptances of requests with events so far: the clock that tokens are read on.
-    pub(super) real_successes: u64,
-    /// Changes refused alone with 500 since Flume last accepted events.
-    pub(super) refused_alone: BTreeSet<Seq>,
-}
-
-impl Health {
-    /// Whether a lone request of `seq`, last tried alone at `mark`, could count against
-    /// it: see the module docs.
-    fn has_token(&self, rejection: Rejection, seq: Seq, mark: u64) -> bool {
-        match rejection {
-            Rejection::BadRequest => true,
-            Rejection::ServerError => {
-                self.real_successes > mark
-                    || self.refused_alone.iter().all(|refused| *refused == seq)
-            }
-        }
-    }
-
-    fn last_accepted(&self) -> bool {
-        self.last_any == Some(true)
-    }
-}
-
-/// One request an isolation wants sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum IsoRequest {
-    /// Some of the refused batch's changes. `sandwiched` says whether a refusal would
-    /// count (it can only if the part is one change).
-    Part { seqs: Vec<Seq>, sandwiched: bool },
-    /// A suspect, alone.
-    Lone { seq: Seq, sandwiched: bool },
-    /// An empty batch: does Flume take requests at all?
-    Probe(ProbePurpose),
-}
-
-impl IsoRequest {
-    /// The changes the request carries.
-    pub(super) fn seqs(&self) -> Vec<Seq> {
-        match self {
-            IsoRequest::Part { seqs, .. } => seqs.clone(),
-            IsoRequest::Lone { seq, .. } => vec![*seq],
-            IsoRequest::Probe(_) => Vec::new(),
-        }
-    }
-}
-
-/// Why an empty batch is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ProbePurpose {
-    /// To have an acceptance right before a suspect's lone request.
-    Before,
-    /// To have an answer right after a suspect's lone refusal.
-    After,
-    /// Requests kept failing: is it the server?
-    Trouble,
-}
-
-/// How the machine reads the answer to an isolation's request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum IsoAnswer {
-    /// 2xx.
-    Accepted,
-    /// 400 or 500.
-    Rejected {
-        rejection: Rejection,
-        reason: String,
-    },
-    /// 413.
-    TooLarge { reason: String },
-    /// Anything else (retried, or a block): the request is simply to be made again.
-    Failed,
-}
-
-/// What an answer made the isolation decide.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum IsoEffect {
-    /// Flume has these.
-    Ack(Vec<Seq>),
-    /// This change is condemned, with Flume's reason.
-    Condemn { seq: Seq, reason: String },
-    /// Requests fail whatever they hold: back off every change of the isolation.
-    BackOff { reason: String },
-    /// Flume refuses even an empty batch with 400: block the outbox.
-    Block { reason: String },
-}
+pub(super) use evidence::Health;
+pub(super) use messages::{IsoAnswer, IsoEffect, IsoRequest, ProbePurpose};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Suspect {
