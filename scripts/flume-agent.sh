@@ -7,6 +7,7 @@
 #   flume_start DIR   fetches the jars (cached), starts the agent, waits until it takes
 #                     requests, and exports HEADWATER_FLUME_URL and HEADWATER_FLUME_SINK
 #   flume_stop        stops it (safe to call more than once; use it in a trap)
+#   flume_fetch       only fetches the jars (cached) and sets FLUME_LIB to their folder
 #
 # Needs java (17) and mvn. Jars are cached in $HEADWATER_CACHE/flume-1.11.0.
 #
@@ -18,8 +19,11 @@
 #                               signed by a private CA made in DIR/tls with openssl;
 #                               exports HEADWATER_FLUME_CA (the CA's PEM)
 
-flume_start() {
-  local dir="$1"
+# Fetches Flume 1.11.0's jars (scripts/flume/pom.xml) from Maven Central once, into
+# $HEADWATER_CACHE/flume-1.11.0, and sets FLUME_LIB to the folder that holds them. The
+# `complete` marker is written last, so an interrupted fetch is redone, not half-used.
+# Shared by flume_start and scripts/flume-tier.sh.
+flume_fetch() {
   local here
   here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
   local cache="${HEADWATER_CACHE:-$HOME/.cache/headwater}/flume-1.11.0"
@@ -30,6 +34,12 @@ flume_start() {
       -DoutputDirectory="$cache/lib" || { echo "maven could not fetch Flume" >&2; return 1; }
     touch "$cache/complete"
   fi
+  FLUME_LIB="$cache/lib"
+}
+
+flume_start() {
+  local dir="$1"
+  flume_fetch || return 1
   local capacity="${FLUME_TRANSACTION_CAPACITY:-20}"
   local sink="${FLUME_SINK:-file_roll}"
   mkdir -p "$dir/sink"
@@ -77,7 +87,7 @@ a1.sinks.k1.sink.serializer = header_and_text
 a1.sinks.k1.sink.batchSize = $capacity
 CONF
   fi
-  java -Xmx512m -Dfile.encoding=UTF-8 -cp "$cache/lib/*" \
+  java -Xmx512m -Dfile.encoding=UTF-8 -cp "$FLUME_LIB/*" \
     org.apache.flume.node.Application -n a1 -f "$dir/agent.conf" --no-reload-conf \
     > "$dir/agent.log" 2>&1 &
   FLUME_PID=$!

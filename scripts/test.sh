@@ -75,6 +75,19 @@ else
        "python3: $(command -v python3 || echo missing))"
 fi
 
+step "a real tier, really failing: Flume agents killed with SIGKILL while headwater sends"
+if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3 >/dev/null; then
+  # Both runs (three agents side by side, round-robin; two edges and a collector), about
+  # three and a half minutes; the release build, since the sender must outpace its
+  # --max-rate.
+  cargo build -q --release -p headwater-cli
+  bash scripts/flume-tier.sh "$target_dir/release/headwater" "$scratch/flume-tier"
+else
+  echo "SKIPPED: the real-tier runs need java, mvn and python3 on PATH" \
+       "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \
+       "python3: $(command -v python3 || echo missing))"
+fi
+
 step "browser tests in headless Chromium"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   echo "installing Debian's chromium and chromium-driver"

@@ -113,14 +113,25 @@ pub struct SendArgs {
     #[arg(long)]
     pub fresh: bool,
     /// Spread requests round-robin instead of failing over.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "route_by_key")]
     pub round_robin: bool,
+    /// Spread records over the URLs: each record's changes go to one agent (picked by
+    /// a hash of its collection and key), moving on only while that agent fails, so
+    /// each record's order is kept even with several agents taking requests.
+    #[arg(long)]
+    pub route_by_key: bool,
     /// Events per request.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     /// Most requests in flight at once (1 keeps total order).
     #[arg(long, default_value_t = 4)]
     pub max_in_flight: usize,
+    /// Take in at most this many changes per second (default: as fast as Flume takes
+    /// them), for a run that must last, e.g. while agents are failed on purpose. It
+    /// paces the capture into the outbox, so new changes are sent no faster; resends
+    /// after a failure are not counted.
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub max_rate: Option<f64>,
     /// The largest event, encoded, in bytes; a line over it is refused before anything
     /// is sent.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
@@ -32,6 +32,13 @@ fn check_args(args: &SendArgs) -> Result<(), String> {
     }
     if args.max_in_flight == 0 {
         return Err("--max-in-flight must be at least 1".into());
+    }
+    if let Some(rate) = args.max_rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(format!(
+            "--max-rate must be a number of changes per second above 0, not {rate}"
+        ));
     }
     if args.timeout_ms == 0 {
         return Err("--timeout-ms must be at least 1".into());
@@ -101,6 +108,8 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     http.tls = tls_config(&args)?;
     if args.round_robin {
         http.selection = Selection::RoundRobin;
+    } else if args.route_by_key {
+        http.selection = Selection::ByKey;
     }
     // A wrong URL or header is reported before any state is made.
     HttpTransport::new(http.clone())?;
@@ -172,15 +181,26 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
 
     let started = Instant::now();
     let captured = Arc::new(AtomicU64::new(0));
-    let capture = {
+    // Set when delivery ends early (Ctrl-C, blocked), so that a paced capture stops
+    // instead of holding the process until its last chunk.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut capture_task = {
         let headwater = headwater.clone();
         let captured = Arc::clone(&captured);
+        let stop = Arc::clone(&stop);
         let pending: Vec<_> = changes.into_iter().skip(resumed).collect();
         let mut done = resumed;
+        let mut pace = args.max_rate.map(Pace::new);
+        let chunk_size = pace.as_ref().map_or(CAPTURE_CHUNK, Pace::chunk);
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let mut pending = pending.into_iter().peekable();
             while pending.peek().is_some() {
-                let chunk: Vec<_> = pending.by_ref().take(CAPTURE_CHUNK).collect();
+                if let Some(pace) = &mut pace
+                    && !pace.wait(&stop)
+                {
+                    return Ok(());
+                }
+                let chunk: Vec<_> = pending.by_ref().take(chunk_size).collect();
                 let count = chunk.len();
                 headwater
                     .transaction(&mut connection, |tx, capture| {
@@ -191,29 +211,41 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
                     .map_err(|error| error.to_string())?;
                 done += count;
                 captured.fetch_add(count as u64, Ordering::Release);
+                if let Some(pace) = &mut pace {
+                    pace.took(count);
+                }
             }
             Ok(())
         })
     };
+    let mut capture_joined = false;
     let capture = async {
-        capture
-            .await
-            .map_err(|error| format!("the capture task failed: {error}"))?
+        let result = (&mut capture_task).await;
+        capture_joined = true;
+        result.map_err(|error| format!("the capture task failed: {error}"))?
     };
     let mut progress = Progress::new(total as u64);
     let counts = Counts {
         captured: Arc::clone(&captured),
         captured_before: resumed as u64,
     };
-    let ending = deliver(&headwater, capture, &counts, &mut progress).await?;
+    let ending = deliver(&headwater, capture, &counts, &mut progress).await;
+    stop.store(true, Ordering::Release);
+    if !capture_joined {
+        // Delivery ended before the capture did (only a paced capture lasts that long):
+        // it stops within one sleep, and then the counts below are final.
+        let _ = capture_task.await;
+    }
+    let ending = ending?;
     let elapsed = started.elapsed();
     let status = headwater.status().await.unwrap_or_default();
     let settled = status.counters.delivered;
+    // Lines in the outbox: all of them, unless a paced capture was stopped early.
+    let in_outbox = resumed as u64 + captured.load(Ordering::Acquire);
     let summary = Summary {
-        captured: total as u64,
+        captured: in_outbox,
         resumed: Some(resumed as u64),
-        delivered_unique: (total as u64)
-            .saturating_sub((status.pending + status.dead_lettered) as u64),
+        delivered_unique: in_outbox.saturating_sub((status.pending + status.dead_lettered) as u64),
         duplicates: None,
         dead_lettered: status.dead_lettered as u64,
         requests: status.counters.requests,
@@ -235,7 +267,8 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         };
         eprintln!("dead-lettered: {what} ({id}): {}", letter.reason);
     }
-    let open = status.pending;
+    // Not delivered: pending in the outbox, and lines a stopped capture never took in.
+    let open = status.pending as u64 + (total as u64).saturating_sub(in_outbox);
     Ok(match ending {
         Ending::Drained if status.dead_lettered == 0 => ExitCode::SUCCESS,
         Ending::Drained => ExitCode::FAILURE,
@@ -252,6 +285,59 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             ExitCode::from(130)
         }
     })
+}
+
+/// `--max-rate`: the capture takes in changes no faster than `rate` per second, in
+/// chunks of about a tenth of a second's worth, so that the sender's stream stays even
+/// rather than a burst per second.
+struct Pace {
+    rate: f64,
+    started: Instant,
+    taken: u64,
+}
+
+impl Pace {
+    /// The longest single sleep: a stop is noticed within it.
+    const SLICE: Duration = Duration::from_millis(100);
+
+    fn new(rate: f64) -> Self {
+        Pace {
+            rate,
+            started: Instant::now(),
+            taken: 0,
+        }
+    }
+
+    /// Changes per capture transaction: a tenth of a second's worth, at least one, at
+    /// most what an unpaced capture takes.
+    fn chunk(&self) -> usize {
+        ((self.rate / 10.0) as usize).clamp(1, CAPTURE_CHUNK)
+    }
+
+    /// Sleeps until the changes taken so far are due at `rate`; false if `stop` was set
+    /// meanwhile.
+    fn wait(&self, stop: &AtomicBool) -> bool {
+        // None: not due within any time an Instant can hold (a rate of 1e-300), so only
+        // a stop ends the wait.
+        let due = Duration::try_from_secs_f64(self.taken as f64 / self.rate)
+            .ok()
+            .and_then(|offset| self.started.checked_add(offset));
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let now = Instant::now();
+            let left = due.map_or(Self::SLICE, |due| due.saturating_duration_since(now));
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(Self::SLICE));
+        }
+    }
+
+    fn took(&mut self, count: usize) {
+        self.taken += count as u64;
+    }
 }
 
 /// A failed capture transaction.

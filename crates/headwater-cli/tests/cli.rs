@@ -346,6 +346,58 @@ async fn send_under_faults_keeps_each_keys_changes_in_capture_order() {
     );
 }
 
+/// `--route-by-key` over two agents: both take requests, and each key's changes all
+/// reach one agent, in capture order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_route_by_key_keeps_each_key_on_one_agent_in_order() {
+    let first = MockFlume::start(MockConfig::default()).await.unwrap();
+    let second = MockFlume::start(MockConfig::default()).await.unwrap();
+    const KEYS: usize = 40;
+    const PER_KEY: usize = 25;
+    let lines: String = (0..KEYS * PER_KEY)
+        .map(|i| {
+            format!(
+                "{{\"collection\":\"todos\",\"key\":\"k{}\",\"op\":\"update\",\"value\":{{\"n\":{}}}}}\n",
+                i % KEYS,
+                i / KEYS
+            )
+        })
+        .collect();
+    let both = format!("{},{}", first.url(), second.url());
+    let output = send(
+        &both,
+        &["--json", "--route-by-key", "--batch-size", "20"],
+        "routed.jsonl",
+        &lines,
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut agent_of_key: std::collections::HashMap<String, usize> = Default::default();
+    for (agent, flume) in [&first, &second].into_iter().enumerate() {
+        let mut last_per_key: std::collections::HashMap<String, i64> = Default::default();
+        for event in flume.events() {
+            let key = event.headers["key"].clone();
+            let n = serde_json::from_str::<serde_json::Value>(&event.body).unwrap()["n"]
+                .as_i64()
+                .unwrap();
+            let owner = *agent_of_key.entry(key.clone()).or_insert(agent);
+            assert_eq!(owner, agent, "key {key} reached both agents");
+            let expected = last_per_key.get(&key).map_or(0, |last| last + 1);
+            assert_eq!(
+                n, expected,
+                "key {key}: change {n} arrived after {expected}"
+            );
+            last_per_key.insert(key, n);
+        }
+        assert!(flume.unique_ids() > 0, "agent {agent} took no requests");
+    }
+    assert_eq!(first.unique_ids() + second.unique_ids(), KEYS * PER_KEY);
+}
+
 fn numbered_lines(count: usize) -> String {
     (0..count)
         .map(|i| format!("{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"n\":{i}}}}}\n"))
@@ -510,4 +562,63 @@ async fn send_serves_prometheus_metrics_while_it_runs() {
         assert!(text.contains(series), "{series} missing from:\n{text}");
     }
     assert!(child.wait().await.unwrap().success());
+}
+
+/// `--max-rate` paces the run: 600 changes at 300 per second cannot be delivered in
+/// much under two seconds, and are not all delivered half a second in (unpaced, the
+/// mock takes them all in a few milliseconds). Both checks hold however slow the
+/// machine is: pacing is a floor on the time, never a promise of speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_max_rate_spreads_the_changes_over_time() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(600)).unwrap();
+    let started = std::time::Instant::now();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--json", "--max-rate", "300"])
+        .arg("--state")
+        .arg(dir.path().join("state.db"))
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let early = flume.unique_ids();
+    let output = child.wait_with_output().await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(flume.unique_ids(), 600);
+    // At most the first chunk (30) and half a second's worth (150) by then.
+    assert!(early <= 300, "{early} changes delivered after 0.5 s");
+    // The last chunk of 30 is due at (600 - 30) / 300 = 1.9 s.
+    assert!(
+        elapsed >= Duration::from_millis(1800),
+        "done in {elapsed:?}"
+    );
+}
+
+#[test]
+fn send_refuses_a_max_rate_that_is_not_above_zero() {
+    let file = temp_file("rate.jsonl", &numbered_lines(1));
+    for rate in ["0", "nan"] {
+        let output = headwater()
+            .args(["send", "--to", "http://127.0.0.1:9/", "--max-rate", rate])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "--max-rate {rate}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--max-rate must be a number"),
+            "--max-rate {rate}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_file(file).unwrap();
 }
