@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use headwater_core::engine::{SyncConfig, Syncer};
+use chrono::{DateTime, Utc};
+use headwater_core::engine::{SyncConfig, SyncReport, Syncer};
 use headwater_core::flume::{DecodeLimits, EncodedBatch, decode_batch};
 use headwater_core::model::ChangeData;
 use headwater_core::testing::conformance;
@@ -72,6 +72,28 @@ async fn ten_changes_for(
         .collect();
     outbox.capture_all(Utc::now(), changes).await.unwrap();
     (syncer, outbox)
+}
+
+/// Jumps to when the next attempt is due (after its backoff, and once failures have
+/// gone on for a while, after the pacer's wait) instead of waiting for it, and syncs
+/// then: the report of the first sync that made a request, and when it ran.
+async fn next_attempt(
+    syncer: &mut Syncer<MemoryStore, HttpTransport>,
+    outbox: &headwater_core::engine::Outbox<MemoryStore>,
+    mut now: DateTime<Utc>,
+) -> (SyncReport, DateTime<Utc>) {
+    for _ in 0..3 {
+        let status = outbox.status(now).await.unwrap();
+        now = status.next_attempt_at.map_or(now, |at| at.max(now));
+        let report = syncer.sync_once(now).await.unwrap();
+        if report.requests > 0 {
+            return (report, now);
+        }
+    }
+    panic!(
+        "no request by {now}: {:?}",
+        outbox.status(now).await.unwrap()
+    );
 }
 
 fn transport(url: &str) -> HttpTransport {
@@ -140,12 +162,12 @@ async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_chan
     let mut now = Utc::now();
     let mut blocked = false;
     for _ in 0..3 {
-        blocked = syncer.sync_once(now).await.unwrap().blocked;
-        // Jump past the backoff rather than wait for it.
-        now += chrono::TimeDelta::seconds(61);
+        let (report, at) = next_attempt(&mut syncer, &outbox, now).await;
+        assert_eq!(report.requests, 1, "{report:?}");
+        (blocked, now) = (report.blocked, at);
     }
     assert!(blocked, "blocked after the third refused request");
-    let now = now - chrono::TimeDelta::seconds(60);
+    let now = now + chrono::TimeDelta::seconds(1);
     assert_eq!(syncer.sync_once(now).await.unwrap().requests, 0, "no loop");
     let status = outbox.status(Utc::now()).await.unwrap();
     assert!(
@@ -178,15 +200,14 @@ async fn a_flume_that_is_down_gets_backoff_not_a_cors_block() {
 
     let (mut syncer, outbox) = ten_changes_for(down_url()).await;
     let mut now = Utc::now();
-    for _ in 0..5 {
-        let report = syncer.sync_once(now).await.unwrap();
+    for _ in 0..6 {
+        let report;
+        (report, now) = next_attempt(&mut syncer, &outbox, now).await;
+        assert_eq!(report.requests, 1, "{report:?}");
         assert!(!report.blocked, "a Flume that is down does not block");
-        now += chrono::TimeDelta::seconds(61);
     }
     // Right after a failure the batch waits for its backoff: no request at the same
     // instant.
-    let report = syncer.sync_once(now).await.unwrap();
-    assert_eq!(report.requests, 1);
     assert_eq!(syncer.sync_once(now).await.unwrap().requests, 0, "backoff");
     let status = outbox.status(Utc::now()).await.unwrap();
     assert_eq!(status.blocked, None, "{status:?}");

@@ -4,8 +4,10 @@
 //! headwater's real [`DeliveryMachine`](headwater_core::engine::DeliveryMachine) over
 //! its own [`MemoryStore`](headwater_memory::MemoryStore), against a simulated tier of
 //! Flume agents that answers as Flume 1.11 does, in virtual time: discrete events,
-//! deterministic from one seed, no sleeping, no threads. What it shows is what ships,
-//! because it is the machine that ships.
+//! deterministic from one seed, no sleeping. Clients are split into shards that may run
+//! on threads, in windows shorter than any message takes to cross the network, so the
+//! result is the same on any number of threads. What it shows is what ships, because it
+//! is the machine that ships.
 //!
 //! It measures what a fleet's retries do to a recovering tier (how fast the backlog
 //! drains against the physical limit `B / (C − L)`, how much load the fleet offers
