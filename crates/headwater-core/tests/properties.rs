@@ -229,6 +229,43 @@ fn order_kept_under_isolation_two_in_flight_clock_set_back() {
     scenario::run(MemoryStore::new(), &setup).unwrap();
 }
 
+/// Found by the engine fuzz target: two changes whose mapping throws (Flume answers 500
+/// to any batch holding them), nothing else to send, and a clock that jumps days either
+/// way. Each waited for evidence alone, retried after a backoff that did not grow with
+/// its own refusals: 126 requests for 24 changes (the bound is 112).
+#[test]
+fn a_change_refused_alone_waits_longer_after_each_refusal() {
+    let setup = Setup {
+        max_events: 17,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Capture {
+                count: 16,
+                poison: Some((15, Poison::Throws)),
+                repeat: true,
+            },
+            Step::Jump(-1),
+            Step::Capture {
+                count: 7,
+                poison: Some((4, Poison::Throws)),
+                repeat: false,
+            },
+            Step::Sync,
+            Step::Jump(-1),
+            Step::Jump(-1),
+            Step::Jump(-1),
+            Step::Jump(-1),
+            Step::Fault(FaultKind::TimeoutAfterCommit),
+            Step::Jump(-1),
+            Step::Jump(129_087),
+            Step::Jump(105_535),
+            Step::Jump(-177_217),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
 /// Found when pacing first met a crash and a clock set back by an hour.
 #[test]
 fn paced_after_a_crash_and_a_clock_set_back_nothing_is_lost() {

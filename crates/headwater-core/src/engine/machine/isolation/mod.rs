@@ -53,6 +53,10 @@ struct Suspect {
     mark: u64,
     /// The next lone try waits until then.
     retry_at: Option<DateTime<Utc>>,
+    /// Lone tries refused without evidence either way: each waits twice as long as the
+    /// one before, so a change that fails alone, with nothing else to send beside it,
+    /// is not retried every second while it waits for evidence.
+    unproven: u32,
 }
 
 /// The rules an isolation runs under.
@@ -511,14 +515,18 @@ impl Isolation {
         }
         // Without a token, the next lone try waits for a backoff: only time (and other
         // changes accepted meanwhile) can bring evidence.
-        let retry_at = (!sandwiched && !health.has_token(rejection, seq, mark))
-            .then(|| backoff_until(self.back_offs));
+        let waits = !sandwiched && !health.has_token(rejection, seq, mark);
+        let back_offs = self.back_offs;
         match self.suspects.iter_mut().find(|suspect| suspect.seq == seq) {
             Some(suspect) => {
                 suspect.rejection = rejection;
                 suspect.reason = reason;
                 suspect.mark = mark;
-                suspect.retry_at = retry_at;
+                suspect.retry_at =
+                    waits.then(|| backoff_until(back_offs.saturating_add(suspect.unproven)));
+                if waits {
+                    suspect.unproven = suspect.unproven.saturating_add(1);
+                }
             }
             None => {
                 let record = window.get(seq).map_or(0, |slot| slot.record);
@@ -536,7 +544,8 @@ impl Isolation {
                         reason,
                         strikes: 0,
                         mark,
-                        retry_at,
+                        retry_at: waits.then(|| backoff_until(back_offs)),
+                        unproven: u32::from(waits),
                     },
                 );
             }
