@@ -19,6 +19,7 @@ mod input;
 mod mock;
 mod send;
 mod state;
+mod stdout;
 mod summary;
 
 use std::io::IsTerminal;

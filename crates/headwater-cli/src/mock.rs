@@ -45,7 +45,7 @@ pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         ..MockConfig::default()
     };
     let flume = MockFlume::start(config).await?;
-    println!("{}", flume.url());
+    crate::stdout::print(&format!("{}\n", flume.url()));
     eprintln!(
         "mock Flume listening at {} (Ctrl-C or SIGTERM to stop)",
         flume.url()

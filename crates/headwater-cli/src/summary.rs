@@ -23,28 +23,39 @@ pub struct Summary {
 
 impl Summary {
     pub fn print(&self, json: bool) {
+        crate::stdout::print(&self.render(json));
+    }
+
+    fn render(&self, json: bool) -> String {
         if json {
-            match serde_json::to_string(self) {
-                Ok(line) => println!("{line}"),
-                Err(error) => eprintln!("error: cannot write the summary: {error}"),
-            }
-            return;
+            return match serde_json::to_string(self) {
+                Ok(line) => format!("{line}\n"),
+                Err(error) => {
+                    eprintln!("error: cannot write the summary: {error}");
+                    String::new()
+                }
+            };
         }
         let duplicates = self.duplicates.map_or_else(
             || "unknown (not visible from the client)".to_owned(),
             |d| d.to_string(),
         );
-        println!("captured          {}", self.captured);
+        let mut out = format!("captured          {}\n", self.captured);
         if let Some(resumed) = self.resumed.filter(|resumed| *resumed > 0) {
-            println!("resumed after     {resumed} (captured by an earlier run)");
+            out.push_str(&format!(
+                "resumed after     {resumed} (captured by an earlier run)\n"
+            ));
         }
-        println!("delivered unique  {}", self.delivered_unique);
-        println!("duplicates        {duplicates}");
-        println!("dead-lettered     {}", self.dead_lettered);
-        println!("requests          {}", self.requests);
-        println!("retries           {}", self.retries);
-        println!("elapsed           {} ms", self.elapsed_ms);
-        println!("events per second {:.0}", self.events_per_sec);
+        out.push_str(&format!(
+            "delivered unique  {}\nduplicates        {duplicates}\ndead-lettered     {}\nrequests          {}\nretries           {}\nelapsed           {} ms\nevents per second {:.0}\n",
+            self.delivered_unique,
+            self.dead_lettered,
+            self.requests,
+            self.retries,
+            self.elapsed_ms,
+            self.events_per_sec
+        ));
+        out
     }
 
     pub fn complete(&self) -> bool {

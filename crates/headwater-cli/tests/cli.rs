@@ -622,3 +622,55 @@ fn send_refuses_a_max_rate_that_is_not_above_zero() {
     }
     std::fs::remove_file(file).unwrap();
 }
+
+/// `headwater send … | head -c 0`: the reader is gone before the summary is written.
+/// The delivery is done; the closed pipe is no panic (exit 101) and changes no code.
+#[tokio::test]
+async fn send_to_a_closed_stdout_exits_as_the_delivery_did() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let lines: String = (0..20)
+        .map(|i| {
+            format!("{{\"collection\":\"c\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{i}}}\n")
+        })
+        .collect();
+    let file = temp_file("closed-stdout.jsonl", &lines);
+    let state = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--state"])
+        .arg(state.path().join("state.db"))
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(flume.unique_ids(), 20);
+    std::fs::remove_file(file).unwrap();
+}
+
+#[test]
+fn send_refuses_a_header_the_http_layer_owns() {
+    let file = temp_file("owned-header.jsonl", "");
+    let state = tempfile::tempdir().unwrap();
+    for header in [
+        "Content-Length: 5",
+        "Host: flume",
+        "Transfer-Encoding: chunked",
+    ] {
+        let output = headwater()
+            .args(["send", "--to", "http://127.0.0.1:9/", "--header", header])
+            .arg("--state")
+            .arg(state.path().join("state.db"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{header}: {stderr}");
+        assert!(stderr.contains("HTTP layer"), "{header}: {stderr}");
+    }
+    std::fs::remove_file(file).unwrap();
+}

@@ -30,6 +30,20 @@ pub struct HttpTransport {
     failures_while_online: AtomicU32,
 }
 
+/// Headers the HTTP layer writes for each request (framing, connection, routing): a
+/// fixed value from the configuration would break every request, which would then be
+/// retried without end.
+const HTTP_OWNED: [HeaderName; 8] = [
+    reqwest::header::CONTENT_LENGTH,
+    reqwest::header::TRANSFER_ENCODING,
+    reqwest::header::HOST,
+    reqwest::header::CONNECTION,
+    reqwest::header::UPGRADE,
+    reqwest::header::TE,
+    reqwest::header::TRAILER,
+    reqwest::header::EXPECT,
+];
+
 impl HttpTransport {
     /// A transport for `config`, if it is valid.
     pub fn new(config: HttpConfig) -> Result<Self, HttpConfigError> {
@@ -68,6 +82,11 @@ impl HttpTransport {
                 return Err(invalid(
                     "the transport sets the content type Flume needs".into(),
                 ));
+            }
+            if HTTP_OWNED.contains(&header_name) {
+                return Err(invalid(format!(
+                    "the HTTP layer sets {header_name} for each request; a fixed value would make every request malformed"
+                )));
             }
             let mut header_value =
                 HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
@@ -532,6 +551,23 @@ mod tests {
             HttpTransport::new(config),
             Err(HttpConfigError::InvalidHeader { .. })
         ));
+        for name in [
+            "Content-Length",
+            "transfer-encoding",
+            "Host",
+            "connection",
+            "Expect",
+        ] {
+            let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
+            config.headers.push((name.into(), "5".into()));
+            assert!(
+                matches!(
+                    HttpTransport::new(config),
+                    Err(HttpConfigError::InvalidHeader { reason, .. }) if reason.contains("HTTP layer")
+                ),
+                "{name}"
+            );
+        }
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
         config.headers.push(("bad header".into(), "x".into()));
         assert!(matches!(
