@@ -156,7 +156,7 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             } else {
                 args.file.display().to_string()
             },
-            args.to.join(", "),
+            http.shown_endpoints().join(", "),
             state.path.display(),
             if resumed > 0 {
                 format!("; resuming: {resumed} lines captured before")

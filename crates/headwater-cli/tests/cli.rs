@@ -674,3 +674,53 @@ fn send_refuses_a_header_the_http_layer_owns() {
     }
     std::fs::remove_file(file).unwrap();
 }
+
+/// A password in an endpoint URL is a credential: at trace level, through failed
+/// connections and delivered batches, it appears in no output.
+#[tokio::test]
+async fn send_never_prints_a_password_from_a_url() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_url = format!("http://ops:s3cret-down@{}/", down.local_addr().unwrap());
+    drop(down);
+    let up_url = flume.url().replacen("http://", "http://ops:s3cret-up@", 1);
+    let lines: String = (0..20)
+        .map(|i| {
+            format!("{{\"collection\":\"c\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{i}}}\n")
+        })
+        .collect();
+    let file = temp_file("password.jsonl", &lines);
+    let state = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .env("RUST_LOG", "trace")
+        .args(["send", "--round-robin", "--batch-size", "1", "--to"])
+        .arg(format!("{down_url},{up_url}"))
+        .arg("--state")
+        .arg(state.path().join("state.db"))
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(flume.unique_ids(), 20);
+    assert!(
+        stderr.contains("request failed"),
+        "the down endpoint was tried: {stderr}"
+    );
+    assert!(stderr.contains("<redacted>@127.0.0.1"), "{stderr}");
+    for output in [&stderr, &stdout] {
+        assert!(!output.contains("s3cret"), "{output}");
+    }
+
+    let bad = headwater()
+        .args(["send", "--to", "http://ops:s3cret-bad@flume:port:x/"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    std::fs::remove_file(file).unwrap();
+}

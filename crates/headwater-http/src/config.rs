@@ -7,7 +7,8 @@ pub use headwater_core::policy::Selection;
 use crate::tls::TlsConfig;
 
 /// Configuration of an [`HttpTransport`](crate::HttpTransport). Its `Debug` output shows
-/// header names, never their values.
+/// header names, never their values, and endpoints without the user information of
+/// their URLs.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpConfig {
@@ -64,6 +65,17 @@ impl HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// The endpoints as headwater prints them: a user name and password written into a
+    /// URL replaced by `<redacted>` (see [`redact_userinfo`](crate::redact_userinfo)).
+    pub fn shown_endpoints(&self) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .map(|url| crate::redact_userinfo(url))
+            .collect()
+    }
+}
+
 impl fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let header_names: Vec<String> = self
@@ -72,7 +84,7 @@ impl fmt::Debug for HttpConfig {
             .map(|(name, _)| format!("{name}: <redacted>"))
             .collect();
         f.debug_struct("HttpConfig")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.shown_endpoints())
             .field("selection", &self.selection)
             .field("primary", &self.primary)
             .field("timeout", &self.timeout)
@@ -96,7 +108,7 @@ pub enum HttpConfigError {
     /// An endpoint is not a valid http(s) URL.
     #[error("endpoint {url:?} is not a valid http or https URL: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, with any user information redacted.
         url: String,
         /// What is wrong with it.
         reason: String,

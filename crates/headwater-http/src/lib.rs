@@ -48,11 +48,13 @@
 mod browser;
 mod config;
 mod credentials;
+mod redact;
 mod tls;
 mod transport;
 
 pub use config::{HttpConfig, HttpConfigError, Selection};
 pub use credentials::HeaderProvider;
+pub use redact::redact_userinfo;
 pub use tls::{ClientIdentity, TlsConfig};
 pub use transport::HttpTransport;
 

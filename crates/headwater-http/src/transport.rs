@@ -58,12 +58,12 @@ impl HttpTransport {
             .iter()
             .map(|url| {
                 let parsed = parse_endpoint(url).map_err(|reason| HttpConfigError::InvalidUrl {
-                    url: url.clone(),
-                    reason,
+                    url: crate::redact_userinfo(url),
+                    reason: crate::redact_userinfo(&reason),
                 })?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(HttpConfigError::InvalidUrl {
-                        url: url.clone(),
+                        url: crate::redact_userinfo(url),
                         reason: format!("the scheme is {:?}", parsed.scheme()),
                     });
                 }
@@ -143,6 +143,7 @@ impl HttpTransport {
             return None;
         }
         let isolated = crate::browser::cross_origin_isolated();
+        let shown = crate::redact_userinfo(url.as_str());
         if !isolated && !crate::browser::answers_at_all(url.as_str(), self.timeout).await {
             self.failures_while_online.store(0, Ordering::Relaxed);
             return None;
@@ -152,11 +153,11 @@ impl HttpTransport {
             if isolated {
                 // The probe cannot see past the page's isolation: say both causes.
                 format!(
-                    "the browser cannot reach {url} although it is online ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does), or it is down; serve it behind a same-origin path or a proxy that adds CORS headers, or check that it is up"
+                    "the browser cannot reach {shown} although it is online ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does), or it is down; serve it behind a same-origin path or a proxy that adds CORS headers, or check that it is up"
                 )
             } else {
                 format!(
-                    "{url} answers, but not to this page ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does, and answers preflights with 403), so serve it behind a same-origin path or a proxy that adds CORS headers"
+                    "{shown} answers, but not to this page ({failures} attempts): it sends no CORS headers for this origin (Flume itself never does, and answers preflights with 403), so serve it behind a same-origin path or a proxy that adds CORS headers"
                 )
             }
         })
@@ -219,18 +220,19 @@ impl HttpTransport {
         };
         match refreshed {
             Ok(headers) => {
-                tracing::info!(url = %url, status, "credentials refreshed; sending again");
+                tracing::info!(url = %crate::redact_userinfo(url.as_str()), status, "credentials refreshed; sending again");
                 *provided = Some(headers);
                 self.post(url, batch, provided.as_ref()).await
             }
             Err(error) => {
-                tracing::warn!(url = %url, status, %error, "refreshing credentials failed");
+                tracing::warn!(url = %crate::redact_userinfo(url.as_str()), status, %error, "refreshing credentials failed");
                 Ok(response)
             }
         }
     }
 
-    /// The endpoint URLs.
+    /// The endpoint URLs, user information and all: show them through
+    /// [`redact_userinfo`](crate::redact_userinfo).
     pub fn endpoints(&self) -> &[reqwest::Url] {
         &self.urls
     }
@@ -444,7 +446,7 @@ impl Transport for HttpTransport {
                     self.health().refused(index, chrono::Utc::now());
                     let status = response.status().as_u16();
                     let message = self.read_message(response).await;
-                    tracing::warn!(url = %url, status, %message, "endpoint refuses requests; trying the next");
+                    tracing::warn!(url = %crate::redact_userinfo(url.as_str()), status, %message, "endpoint refuses requests; trying the next");
                     last = SendOutcome::Response(Response {
                         status,
                         retry_after: None,
@@ -474,7 +476,8 @@ impl Transport for HttpTransport {
                 }
                 Err(error) => {
                     self.health().failed(index, chrono::Utc::now());
-                    let message = format!("{url}: {}", describe(&error));
+                    // reqwest's errors quote the URL, user information and all.
+                    let message = crate::redact_userinfo(&format!("{url}: {}", describe(&error)));
                     tracing::debug!(%message, "request failed");
                     if error.is_timeout() {
                         return SendOutcome::TimedOut { message };
@@ -484,7 +487,7 @@ impl Transport for HttpTransport {
                         // tight loop. Another endpoint may be set up right.
                         let message = format!("TLS: {cause} ({message})");
                         if !last_endpoint(index) {
-                            tracing::warn!(url = %url, %message, "TLS failed; trying the next endpoint");
+                            tracing::warn!(url = %crate::redact_userinfo(url.as_str()), %message, "TLS failed; trying the next endpoint");
                             last = SendOutcome::Refused { message };
                             continue;
                         }
