@@ -23,7 +23,7 @@ use crate::summary::Summary;
 const CAPTURE_CHUNK: usize = 1000;
 
 /// The lease is held under this name, so a run that follows a crash takes it back at
-/// once; the state's lock file keeps two runs from sharing it.
+/// once; the lock on the state's database file keeps two runs from sharing it.
 const OWNER: &str = "headwater-send";
 
 fn check_args(args: &SendArgs) -> Result<(), String> {
@@ -137,16 +137,13 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.file));
-    if args.fresh {
-        state::remove(&state_path)?;
-    }
     let identity = format!(
         "{:016x} ({} lines)",
         state::fingerprint(&input),
         input.split(|b| *b == b'\n').count()
     );
     let options = SqliteOptions::default();
-    let (state, mut connection) = state::open(&state_path, &identity, &options)?;
+    let (state, mut connection) = state::open(&state_path, &identity, &options, args.fresh)?;
     let resumed = state.lines_captured.min(total);
     if !args.json {
         eprintln!(

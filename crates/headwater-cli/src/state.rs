@@ -6,7 +6,7 @@
 //! Lines are captured in chunks, each in one transaction with that count, so a crash
 //! between chunks leaves no line captured twice and none half-captured.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
 use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
@@ -79,9 +79,32 @@ fn unusable(path: &Path, reason: impl std::fmt::Display) -> StateError {
     }
 }
 
-/// Deletes a state (for `--fresh`).
-pub fn remove(path: &Path) -> Result<(), StateError> {
-    for suffix in ["", "-wal", "-shm"] {
+/// Locks the state's database file itself, creating it if needed: a lock held on the
+/// file, not on a name, so that no second path to it (a symlink, a hard link, a bind
+/// mount) lets a second sender in. (SQLite's own locks are `fcntl` locks, which this
+/// `flock` does not touch.)
+fn lock(path: &Path) -> Result<File, StateError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| unusable(path, error))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StateError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(TryLockError::Error(error)) => Err(unusable(path, error)),
+    }
+}
+
+/// Empties a locked state (for `--fresh`) while keeping its file, and so its lock: the
+/// write-ahead log first (replayed onto an empty file it would bring the old outbox
+/// back), then the database.
+fn clear(path: &Path, locked: &File) -> Result<(), StateError> {
+    for suffix in ["-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         match std::fs::remove_file(&file) {
             Ok(()) => {}
@@ -89,25 +112,24 @@ pub fn remove(path: &Path) -> Result<(), StateError> {
             Err(error) => return Err(unusable(&file, error)),
         }
     }
-    Ok(())
+    locked.set_len(0).map_err(|error| unusable(path, error))
 }
 
 /// Opens (creating it if needed) the state at `path` for an input with `identity`
-/// (its fingerprint and line count), and locks it for this process.
+/// (its fingerprint and line count), and locks it for this process; `fresh` empties it
+/// first (under the lock: a running sender's state is never emptied).
 pub fn open(
     path: &Path,
     identity: &str,
     options: &SqliteOptions,
+    fresh: bool,
 ) -> Result<(State, rusqlite::Connection), StateError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|error| unusable(path, error))?;
     }
-    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-    let lock = File::create(&lock_path).map_err(|error| unusable(&lock_path, error))?;
-    if lock.try_lock().is_err() {
-        return Err(StateError::Locked {
-            path: path.display().to_string(),
-        });
+    let lock = lock(path)?;
+    if fresh {
+        clear(path, &lock)?;
     }
     let connection = rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?;
     configure_connection(&connection, options).map_err(|error| unusable(path, error))?;
@@ -185,20 +207,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        let (state, _connection) = open(&path, "input-a", &options).unwrap();
+        let (state, connection) = open(&path, "input-a", &options, false).unwrap();
         assert_eq!(state.lines_captured, 0);
         assert!(matches!(
-            open(&path, "input-a", &options),
+            open(&path, "input-a", &options, false),
             Err(StateError::Locked { .. })
         ));
-        drop(state);
+        assert!(
+            matches!(
+                open(&path, "input-b", &options, true),
+                Err(StateError::Locked { .. })
+            ),
+            "a state in use is not emptied"
+        );
+        drop((state, connection));
         assert!(matches!(
-            open(&path, "input-b", &options),
+            open(&path, "input-b", &options, false),
             Err(StateError::OtherInput { .. })
         ));
-        remove(&path).unwrap();
         assert_eq!(
-            open(&path, "input-b", &options).unwrap().0.lines_captured,
+            open(&path, "input-b", &options, true)
+                .unwrap()
+                .0
+                .lines_captured,
             0
         );
     }

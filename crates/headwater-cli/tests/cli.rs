@@ -724,3 +724,62 @@ async fn send_never_prints_a_password_from_a_url() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
     std::fs::remove_file(file).unwrap();
 }
+
+/// One state, one sender, whatever path names it: a symlink or a hard link to a state
+/// in use is refused (exit 2), and every line reaches Flume once. Before the lock was
+/// taken on the database file itself, each path had its own lock file and both runs
+/// sent.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_state_in_use_is_refused_through_a_symlink_and_a_hard_link() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(400)).unwrap();
+    let state = dir.path().join("state.db");
+    // 400 changes at 200/s: two seconds in which the state is in use.
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--max-rate", "200", "--state"])
+        .arg(&state)
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if flume.unique_ids() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(flume.unique_ids() > 0, "the first run is sending");
+    let symlink = dir.path().join("symlink.db");
+    std::os::unix::fs::symlink(&state, &symlink).unwrap();
+    let hard_link = dir.path().join("hard-link.db");
+    std::fs::hard_link(&state, &hard_link).unwrap();
+    // `--fresh` on the very path would empty the state under the running sender.
+    for (other, fresh) in [(&symlink, false), (&hard_link, false), (&state, true)] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["send", "--to", flume.url(), "--state"])
+            .arg(other)
+            .args(fresh.then_some("--fresh"))
+            .arg(&input)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{}: {stderr}",
+            other.display()
+        );
+        assert!(
+            stderr.contains("another `headwater send` is using the state"),
+            "{stderr}"
+        );
+    }
+    assert!(first.wait().await.unwrap().success());
+    assert_eq!(flume.unique_ids(), 400);
+    assert_eq!(flume.event_count(), 400, "no line sent twice");
+}
