@@ -32,6 +32,10 @@ pub enum StateError {
         "another `headwater send` is using the state at {path}; wait for it, or give this run its own --state"
     )]
     Locked { path: String },
+    #[error(
+        "the file at {path} is not a headwater state ({found}); it was left as it is: give --state a new path"
+    )]
+    NotAState { path: String, found: String },
 }
 
 /// The default state location for `input` (`-` is standard input): in
@@ -128,10 +132,29 @@ pub fn open(
         std::fs::create_dir_all(dir).map_err(|error| unusable(path, error))?;
     }
     let lock = lock(path)?;
-    if fresh {
-        clear(path, &lock)?;
-    }
     let connection = rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?;
+    // Before anything is written, and before --fresh empties it: a file that is not a
+    // state (another application's database, or not a database at all) is left alone.
+    let foreign = foreign_tables(&connection).map_err(|error| StateError::NotAState {
+        path: path.display().to_string(),
+        found: error.to_string(),
+    })?;
+    if !foreign.is_empty() {
+        return Err(StateError::NotAState {
+            path: path.display().to_string(),
+            found: format!(
+                "a SQLite database with other tables: {}",
+                foreign.join(", ")
+            ),
+        });
+    }
+    let connection = if fresh {
+        drop(connection);
+        clear(path, &lock)?;
+        rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?
+    } else {
+        connection
+    };
     configure_connection(&connection, options).map_err(|error| unusable(path, error))?;
     migrate(&connection).map_err(|error| unusable(path, error))?;
     connection
@@ -180,6 +203,17 @@ pub fn open(
     Ok((state, connection))
 }
 
+/// The tables of the database that are neither headwater's outbox (`headwater_*`) nor
+/// `send`'s own: an empty list for a new or an existing state.
+fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusqlite::Error> {
+    let mut statement = connection.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         AND name NOT LIKE 'headwater\\_%' ESCAPE '\\' AND name <> 'send_input' ORDER BY name",
+    )?;
+    let names = statement.query_map([], |row| row.get(0))?;
+    names.collect()
+}
+
 /// Records, inside the capture's own transaction, that `count` lines are captured.
 pub fn set_lines_captured(
     tx: &rusqlite::Transaction<'_>,
@@ -200,6 +234,50 @@ mod tests {
     fn fingerprints_are_stable() {
         assert_eq!(fingerprint(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fingerprint(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn another_applications_file_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions::default();
+        let app = dir.path().join("app.db");
+        rusqlite::Connection::open(&app)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE todos (id TEXT PRIMARY KEY); INSERT INTO todos VALUES ('1');",
+            )
+            .unwrap();
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            "not a database, and long enough to have a header: ".repeat(4),
+        )
+        .unwrap();
+        for fresh in [false, true] {
+            let error = open(&app, "input", &options, fresh).err().unwrap();
+            assert!(error.to_string().contains("other tables: todos"), "{error}");
+            let error = open(&text, "input", &options, fresh).err().unwrap();
+            assert!(matches!(error, StateError::NotAState { .. }), "{error}");
+        }
+        let rows: i64 = rusqlite::Connection::open(&app)
+            .unwrap()
+            .query_row("SELECT count(*) FROM todos", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+        assert!(
+            std::fs::read_to_string(&text)
+                .unwrap()
+                .starts_with("not a database")
+        );
+        let tables: Vec<String> = rusqlite::Connection::open(&app)
+            .unwrap()
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["todos"], "no headwater table added");
     }
 
     #[test]
