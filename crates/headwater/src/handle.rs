@@ -138,8 +138,9 @@ impl Receipt {
         self.id
     }
 
-    /// Resolves once the change is acknowledged by Flume or dead-lettered. Fails if the
-    /// outbox is blocked or delivery stops first.
+    /// Resolves once the change is acknowledged by Flume or dead-lettered. Fails with
+    /// the reason if, while it waits, the outbox is blocked (every change is kept; it
+    /// goes on once the cause is fixed), paused or stopped.
     pub async fn delivered(&self) -> Result<Delivered, FlushError> {
         let outbox = &self.headwater.inner.outbox;
         loop {
@@ -149,8 +150,11 @@ impl Receipt {
                 Location::DeadLettered(letter) => {
                     return Ok(Delivered::DeadLettered(letter.reason));
                 }
-                Location::Pending => {}
+                // Still pending (or a state a later store may report): wait for it.
                 _ => {}
+            }
+            if let Some(reason) = outbox.status(self.headwater.now()).await?.blocked {
+                return Err(FlushError::Blocked(reason));
             }
             self.headwater.check_can_progress()?;
             self.headwater.wait_for_progress(progress).await;

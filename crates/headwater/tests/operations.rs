@@ -101,3 +101,29 @@ async fn capture_when_room_waits_for_delivery_instead_of_failing() {
     );
     headwater.shutdown().await;
 }
+
+/// A Flume that answers 401 blocks the outbox: a caller waiting on a receipt hears why,
+/// instead of waiting until the block clears (or forever), and the change is kept.
+#[tokio::test]
+async fn a_receipt_of_a_blocked_outbox_fails_with_the_reason() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    for _ in 0..100 {
+        flume.push_fault(MockFault::Status(401));
+    }
+    let headwater = Headwater::builder().flume([flume.url()]).start().unwrap();
+    let receipt = headwater
+        .capture(ChangeData::insert("todos", "1", &"milk").unwrap())
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(20), receipt.delivered())
+        .await
+        .expect("the receipt answers once the outbox is blocked");
+    match waited {
+        Err(headwater::FlushError::Blocked(reason)) => {
+            assert!(reason.contains("401"), "{reason}");
+        }
+        other => panic!("expected Blocked, got {other:?}"),
+    }
+    assert_eq!(headwater.status().await.unwrap().pending, 1);
+    headwater.shutdown().await;
+}
