@@ -73,7 +73,9 @@ impl Progress {
         if let Some(reason) = &status.blocked {
             text.push_str(&format!(", blocked: {reason}"));
         } else if let Some(error) = &status.last_error {
-            text.push_str(&format!(", last error: {error}"));
+            // A failure that is not a block is retried with backoff until it clears:
+            // say so, or a Flume that is down reads like a send that hangs.
+            text.push_str(&format!(", retrying after: {error}"));
         }
         text
     }

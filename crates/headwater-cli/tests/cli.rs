@@ -783,3 +783,44 @@ async fn a_state_in_use_is_refused_through_a_symlink_and_a_hard_link() {
     assert_eq!(flume.unique_ids(), 400);
     assert_eq!(flume.event_count(), 400, "no line sent twice");
 }
+
+/// A Flume that is not there: the progress line names the cause in words and says that
+/// `send` keeps retrying, instead of reading like a run that hangs.
+#[test]
+fn send_to_nothing_says_what_it_meets_and_that_it_retries() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let file = temp_file("nothing.jsonl", &numbered_lines(3));
+    let state = tempfile::tempdir().unwrap();
+    let mut child = headwater()
+        .args(["send", "--to", &format!("http://{address}/"), "--state"])
+        .arg(state.path().join("state.db"))
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // The first progress line off a terminal comes after 5 s.
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("retrying after") {}
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        line.contains(&format!(
+            "nothing listens at {address} (connection refused)"
+        )),
+        "{line}"
+    );
+    std::fs::remove_file(file).unwrap();
+
+    let output = headwater()
+        .args(["send", "--to", "http://[::1]:0/"])
+        .arg(state.path().join("none.jsonl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("port 0 cannot be connected to"), "{stderr}");
+}

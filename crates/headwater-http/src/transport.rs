@@ -61,6 +61,12 @@ impl HttpTransport {
                     url: crate::redact_userinfo(url),
                     reason: crate::redact_userinfo(&reason),
                 })?;
+                if parsed.port() == Some(0) {
+                    return Err(HttpConfigError::InvalidUrl {
+                        url: crate::redact_userinfo(url),
+                        reason: "port 0 cannot be connected to; give the port Flume's HTTP source listens on".into(),
+                    });
+                }
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(HttpConfigError::InvalidUrl {
                         url: crate::redact_userinfo(url),
@@ -400,6 +406,37 @@ fn never_reached_flume(_error: &reqwest::Error) -> bool {
     false
 }
 
+/// What a failed connection means, in words, ahead of reqwest's chain of causes: a
+/// host that does not resolve and a port where nothing listens are the two an operator
+/// meets first (a typo, an agent not started). Empty for other failures.
+#[cfg(not(target_arch = "wasm32"))]
+fn connect_hint(error: &reqwest::Error, url: &reqwest::Url) -> String {
+    if !error.is_connect() {
+        return String::new();
+    }
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return format!("nothing listens at {host}:{port} (connection refused); ");
+        }
+        if cause.to_string().starts_with("dns error") {
+            return format!("the host {host} cannot be resolved; ");
+        }
+        source = cause.source();
+    }
+    String::new()
+}
+
+/// In a browser, fetch does not say why a connection failed.
+#[cfg(target_arch = "wasm32")]
+fn connect_hint(_error: &reqwest::Error, _url: &reqwest::Url) -> String {
+    String::new()
+}
+
 /// The error and its causes, one line each (in the browser a cause is a JavaScript
 /// error whose text carries its whole stack: the first line says it).
 fn describe(error: &reqwest::Error) -> String {
@@ -477,7 +514,11 @@ impl Transport for HttpTransport {
                 Err(error) => {
                     self.health().failed(index, chrono::Utc::now());
                     // reqwest's errors quote the URL, user information and all.
-                    let message = crate::redact_userinfo(&format!("{url}: {}", describe(&error)));
+                    let message = crate::redact_userinfo(&format!(
+                        "{url}: {}{}",
+                        connect_hint(&error, url),
+                        describe(&error)
+                    ));
                     tracing::debug!(%message, "request failed");
                     if error.is_timeout() {
                         return SendOutcome::TimedOut { message };
@@ -576,6 +617,10 @@ mod tests {
         assert!(matches!(
             HttpTransport::new(config),
             Err(HttpConfigError::InvalidHeader { .. })
+        ));
+        assert!(matches!(
+            HttpTransport::new(HttpConfig::new(["http://[::1]:0/"])),
+            Err(HttpConfigError::InvalidUrl { reason, .. }) if reason.contains("port 0")
         ));
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
         config.timeout = std::time::Duration::ZERO;
