@@ -141,6 +141,8 @@ pub fn configure_connection(
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     worker: Arc<Worker>,
+    /// The database file, if the connection has one (not an in-memory database).
+    database: Option<std::path::PathBuf>,
 }
 
 impl SqliteStore {
@@ -175,10 +177,22 @@ impl SqliteStore {
     /// installed or upgraded.
     pub fn from_connection(connection: Connection, name: String) -> Result<Self, OpenError> {
         migrate(&connection)?;
+        let database = connection
+            .path()
+            .filter(|path| !path.is_empty())
+            .map(std::path::PathBuf::from);
         let worker = Worker::start(connection, name).map_err(OpenError::Thread)?;
         Ok(SqliteStore {
             worker: Arc::new(worker),
+            database,
         })
+    }
+
+    /// The database file this store reads and writes (`None` for an in-memory
+    /// database): where an application's own transactions must capture for their
+    /// changes to be delivered.
+    pub fn database_path(&self) -> Option<&Path> {
+        self.database.as_deref()
     }
 
     /// Appends a row that does not decode, as a damaged disk or a newer version might

@@ -74,6 +74,9 @@ pub struct Builder {
     seed: Option<u64>,
     metrics_interval: Duration,
     leader_lock: Option<String>,
+    /// The database file of a SQLite store: where the app's own transactions capture.
+    #[cfg(feature = "sqlite")]
+    delivery_database: Option<std::path::PathBuf>,
     #[cfg(feature = "http")]
     http: headwater_http::HttpConfig,
     #[cfg(feature = "http")]
@@ -105,6 +108,8 @@ impl Default for Builder {
             seed: None,
             metrics_interval: Duration::from_secs(1),
             leader_lock: None,
+            #[cfg(feature = "sqlite")]
+            delivery_database: None,
             #[cfg(feature = "http")]
             http: headwater_http::HttpConfig::new(Vec::<String>::new()),
             #[cfg(feature = "http")]
@@ -262,6 +267,13 @@ impl Builder {
 
     /// Where the outbox lives (default: in memory, lost with the process).
     pub fn store(mut self, store: impl ChangeStore + 'static) -> Self {
+        #[cfg(feature = "sqlite")]
+        {
+            self.delivery_database = (&store as &dyn std::any::Any)
+                .downcast_ref::<headwater_sqlite::SqliteStore>()
+                .and_then(|sqlite| sqlite.database_path())
+                .map(std::path::Path::to_path_buf);
+        }
         self.store = Some(Arc::new(store));
         self
     }
@@ -296,6 +308,8 @@ impl Builder {
             seed,
             metrics_interval,
             leader_lock,
+            #[cfg(feature = "sqlite")]
+            delivery_database,
             #[cfg(feature = "http")]
             http,
             #[cfg(feature = "http")]
@@ -337,6 +351,8 @@ impl Builder {
             crate::handle::SpawnOptions {
                 metrics_interval,
                 leader_lock,
+                #[cfg(feature = "sqlite")]
+                delivery_database,
             },
         )
     }

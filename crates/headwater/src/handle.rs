@@ -29,6 +29,9 @@ struct Inner {
     leading: Arc<AtomicBool>,
     /// Dropped to stop waiting for the leader lock (shutdown of a tab that never led).
     stop_waiting: Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+    /// The database file delivery reads, with a SQLite store.
+    #[cfg(feature = "sqlite")]
+    pub(crate) delivery_database: Option<std::path::PathBuf>,
 }
 
 /// How [`Headwater::spawn`] runs delivery.
@@ -36,6 +39,8 @@ pub(crate) struct SpawnOptions {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) metrics_interval: std::time::Duration,
     pub(crate) leader_lock: Option<String>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) delivery_database: Option<std::path::PathBuf>,
 }
 
 impl Drop for Inner {
@@ -237,12 +242,20 @@ impl Headwater {
                 task: Mutex::new(Some(task)),
                 leading,
                 stop_waiting: Mutex::new(Some(stop_waiting)),
+                #[cfg(feature = "sqlite")]
+                delivery_database: options.delivery_database,
             }),
         })
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.inner.clock.now()
+    }
+
+    /// The database file delivery reads, with a SQLite store.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn delivery_database(&self) -> Option<&std::path::Path> {
+        self.inner.delivery_database.as_deref()
     }
 
     pub(crate) fn receipt(&self, change: &Change) -> Receipt {

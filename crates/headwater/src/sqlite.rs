@@ -42,6 +42,7 @@
 
 use headwater_core::engine::CaptureError;
 use headwater_core::model::{Change, ChangeData};
+use std::path::Path;
 
 pub use headwater_sqlite::{
     MigrateError, OpenError, SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous,
@@ -69,6 +70,29 @@ impl Capture {
 }
 
 impl Headwater {
+    fn check_delivery_reads(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), CaptureError> {
+        let here = tx.path().filter(|path| !path.is_empty());
+        let same_file = |a: &Path, b: &Path| {
+            let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+            canonical(a) == canonical(b)
+        };
+        match (here, self.delivery_database()) {
+            (Some(here), Some(read)) if same_file(Path::new(here), read) => Ok(()),
+            (here, read) => Err(CaptureError::NotWhereDeliveryReads(format!(
+                "this transaction writes to {}, but delivery reads {}: its changes would never be sent. \
+                 Start headwater with .store(SqliteStore::open(<the app's database file>)) so that both use one database",
+                here.map_or_else(
+                    || "an in-memory database".to_owned(),
+                    |path| format!("the database {path}")
+                ),
+                read.map_or_else(
+                    || "another store (the memory store unless .store(...) was given)".to_owned(),
+                    |path| format!("the database {}", path.display())
+                ),
+            ))),
+        }
+    }
+
     /// Runs `write` in a transaction on the application's `connection`, appends the
     /// changes it captured in that same transaction, commits, and wakes delivery. If
     /// `write` fails (or the append does), the transaction rolls back: neither the app's
@@ -98,11 +122,16 @@ impl Headwater {
     /// Appends `changes` inside the application's open transaction `tx`, without
     /// committing: call [`Headwater::wake`] after the application commits, so delivery
     /// starts at once (otherwise it notices at its next idle poll).
+    ///
+    /// Refused with [`CaptureError::NotWhereDeliveryReads`] unless headwater was started
+    /// with a [`SqliteStore`] on the same database file as `tx`: otherwise the changes
+    /// would be committed where delivery never looks, and never sent.
     pub fn capture_in(
         &self,
         tx: &rusqlite::Transaction<'_>,
         changes: Vec<ChangeData>,
     ) -> Result<Vec<Change>, CaptureError> {
+        self.check_delivery_reads(tx)?;
         let captured = self.outbox().prepare(self.clock_now(), changes);
         Ok(headwater_sqlite::append_in(tx, captured)?)
     }

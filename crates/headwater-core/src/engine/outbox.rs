@@ -19,6 +19,11 @@ pub enum CaptureError {
     /// The store refused the write.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The capture would be written where delivery does not read (an application's
+    /// SQLite transaction on one database while delivery reads another store): refused,
+    /// since its changes would wait there unsent. The message names the fix.
+    #[error("{0}")]
+    NotWhereDeliveryReads(String),
 }
 
 /// The application's side of the core: capture changes, watch the sync status, handle
