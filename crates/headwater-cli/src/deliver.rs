@@ -18,6 +18,8 @@ pub enum Ending {
     Blocked(String),
     /// The user pressed Ctrl-C, or the process got SIGTERM.
     Interrupted,
+    /// The state failed under delivery (damaged, full, read-only): delivery stopped.
+    StateFailed(String),
 }
 
 /// What the user sees while delivery runs, on stderr: a progress bar on a terminal, a
@@ -173,6 +175,10 @@ where
             result = flush => match result {
                 Ok(()) => break Ending::Drained,
                 Err(FlushError::Blocked(reason)) => break Ending::Blocked(reason),
+                Err(FlushError::Store(error)) => break Ending::StateFailed(error.to_string()),
+                Err(FlushError::Stopped) => {
+                    break Ending::StateFailed("delivery stopped (its error is logged above)".into());
+                }
                 Err(error) => {
                     tracing::warn!(%error, "delivery stopped");
                     break Ending::Interrupted;

@@ -115,6 +115,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     Ok(match ending {
         Ending::Drained if summary.complete() => ExitCode::SUCCESS,
         Ending::Interrupted => ExitCode::from(130),
+        // The demo's memory store does not fail; if delivery stops anyway, say why.
+        Ending::StateFailed(reason) => {
+            eprintln!("error: delivery stopped: {reason}");
+            ExitCode::from(130)
+        }
         Ending::Blocked(reason) => {
             eprintln!("error: the outbox is blocked: {reason}");
             ExitCode::from(3)

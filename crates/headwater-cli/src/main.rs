@@ -9,7 +9,8 @@
 //!   run after a crash resumes under the same ids.
 //!
 //! Exit codes: 0 everything delivered; 1 some changes dead-lettered; 2 bad input or
-//! configuration; 3 Flume refused the configuration (blocked); 130 interrupted.
+//! configuration, nothing sent; 3 Flume refused the configuration (blocked); 4 the
+//! state failed partway; 130 interrupted.
 #![forbid(unsafe_code)]
 
 mod cli;

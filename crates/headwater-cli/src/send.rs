@@ -233,9 +233,19 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         // it stops within one sleep, and then the counts below are final.
         let _ = capture_task.await;
     }
-    let ending = ending?;
+    // Lines are validated before the run: a capture that fails is the state failing
+    // (a full disk, a read-only file), partway.
+    let ending = ending
+        .unwrap_or_else(|error| Ending::StateFailed(format!("capturing into it failed: {error}")));
     let elapsed = started.elapsed();
-    let status = headwater.status().await.unwrap_or_default();
+    // A state that cannot be read now gives no true summary: none is printed.
+    let status = match headwater.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            eprintln!("{}", state_failed(&state.path, &error.to_string()));
+            return Ok(ExitCode::from(4));
+        }
+    };
     let settled = status.counters.delivered;
     // Lines in the outbox: all of them, unless a paced capture was stopped early.
     let in_outbox = resumed as u64 + captured.load(Ordering::Acquire);
@@ -281,7 +291,22 @@ pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             );
             ExitCode::from(130)
         }
+        Ending::StateFailed(reason) => {
+            eprintln!(
+                "{} ({open} changes not delivered)",
+                state_failed(&state.path, &reason)
+            );
+            ExitCode::from(4)
+        }
     })
+}
+
+/// What to say when the state fails partway through a run.
+fn state_failed(path: &std::path::Path, reason: &str) -> String {
+    format!(
+        "error: the state at {} failed, so delivery stopped partway: {reason}. The disk may be full or read-only, or the state damaged; what Flume acknowledged is recorded. Fix the cause and run the same command again to resume, or move the state aside and run with --fresh to send every line again under new ids",
+        path.display()
+    )
 }
 
 /// `--max-rate`: the capture takes in changes no faster than `rate` per second, in

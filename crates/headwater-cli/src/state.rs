@@ -36,6 +36,10 @@ pub enum StateError {
         "the file at {path} is not a headwater state ({found}); it was left as it is: give --state a new path"
     )]
     NotAState { path: String, found: String },
+    #[error(
+        "the state at {path} is damaged: {reason}. Nothing was sent. Move it aside and run with --fresh to send every line again under new ids (Flume's consumers see a line twice if an earlier run delivered it)"
+    )]
+    Damaged { path: String, reason: String },
 }
 
 /// The default state location for `input` (`-` is standard input): in
@@ -132,6 +136,7 @@ pub fn open(
         std::fs::create_dir_all(dir).map_err(|error| unusable(path, error))?;
     }
     let lock = lock(path)?;
+    check_not_truncated(path, &lock)?;
     let connection = rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?;
     // Before anything is written, and before --fresh empties it: a file that is not a
     // state (another application's database, or not a database at all) is left alone.
@@ -201,6 +206,56 @@ pub fn open(
         _lock: lock,
     };
     Ok((state, connection))
+}
+
+/// SQLite reads a database file shorter than its header says as if the missing pages
+/// were never written, so a state cut short (a copy that stopped, a full disk, a bad
+/// restore) reads as one with fewer changes, and a run would report them delivered. The
+/// header's page count and page size are checked against the file's length: O(1)
+/// whatever the state holds. (The count is valid only where SQLite marks it so: the
+/// change counter at offset 24 equal to the version at offset 92.)
+fn check_not_truncated(path: &Path, file: &File) -> Result<(), StateError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let damaged = |reason: String| StateError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    };
+    let length = file
+        .metadata()
+        .map_err(|error| unusable(path, error))?
+        .len();
+    if length == 0 {
+        return Ok(());
+    }
+    let mut header = [0u8; 100];
+    let mut reader = file;
+    reader
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| reader.read_exact(&mut header))
+        .map_err(|_| {
+            damaged(format!(
+                "the file is {length} bytes, shorter than a SQLite header"
+            ))
+        })?;
+    if &header[..16] != b"SQLite format 3\0" {
+        // Not SQLite at all: the schema check names it.
+        return Ok(());
+    }
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        size => u64::from(size),
+    };
+    let pages = u64::from(word(28));
+    if pages > 0 && word(24) == word(92) && length < pages * page_size {
+        return Err(damaged(format!(
+            "the file is {length} bytes, but its header says {pages} pages of {page_size} bytes ({} bytes): it was cut short",
+            pages * page_size
+        )));
+    }
+    Ok(())
 }
 
 /// The tables of the database that are neither headwater's outbox (`headwater_*`) nor

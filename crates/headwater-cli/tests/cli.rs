@@ -824,3 +824,38 @@ fn send_to_nothing_says_what_it_meets_and_that_it_retries() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("port 0 cannot be connected to"), "{stderr}");
 }
+
+/// A state cut short (a copy that stopped, a bad restore) read as one holding fewer
+/// changes: a rerun reported every line delivered with 0 requests, and exited 0. Now it
+/// is named damaged, with what to do, and nothing is sent.
+#[tokio::test]
+async fn a_state_cut_short_is_named_damaged_and_nothing_is_sent() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(3000)).unwrap();
+    let state = dir.path().join("state.db");
+    let (code, _, stderr) = send_with_state(flume.url(), &input, &state).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let length = std::fs::metadata(&state).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&state)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+    let before = flume.event_count();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--state"])
+        .arg(&state)
+        .arg(&input)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is damaged"), "{stderr}");
+    assert!(stderr.contains("--fresh"), "{stderr}");
+    assert!(output.stdout.is_empty(), "no summary");
+    assert_eq!(flume.event_count(), before);
+}
