@@ -35,14 +35,14 @@ fn codec(c: &mut Criterion) {
         b.iter(|| {
             encoder.encode(black_box(&changes), usize::MAX);
             black_box(encoder.batch().body.len())
-        })
+        });
     });
     let mut buffer = Vec::with_capacity(body.len());
     group.bench_function("headwater_from_events", |b| {
         b.iter(|| {
             encode_events(black_box(&events), &mut buffer);
             black_box(buffer.len())
-        })
+        });
     });
     let mut buffer = Vec::with_capacity(body.len());
     group.bench_function("serde_json_derive", |b| {
@@ -50,17 +50,17 @@ fn codec(c: &mut Criterion) {
             buffer.clear();
             serde_json::to_writer(&mut buffer, black_box(&serde_events)).unwrap();
             black_box(buffer.len())
-        })
+        });
     });
     group.finish();
 
     let mut group = c.benchmark_group("decode_100_events");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("headwater", |b| {
-        b.iter(|| decode_batch(black_box(&body), &DecodeLimits::default()).unwrap())
+        b.iter(|| decode_batch(black_box(&body), &DecodeLimits::default()).unwrap());
     });
     group.bench_function("serde_json_derive", |b| {
-        b.iter(|| serde_json::from_str::<Vec<SerdeEvent>>(black_box(&body)).unwrap())
+        b.iter(|| serde_json::from_str::<Vec<SerdeEvent>>(black_box(&body)).unwrap());
     });
     group.finish();
 }

@@ -155,7 +155,7 @@ fn delivery(c: &mut Criterion) {
                 (0..iters)
                     .map(|_| raw(&runtime, &url, BODIES, in_flight))
                     .sum()
-            })
+            });
         });
     }
 
@@ -180,7 +180,7 @@ fn delivery(c: &mut Criterion) {
                         }
                     })
                     .sum()
-            })
+            });
         });
     }
     group.finish();
@@ -201,7 +201,7 @@ fn capture(c: &mut Criterion) {
     group.sample_size(30);
     let memory = MemoryStore::new();
     group.bench_function("memory", |b| {
-        b.iter(|| runtime.block_on(memory.append(chunk.clone())).unwrap())
+        b.iter(|| runtime.block_on(memory.append(chunk.clone())).unwrap());
     });
     for (name, synchronous) in [
         ("sqlite_full", Synchronous::Full),
@@ -209,7 +209,7 @@ fn capture(c: &mut Criterion) {
     ] {
         let store = sqlite(&dir, synchronous);
         group.bench_function(name, |b| {
-            b.iter(|| runtime.block_on(store.append(chunk.clone())).unwrap())
+            b.iter(|| runtime.block_on(store.append(chunk.clone())).unwrap());
         });
     }
     group.finish();

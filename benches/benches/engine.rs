@@ -48,7 +48,7 @@ fn engine(c: &mut Criterion) {
             filled_syncer,
             |mut syncer| sync_all(&mut syncer),
             BatchSize::LargeInput,
-        )
+        );
     });
     group.finish();
 }

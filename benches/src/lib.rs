@@ -104,7 +104,7 @@ impl MockProcess {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut url)
             .expect("the mock prints its URL");
-        MockProcess {
+        Self {
             child,
             url: url.trim().to_owned(),
         }

@@ -8,13 +8,13 @@ use clap::{Args, Parser, Subcommand};
 /// Delivers captured changes to Apache Flume, durably and in order.
 #[derive(Debug, Parser)]
 #[command(name = "headwater", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Capture changes and deliver them over HTTP to the built-in mock Flume, with faults.
     Demo(DemoArgs),
     /// Run the mock Flume HTTP source as a server until Ctrl-C or SIGTERM.
@@ -25,7 +25,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// How many changes to capture.
     #[arg(long, default_value_t = 100_000)]
     pub changes: usize,
@@ -51,7 +51,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MockArgs {
+pub(crate) struct MockArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:5140")]
     pub bind: SocketAddr,
@@ -94,7 +94,7 @@ pub struct MockArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub(crate) struct SendArgs {
     /// Flume HTTP source URLs, comma-separated (failover in order, or round-robin).
     #[arg(
         long,
@@ -159,7 +159,7 @@ pub struct SendArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while sending (pending, oldest
     /// age, requests by outcome, retries, delivery latency, ...).
     #[arg(long, value_name = "ADDR")]
-    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     /// DEVELOPMENT ONLY: accept any server certificate (no verification at all).
     #[arg(long)]
     pub danger_accept_invalid_certs: bool,

@@ -11,7 +11,7 @@ use headwater::{FlushError, Headwater, SyncStatus};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How a delivery ended.
-pub enum Ending {
+pub(crate) enum Ending {
     /// Nothing left to send (dead letters aside).
     Drained,
     /// Flume refused the configuration (401, 404, TLS, ...): retrying cannot help.
@@ -25,7 +25,7 @@ pub enum Ending {
 /// What the user sees while delivery runs, on stderr: a progress bar on a terminal, a
 /// line every few seconds otherwise (CI, nohup, a log file), so that a run that
 /// retries for minutes is never silent.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     total: u64,
     started: Instant,
@@ -35,7 +35,7 @@ pub struct Progress {
 
 impl Progress {
     /// Progress over `total` changes.
-    pub fn new(total: u64) -> Self {
+    pub(crate) fn new(total: u64) -> Self {
         let terminal = std::io::stderr().is_terminal();
         let bar = terminal.then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -46,7 +46,7 @@ impl Progress {
             }
             bar
         });
-        Progress {
+        Self {
             bar,
             total,
             started: Instant::now(),
@@ -60,7 +60,7 @@ impl Progress {
     }
 
     /// How often to look at the status.
-    pub fn interval(&self) -> Duration {
+    pub(crate) fn interval(&self) -> Duration {
         self.interval
     }
 
@@ -83,7 +83,7 @@ impl Progress {
     }
 
     /// Shows `done` of the total, with the status.
-    pub fn update(&mut self, done: u64, status: &SyncStatus) {
+    pub(crate) fn update(&mut self, done: u64, status: &SyncStatus) {
         match &self.bar {
             Some(bar) => {
                 bar.set_position(done);
@@ -105,7 +105,7 @@ impl Progress {
     }
 
     /// Clears the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -113,7 +113,7 @@ impl Progress {
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM (on Unix).
-pub async fn interrupted() {
+pub(crate) async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -137,7 +137,7 @@ pub async fn interrupted() {
 
 /// Counts of one run: changes captured so far by this run, and by earlier runs of the
 /// same input.
-pub struct Counts {
+pub(crate) struct Counts {
     pub captured: Arc<AtomicU64>,
     pub captured_before: u64,
 }
@@ -145,7 +145,7 @@ pub struct Counts {
 /// Waits until `capture` has finished and everything it captured is delivered or
 /// dead-lettered, showing progress. Ctrl-C, SIGTERM or a blocked outbox end it early;
 /// delivery is then shut down (requests in flight finish and are recorded).
-pub async fn deliver<C, E>(
+pub(crate) async fn deliver<C, E>(
     headwater: &Headwater,
     capture: C,
     counts: &Counts,
@@ -205,7 +205,7 @@ where
 }
 
 /// Events per second over `elapsed`.
-pub fn rate(events: u64, elapsed: Duration) -> f64 {
+pub(crate) fn rate(events: u64, elapsed: Duration) -> f64 {
     let seconds = elapsed.as_secs_f64();
     if seconds > 0.0 {
         events as f64 / seconds

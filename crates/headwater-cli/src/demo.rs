@@ -34,7 +34,7 @@ fn check_args(args: &DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     check_args(&args)?;
     let flume = MockFlume::start(MockConfig {
         transaction_capacity: args.transaction_capacity,

@@ -26,13 +26,13 @@ struct Line<'a> {
 /// Why an input cannot be sent; each problem names its line.
 #[derive(Debug, thiserror::Error)]
 #[error("{} invalid line(s), nothing was sent:\n{}", problems.len(), problems.join("\n"))]
-pub struct InvalidInput {
+pub(crate) struct InvalidInput {
     /// "line N: what is wrong", for at most the first 20 problems.
     pub problems: Vec<String>,
 }
 
 /// Limits a line must keep to.
-pub struct LineRules<'a> {
+pub(crate) struct LineRules<'a> {
     /// The mapping events are sent with (the event size depends on it).
     pub mapping: &'a EventMapping,
     /// The largest event, encoded, in bytes.
@@ -40,7 +40,10 @@ pub struct LineRules<'a> {
 }
 
 /// Parses every line; if any is invalid, returns them all (up to 20) and nothing else.
-pub fn parse_changes(input: &[u8], rules: &LineRules<'_>) -> Result<Vec<ChangeData>, InvalidInput> {
+pub(crate) fn parse_changes(
+    input: &[u8],
+    rules: &LineRules<'_>,
+) -> Result<Vec<ChangeData>, InvalidInput> {
     let mut encoder = BatchEncoder::new(rules.mapping.clone());
     let mut ids = ChangeIdGenerator::from_seed(0);
     let mut changes = Vec::new();

@@ -26,7 +26,7 @@ fn tls(args: &MockArgs) -> Result<Option<MockTls>, String> {
     }))
 }
 
-pub async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let tls = tls(&args)?;
     let config = MockConfig {
         tls,

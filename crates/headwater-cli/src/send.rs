@@ -95,7 +95,7 @@ fn tls_config(args: &SendArgs) -> Result<TlsConfig, String> {
     Ok(tls)
 }
 
-pub async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     check_args(&args)?;
     let headers = args
         .headers
@@ -323,7 +323,7 @@ impl Pace {
     const SLICE: Duration = Duration::from_millis(100);
 
     fn new(rate: f64) -> Self {
-        Pace {
+        Self {
             rate,
             started: Instant::now(),
             taken: 0,

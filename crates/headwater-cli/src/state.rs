@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
 
 /// A state database, locked for this process as long as this lives.
-pub struct State {
+pub(crate) struct State {
     pub path: PathBuf,
     /// Lines of this input captured by earlier runs.
     pub lines_captured: usize,
@@ -21,7 +21,7 @@ pub struct State {
 
 /// Why the state cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("cannot use the state at {path}: {reason}")]
     Unusable { path: String, reason: String },
     #[error(
@@ -44,7 +44,7 @@ pub enum StateError {
 
 /// The default state location for `input` (`-` is standard input): in
 /// `$XDG_STATE_HOME/headwater`, else `~/.local/state/headwater`, else the temp folder.
-pub fn default_path(input: &Path) -> PathBuf {
+pub(crate) fn default_path(input: &Path) -> PathBuf {
     let dir = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
@@ -71,7 +71,7 @@ pub fn default_path(input: &Path) -> PathBuf {
 
 /// A stable 64-bit fingerprint (FNV-1a): the same bytes give the same value on every
 /// platform and Rust version, unlike `std`'s hashers.
-pub fn fingerprint(bytes: &[u8]) -> u64 {
+pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= u64::from(*byte);
@@ -126,7 +126,7 @@ fn clear(path: &Path, locked: &File) -> Result<(), StateError> {
 /// Opens (creating it if needed) the state at `path` for an input with `identity`
 /// (its fingerprint and line count), and locks it for this process; `fresh` empties it
 /// first (under the lock: a running sender's state is never emptied).
-pub fn open(
+pub(crate) fn open(
     path: &Path,
     identity: &str,
     options: &SqliteOptions,
@@ -270,7 +270,7 @@ fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusq
 }
 
 /// Records, inside the capture's own transaction, that `count` lines are captured.
-pub fn set_lines_captured(
+pub(crate) fn set_lines_captured(
     tx: &rusqlite::Transaction<'_>,
     count: usize,
 ) -> Result<(), rusqlite::Error> {

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Write};
 /// Writes `text` to standard output. A reader that went away (a closed pipe) is not an
 /// error of the run: the text is dropped and the run's exit code stands. Any other
 /// failure to write is reported on standard error.
-pub fn print(text: &str) {
+pub(crate) fn print(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let written = stdout
         .write_all(text.as_bytes())

@@ -7,7 +7,7 @@ use serde::Serialize;
 /// what Flume acknowledged (over every run of the same input) and `duplicates` is
 /// unknown.
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub captured: u64,
     /// Lines captured by earlier runs of the same input (send only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -22,7 +22,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn print(&self, json: bool) {
+    pub(crate) fn print(&self, json: bool) {
         crate::stdout::print(&self.render(json));
     }
 
@@ -58,7 +58,7 @@ impl Summary {
         out
     }
 
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.delivered_unique == self.captured && self.dead_lettered == 0
     }
 }

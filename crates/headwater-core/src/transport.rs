@@ -18,7 +18,7 @@ pub struct Response {
 impl Response {
     /// A response with only a status (and no message).
     pub fn status(status: u16) -> Self {
-        Response {
+        Self {
             status,
             retry_after: None,
             message: String::new(),
@@ -27,7 +27,7 @@ impl Response {
 
     /// A response with a status and a message.
     pub fn with_message(status: u16, message: impl Into<String>) -> Self {
-        Response {
+        Self {
             status,
             retry_after: None,
             message: message.into(),

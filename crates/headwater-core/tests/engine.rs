@@ -358,7 +358,7 @@ fn a_single_500_is_retried_and_an_interceptor_that_throws_is_isolated() {
     // An interceptor that throws on one event: 500 for any batch that holds it.
     for max_in_flight in [1, 4] {
         let mut h = harness(SimFlume::new(), |config| {
-            config.max_in_flight = max_in_flight
+            config.max_in_flight = max_in_flight;
         });
         let mut names = keys(8);
         names[5] = "throws-5".into();
@@ -393,7 +393,7 @@ fn a_single_500_is_retried_and_an_interceptor_that_throws_is_isolated() {
 fn a_flume_that_answers_500_to_everything_for_a_while_loses_nothing() {
     for max_in_flight in [1, 4] {
         let mut h = harness(SimFlume::new(), |config| {
-            config.max_in_flight = max_in_flight
+            config.max_in_flight = max_in_flight;
         });
         let captured = capture(&h.outbox, &keys(300), t(0));
         for _ in 0..400 {
@@ -585,7 +585,7 @@ fn a_crash_mid_request_is_recovered_after_the_lease() {
 #[test]
 fn retry_limits_dead_letter_with_the_last_error() {
     let mut h = harness(SimFlume::new(), |config| {
-        config.retry_limits.max_attempts = Some(2)
+        config.retry_limits.max_attempts = Some(2);
     });
     h.flume.push_fault(Fault::ConnectionRefused);
     h.flume.push_fault(Fault::ConnectionRefused);
@@ -724,7 +724,7 @@ fn the_run_loop_sleeps_until_the_retry_is_due() {
 }
 
 /// Returns Pending once, so other futures in the same task get polled.
-fn yield_now() -> impl std::future::Future<Output = ()> {
+fn yield_now() -> impl Future<Output = ()> {
     let mut yielded = false;
     futures::future::poll_fn(move |cx| {
         if yielded {

@@ -50,7 +50,7 @@ impl HttpConfig {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        HttpConfig {
+        Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             selection: Selection::Failover,
             primary: None,

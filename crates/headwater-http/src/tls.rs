@@ -35,7 +35,7 @@ impl TlsConfig {
     /// Whether anything differs from the defaults (system roots, no client
     /// certificate).
     pub fn is_default(&self) -> bool {
-        self == &TlsConfig::default()
+        self == &Self::default()
     }
 }
 
@@ -68,7 +68,7 @@ impl ClientIdentity {
     /// The certificate chain (the client's certificate first) and its key (PKCS#8,
     /// PKCS#1 or SEC1), each PEM.
     pub fn from_pem(cert_chain_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
-        ClientIdentity {
+        Self {
             cert_chain_pem: cert_chain_pem.into(),
             key_pem: key_pem.into(),
         }

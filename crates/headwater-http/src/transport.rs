@@ -101,7 +101,7 @@ impl HttpTransport {
             headers.append(header_name, header_value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
-        Ok(HttpTransport {
+        Ok(Self {
             client: build_client(&config.tls)?,
             endpoints: Mutex::new(
                 Endpoints::new(

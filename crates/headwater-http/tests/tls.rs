@@ -18,11 +18,11 @@ struct Ca {
 }
 
 impl Ca {
-    fn new() -> Ca {
+    fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
+        Self { issuer }
     }
 
     fn pem(&self) -> Vec<u8> {

@@ -75,7 +75,7 @@ impl Appending {
     }
 
     /// Adds the changes of `other` (a second append in one transaction).
-    pub(crate) fn extend(&mut self, other: Appending) {
+    pub(crate) fn extend(&mut self, other: Self) {
         self.adds.extend(other.adds);
     }
 }

@@ -59,7 +59,7 @@ impl<S: ChangeStore + Clone + 'static> BrowserSync<S> {
             let result = syncer.run(Utc::now, sleep).await;
             on_stop(result);
         });
-        BrowserSync { outbox, online }
+        Self { outbox, online }
     }
 
     /// The application's handle to the running syncer.

@@ -75,7 +75,7 @@ pub(crate) struct ConnectionKeys {
 
 impl ConnectionKeys {
     pub(crate) fn new() -> Self {
-        ConnectionKeys {
+        Self {
             connection: js_sys::Math::random(),
             made: Default::default(),
         }

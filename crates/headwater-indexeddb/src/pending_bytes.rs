@@ -64,7 +64,7 @@ impl CountRead {
     /// Issues the read in `state`. Its results are there once a request issued after
     /// it has completed (or after [`crate::request::wait`] on [`Self::last`]).
     pub(crate) fn issue(state: &web_sys::IdbObjectStore) -> Result<Self, StoreError> {
-        Ok(CountRead {
+        Ok(Self {
             sum: state
                 .get(&JsValue::from_str(PENDING_BYTES))
                 .map_err(js_error)?,

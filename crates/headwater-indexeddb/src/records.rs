@@ -220,7 +220,7 @@ impl RecordWrite {
             key: key.clone(),
             reason: error.to_string(),
         })?;
-        Ok(RecordWrite {
+        Ok(Self {
             data: ChangeData::update(store, key, value)?,
             record: Some(record),
         })
@@ -228,7 +228,7 @@ impl RecordWrite {
 
     /// Deletes a record.
     pub fn delete(store: impl Into<String>, key: impl Into<String>) -> Result<Self, InvalidChange> {
-        Ok(RecordWrite {
+        Ok(Self {
             data: ChangeData::delete(store, key)?,
             record: None,
         })

@@ -47,7 +47,7 @@ pub struct Schema {
 impl Schema {
     /// A schema for the database `name` at version 1, with headwater in version 1.
     pub fn new(name: impl Into<String>) -> Self {
-        Schema {
+        Self {
             name: name.into(),
             version: 1,
             stores: Vec::new(),
@@ -123,7 +123,7 @@ impl Schema {
             .max()
             .unwrap_or(1);
         let version = self.version.max(latest).max(1);
-        let Schema {
+        let Self {
             name,
             stores,
             indexes,

@@ -145,7 +145,7 @@ impl PendingRead {
     /// Issues the read within `tx` (which covers the changes and retries stores).
     fn issue(tx: &Transaction<'_>, after: Option<Seq>, limit: usize) -> Result<Self, StoreError> {
         if limit == 0 {
-            return Ok(PendingRead { requests: None });
+            return Ok(Self { requests: None });
         }
         let changes = tx.object_store(CHANGES).map_err(store_error)?;
         let retries = tx.object_store(RETRIES).map_err(store_error)?;
@@ -157,7 +157,7 @@ impl PendingRead {
         )
         .map_err(js_error)?
         .into();
-        Ok(PendingRead {
+        Ok(Self {
             requests: Some(Requests {
                 keys: changes
                     .get_all_keys_with_key_and_limit(&range, limit)
@@ -288,7 +288,7 @@ impl IdbStore {
         };
         let connection: &web_sys::IdbDatabase = db.as_sys();
         connection.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        Ok(IdbStore {
+        Ok(Self {
             db: Rc::new(db),
             closed,
             seen: SeenSeq::default(),

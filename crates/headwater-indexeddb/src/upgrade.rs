@@ -34,7 +34,7 @@ pub struct UpgradeError(pub String);
 
 impl From<JsValue> for UpgradeError {
     fn from(value: JsValue) -> Self {
-        UpgradeError(crate::error::describe_js(&value))
+        Self(crate::error::describe_js(&value))
     }
 }
 

@@ -362,7 +362,7 @@ async fn another_tabs_upgrade_closes_this_connection_with_a_typed_error() {
 async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
     let name = fresh_name("legacy");
     let old = serde_json::to_string(&headwater_core::model::SyncMarker {
-        last_acked_seq: headwater_core::model::Seq(7),
+        last_acked_seq: Seq(7),
         acked_at: t(5),
     })
     .unwrap();
@@ -395,7 +395,7 @@ async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
     let refused = IdbStore::new(v1).unwrap_err().to_string();
     assert!(refused.contains("headwater_marker_log"), "{refused}");
 
-    let v2 = open_database(&name, 2, |upgrade| upgrade.install_headwater())
+    let v2 = open_database(&name, 2, headwater_indexeddb::Upgrade::install_headwater)
         .await
         .unwrap();
     let store = IdbStore::new(v2).unwrap();

@@ -26,7 +26,7 @@ impl Channel {
         keep_alive: Duration,
         drains: bool,
     ) -> Self {
-        Channel {
+        Self {
             capacity,
             transaction_capacity,
             keep_alive,

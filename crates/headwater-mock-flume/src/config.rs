@@ -38,7 +38,7 @@ impl RandomFaults {
     /// without losing data: channel full (503), a proxy's 502 and 504, a slow answer,
     /// a connection dropped before the commit and one dropped after it.
     pub fn network(rate: f64, seed: u64) -> Self {
-        RandomFaults {
+        Self {
             rate,
             seed,
             kinds: vec![
@@ -120,7 +120,7 @@ impl std::fmt::Debug for MockTls {
 
 impl Default for MockConfig {
     fn default() -> Self {
-        MockConfig {
+        Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             capacity: 100,
             transaction_capacity: 100,

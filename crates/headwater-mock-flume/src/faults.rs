@@ -14,7 +14,7 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub(crate) fn new(random: Option<RandomFaults>) -> Self {
-        Faults {
+        Self {
             queued: VecDeque::new(),
             random: random.map(|faults| {
                 let rng = ChaCha8Rng::seed_from_u64(faults.seed);

@@ -118,7 +118,7 @@ impl MockFlume {
             stopped,
         ));
         tracing::info!(%addr, "mock Flume listening");
-        Ok(MockFlume {
+        Ok(Self {
             url: format!("{scheme}://{addr}/"),
             addr,
             shared,

@@ -30,11 +30,11 @@ impl Sink {
             )),
             None => None,
         };
-        Ok(Sink {
+        Ok(Self {
             retain,
             count_ids,
             file,
-            ..Sink::default()
+            ..Self::default()
         })
     }
 

@@ -28,18 +28,15 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Response {
     add(&shared.counters.requests, 1);
-    let body = match axum::body::to_bytes(body, shared.config.max_request_bytes).await {
-        Ok(body) => body,
-        Err(_) => {
-            return error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "Request body over the mock's limit of {} bytes",
-                    shared.config.max_request_bytes
-                ),
-                path,
-            );
-        }
+    let Ok(body) = axum::body::to_bytes(body, shared.config.max_request_bytes).await else {
+        return error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "Request body over the mock's limit of {} bytes",
+                shared.config.max_request_bytes
+            ),
+            path,
+        );
     };
     let fault = shared.faults().next();
     match &fault {

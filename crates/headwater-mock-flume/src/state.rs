@@ -23,7 +23,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: MockConfig, sink: Sink) -> Self {
-        Shared {
+        Self {
             channel: Arc::new(Channel::new(
                 config.capacity,
                 config.transaction_capacity,

@@ -13,7 +13,7 @@ use crate::time::Micros;
 
 /// The order events are taken in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key {
+pub(crate) struct Key {
     /// When it happens.
     pub at: Micros,
     /// The client it belongs to.
@@ -46,7 +46,7 @@ const RING: u64 = 4_096;
 
 /// A queue of events ordered by [`Key`].
 #[derive(Debug)]
-pub struct Calendar<T> {
+pub(crate) struct Calendar<T> {
     /// Events of slots up to `base`, as a heap.
     current: BinaryHeap<Reverse<Entry<T>>>,
     /// Events of the slots after `base`, up to `RING` of them, unordered.
@@ -59,7 +59,7 @@ pub struct Calendar<T> {
 
 impl<T: Eq> Default for Calendar<T> {
     fn default() -> Self {
-        Calendar {
+        Self {
             current: BinaryHeap::new(),
             ring: (0..RING).map(|_| Vec::new()).collect(),
             ring_len: 0,
@@ -71,7 +71,7 @@ impl<T: Eq> Default for Calendar<T> {
 
 impl<T: Eq> Calendar<T> {
     /// Adds an event.
-    pub fn push(&mut self, key: Key, value: T) {
+    pub(crate) fn push(&mut self, key: Key, value: T) {
         let entry = Entry { key, value };
         let slot = key.at / SLOT;
         if slot <= self.base {
@@ -85,12 +85,12 @@ impl<T: Eq> Calendar<T> {
     }
 
     /// Whether no event waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.current.is_empty() && self.ring_len == 0 && self.far.is_empty()
     }
 
     /// Takes the first event, if it comes before `end`.
-    pub fn pop_before(&mut self, end: Micros) -> Option<(Key, T)> {
+    pub(crate) fn pop_before(&mut self, end: Micros) -> Option<(Key, T)> {
         loop {
             if let Some(Reverse(first)) = self.current.peek() {
                 if first.key.at >= end {
@@ -182,7 +182,7 @@ mod tests {
             if key.at == 7_499 && value == 4 {
                 // An event pushed while taking them, for now and for later.
                 calendar.push(
-                    super::Key {
+                    Key {
                         at: 7_499,
                         client: 50,
                         counter: 0,
@@ -190,7 +190,7 @@ mod tests {
                     50,
                 );
                 calendar.push(
-                    super::Key {
+                    Key {
                         at: 9_000,
                         client: 51,
                         counter: 0,

@@ -53,9 +53,9 @@ pub struct Ledger {
 impl Ledger {
     /// An empty ledger (the first seq is 1).
     pub fn new() -> Self {
-        Ledger {
+        Self {
             base: 1,
-            ..Ledger::default()
+            ..Self::default()
         }
     }
 

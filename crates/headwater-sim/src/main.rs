@@ -73,7 +73,7 @@ enum Failure {
 
 impl From<String> for Failure {
     fn from(message: String) -> Self {
-        Failure::Setup(message)
+        Self::Setup(message)
     }
 }
 
@@ -179,11 +179,11 @@ fn run(args: Args) -> Result<(), Failure> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(policy.name());
-        let threads = args
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()));
+        let threads = args.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        });
         let run = simulate_on(&scenario, policy, &base, threads, &mut |at| {
-            bar.set_position(at as u64)
+            bar.set_position(at as u64);
         })
         .map_err(|error| error.to_string())?;
         bar.finish_and_clear();

@@ -57,7 +57,7 @@ impl Series {
     }
 
     /// Adds the offered and accepted counts of `other` (a shard's) to these.
-    pub fn add(&mut self, other: &Series) {
+    pub fn add(&mut self, other: &Self) {
         fn add(into: &mut Vec<u64>, from: &[u64]) {
             if into.len() < from.len() {
                 into.resize(from.len(), 0);
@@ -100,7 +100,7 @@ impl Latencies {
     }
 
     /// Adds the latencies of `other`.
-    pub fn merge(&mut self, other: &Latencies) {
+    pub fn merge(&mut self, other: &Self) {
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }

@@ -45,20 +45,20 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, in report order.
-    pub const ALL: [Policy; 3] = [Policy::Headwater, Policy::SeedLoop, Policy::NoJitter];
+    pub const ALL: [Self; 3] = [Self::Headwater, Self::SeedLoop, Self::NoJitter];
 
     /// The name in reports and on the command line.
     pub fn name(self) -> &'static str {
         match self {
-            Policy::Headwater => "headwater",
-            Policy::SeedLoop => "seed-loop",
-            Policy::NoJitter => "no-jitter",
+            Self::Headwater => "headwater",
+            Self::SeedLoop => "seed-loop",
+            Self::NoJitter => "no-jitter",
         }
     }
 
     /// The policy called `name`.
-    pub fn parse(name: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|policy| policy.name() == name)
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|policy| policy.name() == name)
     }
 
     /// The delivery machine's configuration for client `index` under this policy, from
@@ -67,7 +67,7 @@ impl Policy {
         let mut config = base.clone();
         config.mapping.source = format!("client-{index}");
         config.seed = seed;
-        if self == Policy::NoJitter {
+        if self == Self::NoJitter {
             config.backoff.jitter = Jitter::None;
         }
         config
@@ -130,7 +130,7 @@ pub fn simulate_with(
     base: &SyncConfig,
     progress: &mut dyn FnMut(f64),
 ) -> Result<Run, SimError> {
-    let threads = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     simulate_on(scenario, policy, base, threads, progress)
 }
 

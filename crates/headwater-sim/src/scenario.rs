@@ -135,9 +135,9 @@ impl Disruption {
     /// When it starts and ends, in seconds.
     pub fn window(&self) -> (f64, f64) {
         match self {
-            Disruption::Outage { from_s, to_s, .. }
-            | Disruption::Brownout { from_s, to_s, .. }
-            | Disruption::RetryAfter { from_s, to_s, .. } => (*from_s, *to_s),
+            Self::Outage { from_s, to_s, .. }
+            | Self::Brownout { from_s, to_s, .. }
+            | Self::RetryAfter { from_s, to_s, .. } => (*from_s, *to_s),
         }
     }
 }
@@ -156,7 +156,7 @@ pub const PRESETS: &[&str] = &[
 impl Default for Scenario {
     /// The `outage` preset's tier and fleet, with no disruption.
     fn default() -> Self {
-        Scenario {
+        Self {
             name: "custom".into(),
             clients: 2_000,
             seed: 1,
@@ -246,11 +246,11 @@ fn not_negative(field: &'static str, value: f64) -> Result<(), ScenarioError> {
 
 impl Scenario {
     /// The preset called `name`, if there is one.
-    pub fn preset(name: &str) -> Option<Scenario> {
-        let ten_minutes = |disruption| Scenario {
+    pub fn preset(name: &str) -> Option<Self> {
+        let ten_minutes = |disruption| Self {
             name: name.into(),
             disruption: Some(disruption),
-            ..Scenario::default()
+            ..Self::default()
         };
         let outage = Disruption::Outage {
             from_s: 120.0,
@@ -258,10 +258,10 @@ impl Scenario {
             agents: None,
         };
         Some(match name {
-            "steady" => Scenario {
+            "steady" => Self {
                 name: name.into(),
                 duration_s: 600.0,
-                ..Scenario::default()
+                ..Self::default()
             },
             "outage" => ten_minutes(outage),
             "partial" => ten_minutes(Disruption::Outage {
@@ -274,12 +274,12 @@ impl Scenario {
                 to_s: 720.0,
                 share: 0.5,
             }),
-            "mass-start" => Scenario {
+            "mass-start" => Self {
                 name: name.into(),
                 initial_backlog_s: 600.0,
-                ..Scenario::default()
+                ..Self::default()
             },
-            "slow-tier" => Scenario {
+            "slow-tier" => Self {
                 latency_factor: 10.0,
                 ..ten_minutes(outage)
             },
@@ -293,8 +293,8 @@ impl Scenario {
     }
 
     /// A preset by name, or else the JSON file at that path.
-    pub fn open(name_or_path: &str) -> Result<Scenario, ScenarioError> {
-        if let Some(preset) = Scenario::preset(name_or_path) {
+    pub fn open(name_or_path: &str) -> Result<Self, ScenarioError> {
+        if let Some(preset) = Self::preset(name_or_path) {
             return Ok(preset);
         }
         let path = Path::new(name_or_path);
@@ -307,7 +307,7 @@ impl Scenario {
             path: name_or_path.into(),
             source,
         })?;
-        let scenario: Scenario =
+        let scenario: Self =
             serde_json::from_str(&text).map_err(|source| ScenarioError::Parse {
                 path: name_or_path.into(),
                 source,

@@ -60,7 +60,7 @@ impl<C> Slot<C> {
     /// A client capturing `rate` changes a second, its draws seeded apart.
     pub(crate) fn new(client: C, capture_seed: u64, network_seed: u64, rate: f64) -> Self {
         use rand_core::SeedableRng;
-        Slot {
+        Self {
             client,
             ledger: Ledger::new(),
             captures: ChaCha8Rng::seed_from_u64(capture_seed),
@@ -151,7 +151,7 @@ impl<C: FleetClient> Shard<C> {
         templates: Arc<[ChangeData]>,
         scenario: Arc<Scenario>,
     ) -> Self {
-        Shard {
+        Self {
             first,
             index,
             slots,

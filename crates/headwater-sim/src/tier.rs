@@ -83,7 +83,7 @@ impl Tier {
     /// The tier of `scenario`; `rng` draws which requests a brownout refuses.
     pub fn new(scenario: &Scenario, rng: ChaCha8Rng) -> Self {
         let drain_rate = scenario.capacity() / scenario.agents as f64;
-        Tier {
+        Self {
             agents: vec![
                 Agent {
                     drained_at: 0.0,

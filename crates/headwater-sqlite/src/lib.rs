@@ -89,7 +89,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions {
+        Self {
             synchronous: Synchronous::Full,
             busy_timeout: Duration::from_secs(5),
         }
@@ -182,7 +182,7 @@ impl SqliteStore {
             .filter(|path| !path.is_empty())
             .map(std::path::PathBuf::from);
         let worker = Worker::start(connection, name).map_err(OpenError::Thread)?;
-        Ok(SqliteStore {
+        Ok(Self {
             worker: Arc::new(worker),
             database,
         })

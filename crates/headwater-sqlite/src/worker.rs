@@ -31,7 +31,7 @@ impl Worker {
                     job(&mut connection);
                 }
             })?;
-        Ok(Worker { jobs })
+        Ok(Self { jobs })
     }
 
     /// Runs `operation` on the connection's thread.

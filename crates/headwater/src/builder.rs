@@ -100,7 +100,7 @@ impl std::fmt::Debug for Builder {
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder {
+        Self {
             config: SyncConfig::default(),
             store: None,
             transport: None,
@@ -300,7 +300,7 @@ impl Builder {
     /// Checks the settings, spawns delivery on the current runtime (tokio natively, the
     /// page's event loop in a browser) and returns the handle.
     pub fn start(self) -> Result<Headwater, StartError> {
-        let Builder {
+        let Self {
             mut config,
             store,
             transport,

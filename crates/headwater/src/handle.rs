@@ -235,7 +235,7 @@ impl Headwater {
         // On wasm32 the store is `!Send` and everything runs on one thread: the `Arc` is
         // then only a shared pointer, as natively it is also a thread-safe one.
         #[allow(clippy::arc_with_non_send_sync)]
-        Ok(Headwater {
+        Ok(Self {
             inner: Arc::new(Inner {
                 outbox,
                 clock,
@@ -313,7 +313,7 @@ impl Headwater {
     /// }
     /// # }
     /// ```
-    pub fn changed(&self) -> impl std::future::Future<Output = ()> + 'static {
+    pub fn changed(&self) -> impl Future<Output = ()> + 'static {
         self.inner.outbox.progress()
     }
 

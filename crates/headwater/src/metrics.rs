@@ -73,7 +73,7 @@ pub(crate) fn publish(source: &str, status: &SyncStatus, now: chrono::DateTime<c
 /// Publishes the status every `interval` until the syncer stops.
 pub(crate) async fn report(
     outbox: Outbox<DynStore>,
-    clock: crate::runtime::SharedClock,
+    clock: runtime::SharedClock,
     source: String,
     interval: Duration,
 ) {

@@ -13,13 +13,13 @@ enum AppError {
 
 impl From<rusqlite::Error> for AppError {
     fn from(error: rusqlite::Error) -> Self {
-        AppError::Sql(error)
+        Self::Sql(error)
     }
 }
 
 impl From<CaptureError> for AppError {
     fn from(error: CaptureError) -> Self {
-        AppError::Capture(error)
+        Self::Capture(error)
     }
 }
 

@@ -48,6 +48,6 @@ async fn routing_by_key_keeps_each_records_changes_on_one_agent_in_order() {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     assert!(used >= 2, "records spread over the agents: {agent_of:?}");
-    let delivered: usize = agents.iter().map(|agent| agent.event_count()).sum();
+    let delivered: usize = agents.iter().map(MockFlume::event_count).sum();
     assert_eq!(delivered, 300);
 }

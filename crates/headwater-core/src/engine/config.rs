@@ -143,7 +143,7 @@ pub struct IsolationRules {
 
 impl Default for IsolationRules {
     fn default() -> Self {
-        IsolationRules {
+        Self {
             isolate_after_server_errors: 2,
             server_error_strikes: 2,
         }
@@ -153,7 +153,7 @@ impl Default for IsolationRules {
 impl Default for SyncConfig {
     /// The defaults with the source `headwater` and seed 0 (set a random seed).
     fn default() -> Self {
-        SyncConfig::new("headwater", 0)
+        Self::new("headwater", 0)
     }
 }
 
@@ -161,7 +161,7 @@ impl SyncConfig {
     /// Defaults for a client called `source` (the `source` header), with `seed` from a
     /// random source of the caller's.
     pub fn new(source: impl Into<String>, seed: u64) -> Self {
-        SyncConfig {
+        Self {
             mapping: EventMapping::with_source(source),
             batch: BatchLimits::default(),
             max_in_flight: 4,

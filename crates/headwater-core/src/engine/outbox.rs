@@ -38,7 +38,7 @@ pub struct Outbox<S> {
 
 impl<S: Clone> Clone for Outbox<S> {
     fn clone(&self) -> Self {
-        Outbox {
+        Self {
             store: self.store.clone(),
             shared: Arc::clone(&self.shared),
         }
@@ -47,7 +47,7 @@ impl<S: Clone> Clone for Outbox<S> {
 
 impl<S: ChangeStore> Outbox<S> {
     pub(crate) fn new(store: S, shared: Arc<Shared>) -> Self {
-        Outbox { store, shared }
+        Self { store, shared }
     }
 
     /// The store behind this outbox.

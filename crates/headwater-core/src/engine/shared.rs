@@ -41,7 +41,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(id_seed: u64, view: SyncStatus, limits: OutboxLimits) -> Self {
-        Shared {
+        Self {
             wake: Wake::default(),
             signals: Signals::default(),
             ids: Mutex::new(ChangeIdGenerator::from_seed(id_seed)),

@@ -146,7 +146,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             view,
             machine.config().outbox_limits,
         ));
-        Ok(Syncer {
+        Ok(Self {
             store,
             transport,
             machine,
@@ -213,7 +213,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     /// [`run`](Self::run) (or the `headwater` facade, which does).
     pub async fn sync_once(&mut self, now: DateTime<Utc>) -> Result<SyncReport, StoreError> {
         let before = self.machine.counters();
-        let Syncer {
+        let Self {
             store,
             transport,
             machine,
@@ -333,7 +333,7 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
         Sleep: Fn(Duration) -> F,
         F: Future<Output = ()>,
     {
-        let Syncer {
+        let Self {
             store,
             transport,
             machine,

@@ -97,7 +97,7 @@ const ARRAY_OVERHEAD: usize = 2;
 impl BatchEncoder {
     /// An encoder for `mapping`.
     pub fn new(mapping: EventMapping) -> Self {
-        BatchEncoder {
+        Self {
             prepared: Prepared::new(&mapping),
             mapping,
             // Grown by the first `encode`: a machine encodes into its own buffers, and
@@ -305,7 +305,7 @@ impl Prepared {
             bytes
         };
         let names = &mapping.headers;
-        Prepared {
+        Self {
             id: key(&names.id),
             timestamp: key(&names.timestamp),
             op: key(&names.op),

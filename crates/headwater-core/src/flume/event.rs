@@ -19,7 +19,7 @@ pub struct FlumeEvent {
 impl FlumeEvent {
     /// An event with a body and no headers.
     pub fn with_body(body: impl Into<String>) -> Self {
-        FlumeEvent {
+        Self {
             headers: BTreeMap::new(),
             null_headers: BTreeSet::new(),
             body: body.into(),

@@ -29,7 +29,7 @@ pub struct HeaderNames {
 
 impl Default for HeaderNames {
     fn default() -> Self {
-        HeaderNames {
+        Self {
             id: Some("id".into()),
             timestamp: Some("timestamp".into()),
             op: Some("op".into()),
@@ -112,7 +112,7 @@ pub struct EventMapping {
 
 impl Default for EventMapping {
     fn default() -> Self {
-        EventMapping {
+        Self {
             headers: HeaderNames::default(),
             source: "headwater".into(),
             static_headers: BTreeMap::new(),
@@ -124,7 +124,7 @@ impl Default for EventMapping {
 impl EventMapping {
     /// The default mapping with `source` as the client id.
     pub fn with_source(source: impl Into<String>) -> Self {
-        EventMapping {
+        Self {
             source: source.into(),
             ..Self::default()
         }

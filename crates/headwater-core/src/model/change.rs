@@ -40,9 +40,9 @@ impl OpKind {
     /// The lowercase name used in the `op` Flume header.
     pub fn as_str(self) -> &'static str {
         match self {
-            OpKind::Insert => "insert",
-            OpKind::Update => "update",
-            OpKind::Delete => "delete",
+            Self::Insert => "insert",
+            Self::Update => "update",
+            Self::Delete => "delete",
         }
     }
 }
@@ -70,17 +70,17 @@ impl Op {
     /// The kind of change, without the value.
     pub fn kind(&self) -> OpKind {
         match self {
-            Op::Insert(_) => OpKind::Insert,
-            Op::Update(_) => OpKind::Update,
-            Op::Delete => OpKind::Delete,
+            Self::Insert(_) => OpKind::Insert,
+            Self::Update(_) => OpKind::Update,
+            Self::Delete => OpKind::Delete,
         }
     }
 
     /// The new value, unless this is a delete.
     pub fn value(&self) -> Option<&JsonText> {
         match self {
-            Op::Insert(value) | Op::Update(value) => Some(value),
-            Op::Delete => None,
+            Self::Insert(value) | Self::Update(value) => Some(value),
+            Self::Delete => None,
         }
     }
 
@@ -88,9 +88,9 @@ impl Op {
     /// not with deletes.
     pub fn from_parts(kind: OpKind, value: Option<JsonText>) -> Result<Self, InvalidChange> {
         match (kind, value) {
-            (OpKind::Insert, Some(value)) => Ok(Op::Insert(value)),
-            (OpKind::Update, Some(value)) => Ok(Op::Update(value)),
-            (OpKind::Delete, None) => Ok(Op::Delete),
+            (OpKind::Insert, Some(value)) => Ok(Self::Insert(value)),
+            (OpKind::Update, Some(value)) => Ok(Self::Update(value)),
+            (OpKind::Delete, None) => Ok(Self::Delete),
             (OpKind::Delete, Some(_)) => Err(InvalidChange::DeleteWithValue),
             (kind, None) => Err(InvalidChange::MissingValue(kind)),
         }
@@ -169,7 +169,7 @@ impl ChangeData {
         if key.is_empty() {
             return Err(InvalidChange::EmptyKey);
         }
-        Ok(ChangeData {
+        Ok(Self {
             collection: collection.into(),
             key: key.into(),
             op,
@@ -309,7 +309,7 @@ impl TryFrom<ChangeDataRepr> for ChangeData {
 
     fn try_from(repr: ChangeDataRepr) -> Result<Self, Self::Error> {
         let op = Op::from_parts(repr.op, repr.value)?;
-        let mut data = ChangeData::new(repr.collection, repr.key, op)?;
+        let mut data = Self::new(repr.collection, repr.key, op)?;
         if repr.headers.keys().any(String::is_empty) {
             return Err(InvalidChange::EmptyHeaderName);
         }
@@ -325,7 +325,7 @@ impl From<ChangeData> for ChangeDataRepr {
             Op::Insert(value) | Op::Update(value) => Some(value),
             Op::Delete => None,
         };
-        ChangeDataRepr {
+        Self {
             collection: data.collection.to_string(),
             key: data.key.to_string(),
             op,
@@ -346,19 +346,19 @@ pub struct JsonText(Arc<str>);
 impl JsonText {
     /// Serializes `value` to compact JSON.
     pub fn from_serialize(value: &(impl Serialize + ?Sized)) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value).map(|text| JsonText(text.into()))
+        serde_json::to_string(value).map(|text| Self(text.into()))
     }
 
     /// Checks that `text` is one JSON value and keeps it as it is (whitespace included):
     /// validation without building a value tree.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         let raw: &serde_json::value::RawValue = serde_json::from_str(text)?;
-        Ok(JsonText(raw.get().into()))
+        Ok(Self(raw.get().into()))
     }
 
     /// Keeps JSON text that serde_json already checked (a `RawValue`).
     pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
-        JsonText(raw.get().into())
+        Self(raw.get().into())
     }
 
     /// The JSON text.
@@ -370,7 +370,7 @@ impl JsonText {
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        JsonText::parse(&text).map_err(serde::de::Error::custom)
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -398,7 +398,7 @@ pub struct Change {
 impl Change {
     /// Places a captured change at `seq`.
     pub fn new(seq: Seq, captured: Captured) -> Self {
-        Change {
+        Self {
             seq,
             id: captured.id,
             captured_at: captured.captured_at,

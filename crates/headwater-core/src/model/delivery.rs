@@ -39,7 +39,7 @@ impl Delivery {
 
     /// The bookkeeping after one more failed attempt.
     pub fn failed(&self, next_attempt_at: DateTime<Utc>, error: &str) -> Self {
-        Delivery {
+        Self {
             attempts: self.attempts.saturating_add(1),
             next_attempt_at: Some(next_attempt_at),
             last_error: Some(error.to_owned()),
@@ -59,7 +59,7 @@ pub struct OutboxEntry {
 impl OutboxEntry {
     /// A freshly appended change.
     pub fn new(change: Change) -> Self {
-        OutboxEntry {
+        Self {
             change,
             delivery: Delivery::new(),
         }
@@ -166,10 +166,10 @@ pub struct SyncMarker {
 impl SyncMarker {
     /// The marker after `seq` of this record was acknowledged at `now`, or `None` if the
     /// existing marker is already past it (a late duplicate acknowledgement).
-    pub fn advance(existing: Option<&SyncMarker>, seq: Seq, now: DateTime<Utc>) -> Option<Self> {
+    pub fn advance(existing: Option<&Self>, seq: Seq, now: DateTime<Utc>) -> Option<Self> {
         match existing {
             Some(marker) if marker.last_acked_seq > seq => None,
-            _ => Some(SyncMarker {
+            _ => Some(Self {
                 last_acked_seq: seq,
                 acked_at: now,
             }),

@@ -46,7 +46,7 @@ pub struct ChangeIdGenerator {
 impl ChangeIdGenerator {
     /// A generator whose random bits come from `seed`.
     pub fn from_seed(seed: u64) -> Self {
-        ChangeIdGenerator {
+        Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
         }
     }

@@ -48,7 +48,7 @@ pub enum Jitter {
 impl Default for Backoff {
     /// 250 ms doubling up to 60 s, full jitter.
     fn default() -> Self {
-        Backoff {
+        Self {
             base: Duration::from_millis(250),
             cap: Duration::from_secs(60),
             jitter: Jitter::Full,

@@ -16,7 +16,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     /// 100 events, 1 MiB.
     fn default() -> Self {
-        BatchLimits {
+        Self {
             max_events: 100,
             max_bytes: 1024 * 1024,
         }
@@ -51,7 +51,7 @@ pub struct BatchSizer {
 impl BatchSizer {
     /// Starts at the configured limits.
     pub fn new(configured: BatchLimits) -> Self {
-        BatchSizer {
+        Self {
             configured,
             max_events: configured.max_events.max(1),
             max_bytes: configured.max_bytes,

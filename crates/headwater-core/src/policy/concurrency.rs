@@ -65,7 +65,7 @@ impl ConcurrencyLimit {
     /// A limit of at most `max` requests (at least 1), adapting if `adaptive`.
     pub fn new(max: usize, adaptive: bool) -> Self {
         let max = max.max(1);
-        ConcurrencyLimit {
+        Self {
             max,
             adaptive,
             limit: if adaptive { 1 } else { max },

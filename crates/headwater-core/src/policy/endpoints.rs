@@ -61,7 +61,7 @@ impl Endpoints {
     /// `count` endpoints spread by `selection`; an unreachable one rests `rest`, twice
     /// as long after each further failure, up to `rest_cap`.
     pub fn new(count: usize, selection: Selection, rest: Duration, rest_cap: Duration) -> Self {
-        Endpoints {
+        Self {
             selection,
             rest,
             rest_cap,

@@ -54,7 +54,7 @@ pub struct Pacing {
 
 impl Default for Pacing {
     fn default() -> Self {
-        Pacing {
+        Self {
             enabled: true,
             increase: 1.03,
             decrease: 0.9,
@@ -120,7 +120,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer that holds nothing back until a failure.
     pub fn new(config: Pacing) -> Self {
-        Pacer {
+        Self {
             config,
             armed: false,
             paced: None,

@@ -28,18 +28,18 @@ impl RetryAfter {
             return value
                 .parse::<u64>()
                 .ok()
-                .map(|seconds| RetryAfter::Delay(Duration::from_secs(seconds)));
+                .map(|seconds| Self::Delay(Duration::from_secs(seconds)));
         }
         DateTime::parse_from_rfc2822(value)
             .ok()
-            .map(|date| RetryAfter::At(date.with_timezone(&Utc)))
+            .map(|date| Self::At(date.with_timezone(&Utc)))
     }
 
     /// How long to wait from `now` (zero for a date in the past).
     pub fn delay_from(&self, now: DateTime<Utc>) -> Duration {
         match self {
-            RetryAfter::Delay(delay) => *delay,
-            RetryAfter::At(at) => (*at - now).to_std().unwrap_or(Duration::ZERO),
+            Self::Delay(delay) => *delay,
+            Self::At(at) => (*at - now).to_std().unwrap_or(Duration::ZERO),
         }
     }
 }

@@ -57,7 +57,7 @@ pub enum StoreError {
 impl StoreError {
     /// A backend failure described by `message` alone.
     pub fn backend(message: impl Into<String>) -> Self {
-        StoreError::Backend(message.into().into())
+        Self::Backend(message.into().into())
     }
 
     /// The error with its whole chain of sources, for logs and status lines.

@@ -61,7 +61,7 @@ impl Outcome {
     }
 
     /// Adds everything of `other` to this outcome (later writes win).
-    pub fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Self) {
         self.acked.extend(other.acked);
         self.marked.extend(other.marked);
         self.retries.extend(other.retries);

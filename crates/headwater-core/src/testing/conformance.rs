@@ -151,12 +151,12 @@ pub async fn claim_reads_in_order_after_a_seq<S: ChangeStore>(store: S) {
     let first = granted(&store, &claim_request("a", 0, None, 4)).await;
     assert_eq!(
         seqs_of(&first),
-        stored[..4].iter().map(|c| c.seq()).collect::<Vec<_>>()
+        stored[..4].iter().map(Change::seq).collect::<Vec<_>>()
     );
     let next = granted(&store, &claim_request("a", 1, Some(stored[3].seq()), 100)).await;
     assert_eq!(
         seqs_of(&next),
-        stored[4..].iter().map(|c| c.seq()).collect::<Vec<_>>(),
+        stored[4..].iter().map(Change::seq).collect::<Vec<_>>(),
         "reading goes on after the seq given"
     );
     assert!(

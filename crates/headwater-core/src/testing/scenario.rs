@@ -85,10 +85,10 @@ impl FaultKind {
     /// The simulated Flume's faults for this kind, one per request.
     pub fn faults(self) -> Vec<Fault> {
         match self {
-            FaultKind::ServerErrors(count) => {
+            Self::ServerErrors(count) => {
                 vec![Fault::Status(500, "Unexpected error".into()); usize::from(count.max(2))]
             }
-            FaultKind::BadRequests(count) => {
+            Self::BadRequests(count) => {
                 vec![Fault::Status(400, super::BAD_REQUEST.into()); usize::from(count.max(2))]
             }
             other => vec![other.fault()],
@@ -97,17 +97,17 @@ impl FaultKind {
 
     fn fault(self) -> Fault {
         match self {
-            FaultKind::Overloaded => Fault::Status(
+            Self::Overloaded => Fault::Status(
                 503,
                 "Error appending event to channel. Channel might be full.Space for commit to queue couldn't be acquired.".into(),
             ),
-            FaultKind::TooManyRequests(seconds) => Fault::TooManyRequests(seconds),
-            FaultKind::ServerErrors(_) => Fault::Status(500, "Unexpected error".into()),
-            FaultKind::BadRequests(_) => Fault::Status(400, super::BAD_REQUEST.into()),
-            FaultKind::BadGateway => Fault::Status(502, "Bad Gateway".into()),
-            FaultKind::TimeoutAfterCommit => Fault::TimeoutAfterCommit,
-            FaultKind::ConnectionRefused => Fault::ConnectionRefused,
-            FaultKind::Unauthorized => Fault::Status(401, "Unauthorized".into()),
+            Self::TooManyRequests(seconds) => Fault::TooManyRequests(seconds),
+            Self::ServerErrors(_) => Fault::Status(500, "Unexpected error".into()),
+            Self::BadRequests(_) => Fault::Status(400, super::BAD_REQUEST.into()),
+            Self::BadGateway => Fault::Status(502, "Bad Gateway".into()),
+            Self::TimeoutAfterCommit => Fault::TimeoutAfterCommit,
+            Self::ConnectionRefused => Fault::ConnectionRefused,
+            Self::Unauthorized => Fault::Status(401, "Unauthorized".into()),
         }
     }
 }
@@ -190,7 +190,7 @@ impl<S: ChangeStore + Clone> Scenario<S> {
         config.max_in_flight = setup.max_in_flight.clamp(1, 8);
         config.lease = Duration::from_secs(30);
         let syncer = Syncer::new(store.clone(), flume.clone(), config.clone()).map_err(failed)?;
-        Ok(Scenario {
+        Ok(Self {
             store,
             flume,
             config,

@@ -136,15 +136,15 @@ enum RowText {
 impl RowText {
     fn of(value: &JsValue) -> Result<Self, StoreError> {
         match value.as_string() {
-            Some(text) => Ok(RowText::Fresh(text)),
+            Some(text) => Ok(Self::Fresh(text)),
             None => row_of(value).map(RowText::Indexed),
         }
     }
 
     fn entries(&self) -> Result<Vec<&str>, StoreError> {
         match self {
-            RowText::Fresh(text) => entries_in(text),
-            RowText::Indexed(row) => Ok(row.m.iter().map(String::as_str).collect()),
+            Self::Fresh(text) => entries_in(text),
+            Self::Indexed(row) => Ok(row.m.iter().map(String::as_str).collect()),
         }
     }
 }

@@ -39,7 +39,7 @@ pub(crate) struct LogWatch(Rc<Cell<(usize, usize)>>);
 impl LogWatch {
     /// A watch that knows nothing yet: the first claim reads the keys.
     pub(crate) fn new() -> Self {
-        LogWatch(Rc::new(Cell::new((CHECK_EVERY_ROWS, 0))))
+        Self(Rc::new(Cell::new((CHECK_EVERY_ROWS, 0))))
     }
 
     /// Notes a fresh row of `entries` entries (written, or about to be).
@@ -76,7 +76,7 @@ impl LogRows<JsValue> {
             .clone()
             .dyn_into()
             .map_err(|value| StoreError::backend(format!("getAllKeys gave {value:?}")))?;
-        let mut log = LogRows::default();
+        let mut log = Self::default();
         for key in keys.iter() {
             // A key of another shape (damage, or a later version's kind of row) is left
             // alone: neither merged nor counted, and no reason to fail a claim.

@@ -9,7 +9,7 @@ thread_local! {
 }
 
 /// A database name no other test (or earlier run in this profile) uses.
-pub fn fresh_name(prefix: &str) -> String {
+pub(crate) fn fresh_name(prefix: &str) -> String {
     let n = NEXT.with(|next| {
         let n = next.get();
         next.set(n + 1);
@@ -19,7 +19,7 @@ pub fn fresh_name(prefix: &str) -> String {
 }
 
 /// A fresh database with the app store `todos`.
-pub async fn fresh(prefix: &str) -> IdbStore {
+pub(crate) async fn fresh(prefix: &str) -> IdbStore {
     Schema::new(fresh_name(prefix))
         .app_store("todos")
         .open()

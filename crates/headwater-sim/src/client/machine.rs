@@ -38,7 +38,7 @@ impl MachineClient {
     /// A client running `config` (its seed seeds the jitter and, mixed, the ids).
     pub fn new(config: SyncConfig, endpoints: Endpoints) -> Result<Self, ConfigError> {
         let ids = ChangeIdGenerator::from_seed(config.seed ^ 0x9e37_79b9_7f4a_7c15);
-        Ok(MachineClient {
+        Ok(Self {
             machine: DeliveryMachine::new(config)?,
             store: MemoryStore::new(),
             ids,
@@ -152,7 +152,10 @@ impl FleetClient for MachineClient {
             self.machine.handle_captured(at);
             self.drive(now, effects)?;
         }
-        Ok(stored.iter().map(|change| change.seq()).collect())
+        Ok(stored
+            .iter()
+            .map(headwater_core::model::Change::seq)
+            .collect())
     }
 
     fn answer(

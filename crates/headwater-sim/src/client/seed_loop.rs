@@ -32,7 +32,7 @@ pub struct SeedLoopClient {
 impl SeedLoopClient {
     /// An idle client with an empty queue.
     pub fn new(endpoints: Endpoints) -> Self {
-        SeedLoopClient {
+        Self {
             queue: VecDeque::new(),
             next_seq: 1,
             in_flight: None,

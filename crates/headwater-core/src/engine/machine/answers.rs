@@ -117,10 +117,10 @@ impl DeliveryMachine {
         }
         match request.purpose {
             Purpose::Batch { seqs, superseded } => {
-                self.handle_batch_answer(now, seqs, superseded, request.body_len, verdict)
+                self.handle_batch_answer(now, seqs, superseded, request.body_len, verdict);
             }
             Purpose::Isolation { index, request } => {
-                self.handle_isolation_answer(now, index, request, verdict)
+                self.handle_isolation_answer(now, index, request, verdict);
             }
         }
     }

@@ -176,7 +176,7 @@ impl DeliveryMachine {
         config.validate()?;
         let sizer = BatchSizer::new(config.batch);
         let capacity = (config.max_in_flight * config.batch.max_events * 2).max(256);
-        Ok(DeliveryMachine {
+        Ok(Self {
             owner: config.owner_name(),
             encoder: BatchEncoder::new(config.mapping.clone()),
             concurrency: ConcurrencyLimit::new(config.max_in_flight, config.adaptive_concurrency),

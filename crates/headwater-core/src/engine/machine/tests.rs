@@ -32,7 +32,7 @@ impl Harness {
         let mut config = SyncConfig::new("test", 1);
         config.adaptive_concurrency = false;
         configure(&mut config);
-        Harness {
+        Self {
             machine: DeliveryMachine::new(config).unwrap(),
             store: BTreeMap::new(),
             dead: Vec::new(),
@@ -593,7 +593,7 @@ fn an_unreadable_row_is_quarantined_and_delivery_goes_on() {
 #[test]
 fn a_request_that_is_never_answered_shows_as_stalled_after_stall_after() {
     let mut h = Harness::new(|config| {
-        config.stall_after = Some(std::time::Duration::from_secs(10));
+        config.stall_after = Some(Duration::from_secs(10));
     });
     h.capture(&["a", "b"]);
     assert_eq!(h.step(at(0)).len(), 1, "sent, and never answered");
@@ -615,7 +615,7 @@ fn a_request_that_is_never_answered_shows_as_stalled_after_stall_after() {
 #[test]
 fn a_blocked_or_paused_outbox_is_not_stalled() {
     let mut h = Harness::new(|config| {
-        config.stall_after = Some(std::time::Duration::from_secs(10));
+        config.stall_after = Some(Duration::from_secs(10));
     });
     h.capture(&["a"]);
     h.step(at(0));
@@ -626,7 +626,7 @@ fn a_blocked_or_paused_outbox_is_not_stalled() {
     assert_eq!(h.machine.stalled_since(at(20_000)), None);
 
     let mut h = Harness::new(|config| {
-        config.stall_after = Some(std::time::Duration::from_secs(10));
+        config.stall_after = Some(Duration::from_secs(10));
     });
     h.capture(&["a"]);
     h.step(at(0));

@@ -283,7 +283,7 @@ impl Window {
                         continue;
                     }
                     (_, true) => {
-                        Self::take(&mut self.seen, &mut picked, slot.record, *seq, cut.coalesce)
+                        Self::take(&mut self.seen, &mut picked, slot.record, *seq, cut.coalesce);
                     }
                 }
             }

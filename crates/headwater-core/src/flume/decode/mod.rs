@@ -33,7 +33,7 @@ pub struct DecodeLimits {
 impl Default for DecodeLimits {
     /// 16 MiB, 100 000 events, depth 64.
     fn default() -> Self {
-        DecodeLimits {
+        Self {
             max_bytes: 16 * 1024 * 1024,
             max_events: 100_000,
             max_depth: 64,

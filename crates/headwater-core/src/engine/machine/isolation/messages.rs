@@ -20,9 +20,9 @@ impl IsoRequest {
     /// The changes the request carries.
     pub(in crate::engine::machine) fn seqs(&self) -> Vec<Seq> {
         match self {
-            IsoRequest::Part { seqs, .. } => seqs.clone(),
-            IsoRequest::Lone { seq, .. } => vec![*seq],
-            IsoRequest::Probe(_) => Vec::new(),
+            Self::Part { seqs, .. } => seqs.clone(),
+            Self::Lone { seq, .. } => vec![*seq],
+            Self::Probe(_) => Vec::new(),
         }
     }
 }

@@ -102,7 +102,7 @@ impl Isolation {
     /// An isolation of a batch of `seqs` refused with `rejection`.
     pub(super) fn new(seqs: Vec<Seq>, rejection: Rejection, health: &Health) -> Self {
         let size = seqs.len().max(2);
-        let mut isolation = Isolation {
+        let mut isolation = Self {
             parts: VecDeque::new(),
             suspects: Vec::new(),
             after_check: None,
