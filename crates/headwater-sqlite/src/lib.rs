@@ -201,7 +201,7 @@ impl SqliteStore {
     pub async fn append_damaged(&self, raw: &str) -> Result<Seq, StoreError> {
         let raw = raw.to_owned();
         self.worker
-            .transaction(true, move |connection| {
+            .write(move |connection| {
                 connection
                     .execute(
                         "INSERT INTO headwater_outbox (id, captured_at, collection, key, op, weight)
@@ -224,7 +224,7 @@ impl SqliteStore {
     #[doc(hidden)]
     pub async fn force_last_seq(&self, last: u64) -> Result<(), StoreError> {
         self.worker
-            .transaction(true, move |connection| {
+            .write(move |connection| {
                 connection
                     .execute(
                         "INSERT OR REPLACE INTO sqlite_sequence (name, seq) VALUES ('headwater_outbox', ?1)",
@@ -241,7 +241,7 @@ impl SqliteStore {
 impl ChangeStore for SqliteStore {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
         self.worker
-            .transaction(true, move |connection| append_in(connection, changes))
+            .write(move |connection| append_in(connection, changes))
             .await
     }
 
@@ -249,7 +249,7 @@ impl ChangeStore for SqliteStore {
         let request = request.clone();
         let claimed = self
             .worker
-            .transaction(true, move |connection| rows::claim(connection, &request))
+            .write(move |connection| rows::claim(connection, &request))
             .await?;
         Ok(match claimed {
             Ok(entries) => Claim::Granted(entries),
@@ -267,9 +267,7 @@ impl ChangeStore for SqliteStore {
         let outcome = outcome.clone();
         let holds = self
             .worker
-            .transaction(true, move |connection| {
-                rows::record(connection, &owner, now, &outcome)
-            })
+            .write(move |connection| rows::record(connection, &owner, now, &outcome))
             .await?;
         Ok(if holds {
             Recorded::Applied
@@ -281,7 +279,7 @@ impl ChangeStore for SqliteStore {
     async fn release(&self, owner: &str) -> Result<(), StoreError> {
         let owner = owner.to_owned();
         self.worker
-            .transaction(true, move |connection| rows::release(connection, &owner))
+            .write(move |connection| rows::release(connection, &owner))
             .await
     }
 
@@ -291,9 +289,7 @@ impl ChangeStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
         self.worker
-            .transaction(false, move |connection| {
-                rows::read(connection, after, limit)
-            })
+            .read(move |connection| rows::read(connection, after, limit))
             .await
     }
 
@@ -303,28 +299,26 @@ impl ChangeStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         self.worker
-            .transaction(false, move |connection| {
-                rows::dead_letters(connection, after, limit)
-            })
+            .read(move |connection| rows::dead_letters(connection, after, limit))
             .await
     }
 
     async fn requeue(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
         let seqs = seqs.to_vec();
         self.worker
-            .transaction(true, move |connection| rows::requeue(connection, &seqs))
+            .write(move |connection| rows::requeue(connection, &seqs))
             .await
     }
 
     async fn discard(&self, seqs: &[Seq]) -> Result<usize, StoreError> {
         let seqs = seqs.to_vec();
         self.worker
-            .transaction(true, move |connection| rows::discard(connection, &seqs))
+            .write(move |connection| rows::discard(connection, &seqs))
             .await
     }
 
     async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        self.worker.transaction(false, rows::stats).await
+        self.worker.read(rows::stats).await
     }
 
     async fn sync_marker(
@@ -334,15 +328,13 @@ impl ChangeStore for SqliteStore {
     ) -> Result<Option<SyncMarker>, StoreError> {
         let (collection, key) = (collection.to_owned(), key.to_owned());
         self.worker
-            .transaction(false, move |connection| {
-                rows::sync_marker(connection, &collection, &key)
-            })
+            .read(move |connection| rows::sync_marker(connection, &collection, &key))
             .await
     }
 
     async fn locate(&self, seq: Seq) -> Result<Location, StoreError> {
         self.worker
-            .transaction(false, move |connection| rows::locate(connection, seq))
+            .read(move |connection| rows::locate(connection, seq))
             .await
     }
 }

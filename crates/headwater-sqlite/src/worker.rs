@@ -49,20 +49,39 @@ impl Worker {
         answer.await.map_err(|_| closed())?
     }
 
-    /// Runs `operation` in one transaction on the connection's thread. `write` takes
+    /// Runs `operation` in one writing transaction on the connection's thread: it takes
     /// the write lock at once (`BEGIN IMMEDIATE`), so a write never fails half-way for
     /// another connection's lock.
-    pub(crate) async fn transaction<R, F>(&self, write: bool, operation: F) -> Result<R, StoreError>
+    pub(crate) async fn write<R, F>(&self, operation: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.transaction(TransactionBehavior::Immediate, operation)
+            .await
+    }
+
+    /// Runs `operation` in one reading transaction (`BEGIN DEFERRED`: a consistent
+    /// snapshot, no write lock) on the connection's thread.
+    pub(crate) async fn read<R, F>(&self, operation: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.transaction(TransactionBehavior::Deferred, operation)
+            .await
+    }
+
+    async fn transaction<R, F>(
+        &self,
+        behavior: TransactionBehavior,
+        operation: F,
+    ) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         self.run(move |connection| {
-            let behavior = if write {
-                TransactionBehavior::Immediate
-            } else {
-                TransactionBehavior::Deferred
-            };
             let transaction = connection
                 .transaction_with_behavior(behavior)
                 .map_err(crate::rows::sql_error)?;
