@@ -277,11 +277,12 @@ impl DeliveryMachine {
             .max(self.failures_in_row);
         self.failures_in_row = self.failures_in_row.saturating_add(1);
         let until = self.backoff_until(now, attempts, retry_after);
-        let gate = self
+        // The machine's backoff ends at the later of the one in force and this one.
+        let backoff_ends = self
             .timers
             .get(Timer::Backoff)
-            .map_or(until, |gate| gate.max(until));
-        self.timers.set(Timer::Backoff, gate);
+            .map_or(until, |current| current.max(until));
+        self.timers.set(Timer::Backoff, backoff_ends);
         self.retry_later(seqs, until, &reason);
         self.counters.retries += 1;
         tracing::debug!(%reason, %until, changes = seqs.len(), "batch retried after backoff");

@@ -314,8 +314,8 @@ impl DeliveryMachine {
         if self.blocked.is_some() {
             return self.timers.get(Timer::BlockedProbe);
         }
-        if let Some(gate) = self.timers.get(Timer::Backoff).filter(|gate| *gate > now) {
-            return Some(gate);
+        if let Some(backoff_ends) = self.timers.get(Timer::Backoff).filter(|ends| *ends > now) {
+            return Some(backoff_ends);
         }
         if !self.requests.is_empty() {
             // Sending, not waiting.
