@@ -162,6 +162,13 @@ step "the core, the stores, the HTTP transport and the facade build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http -p headwater-indexeddb
 cargo check --target wasm32-unknown-unknown -p headwater --features browser
 
+step "no import cycles between the files of a crate"
+if command -v python3 >/dev/null; then
+  python3 scripts/import-cycles.py crates/*/src
+else
+  echo "SKIPPED: the import-cycle check needs python3 on PATH"
+fi
+
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
 forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \
   | grep -E '^(tokio|reqwest|web-sys|getrandom) ' || true)

@@ -23,7 +23,6 @@ use wasm_bindgen::JsValue;
 use crate::error::store_error;
 use crate::layout::CHANGES;
 use crate::request::{failure, js_error, wait};
-use crate::store::IdbStore;
 
 /// How far below [`MAX_SEQ`] the highest seq seen must be for a capture not to wait.
 pub(crate) const SEQ_MARGIN: u64 = 1 << 40;
@@ -92,7 +91,7 @@ fn seq_of(add: &web_sys::IdbRequest) -> Result<u64, StoreError> {
 /// them later, see crate::pending_bytes).
 pub(crate) async fn append_in(
     tx: &Transaction<'_>,
-    store: &IdbStore,
+    seen: &SeenSeq,
     captured: Vec<Captured>,
 ) -> Result<Appending, StoreError> {
     if captured.is_empty() {
@@ -109,7 +108,7 @@ pub(crate) async fn append_in(
         adds.push((add, item));
     }
     let appending = Appending { adds };
-    if store.seen().far_from_the_end() {
+    if seen.far_from_the_end() {
         return Ok(appending);
     }
     if let Some((last, _)) = appending.adds.last() {

@@ -74,3 +74,14 @@ pub(crate) fn store_error(error: impl std::fmt::Display) -> StoreError {
 pub(crate) fn unstorable(error: serde_json::Error) -> StoreError {
     StoreError::Unstorable(error.to_string().into())
 }
+
+/// An upgrade step that failed; the whole upgrade is rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UpgradeError(pub String);
+
+impl From<JsValue> for UpgradeError {
+    fn from(value: JsValue) -> Self {
+        Self(describe_js(&value))
+    }
+}

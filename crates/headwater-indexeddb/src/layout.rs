@@ -17,7 +17,7 @@
 use wasm_bindgen::JsValue;
 use web_sys::{IdbDatabase, IdbIndexParameters, IdbObjectStoreParameters};
 
-use crate::upgrade::UpgradeError;
+use crate::error::UpgradeError;
 
 pub(crate) const CHANGES: &str = "headwater_changes";
 pub(crate) const RETRIES: &str = "headwater_retries";

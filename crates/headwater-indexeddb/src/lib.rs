@@ -67,7 +67,7 @@ mod store;
 mod upgrade;
 
 #[cfg(target_arch = "wasm32")]
-pub use error::IdbError;
+pub use error::{IdbError, UpgradeError};
 #[cfg(target_arch = "wasm32")]
 pub use layout::HEADWATER_STORES;
 #[cfg(target_arch = "wasm32")]
@@ -77,4 +77,4 @@ pub use schema::Schema;
 #[cfg(target_arch = "wasm32")]
 pub use store::IdbStore;
 #[cfg(target_arch = "wasm32")]
-pub use upgrade::{Upgrade, UpgradeError, open_database};
+pub use upgrade::{Upgrade, open_database};

@@ -56,7 +56,7 @@ impl<'a> AppTransaction<'a> {
     /// [`Outbox::prepare`]). Their seqs come with [`commit`](Self::commit): the
     /// transaction does not wait for them before it commits (one round trip less).
     pub async fn append(&self, captured: Vec<Captured>) -> Result<(), StoreError> {
-        let appended = append_in(&self.tx, self.store, captured).await?;
+        let appended = append_in(&self.tx, self.store.seen(), captured).await?;
         self.appending.borrow_mut().extend(appended);
         Ok(())
     }

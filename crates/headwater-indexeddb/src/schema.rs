@@ -3,9 +3,10 @@
 //! added in.
 
 use crate::error::IdbError;
+use crate::error::UpgradeError;
 use crate::layout::is_reserved;
 use crate::store::IdbStore;
-use crate::upgrade::{UpgradeError, open_database};
+use crate::upgrade::open_database;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoreDecl {

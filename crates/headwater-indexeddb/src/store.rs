@@ -407,7 +407,7 @@ impl IdbStore {
 impl ChangeStore for IdbStore {
     async fn append(&self, changes: Vec<Captured>) -> Result<Vec<Change>, StoreError> {
         let tx = self.write_tx(&[CHANGES], Durability::Strict)?;
-        let appending = append_in(&tx, self, changes).await?;
+        let appending = append_in(&tx, self.seen(), changes).await?;
         self.commit_appended(tx, appending).await
     }
 

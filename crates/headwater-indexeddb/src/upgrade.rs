@@ -15,7 +15,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::prelude::*;
 use web_sys::{IdbDatabase, IdbObjectStoreParameters, IdbOpenDbRequest, IdbTransaction};
 
-use crate::error::IdbError;
+use crate::error::{IdbError, UpgradeError};
 use crate::layout::is_reserved;
 
 /// What an upgrade handler gets: the database being upgraded, its versionchange
@@ -25,17 +25,6 @@ pub struct Upgrade {
     tx: IdbTransaction,
     old_version: u32,
     new_version: u32,
-}
-
-/// An upgrade step that failed; the whole upgrade is rolled back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct UpgradeError(pub String);
-
-impl From<JsValue> for UpgradeError {
-    fn from(value: JsValue) -> Self {
-        Self(crate::error::describe_js(&value))
-    }
 }
 
 impl Upgrade {

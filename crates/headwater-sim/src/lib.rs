@@ -29,6 +29,7 @@
 
 mod calendar;
 pub mod client;
+mod error;
 pub mod ledger;
 pub mod metrics;
 pub mod plot;
@@ -39,6 +40,7 @@ mod shard;
 pub mod tier;
 pub mod time;
 
+pub use error::SimError;
 pub use metrics::Summary;
-pub use run::{Policy, Run, SimError, simulate, simulate_on, simulate_with};
+pub use run::{Policy, Run, simulate, simulate_on, simulate_with};
 pub use scenario::{Disruption, Scenario, ScenarioError, Spreading};

@@ -13,16 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use headwater_core::engine::{ConfigError, SyncConfig};
-use headwater_core::model::{ChangeData, InvalidChange};
+use headwater_core::engine::SyncConfig;
+use headwater_core::model::ChangeData;
 use headwater_core::policy::{Endpoints, Jitter, Selection};
-use headwater_core::store::StoreError;
 use headwater_core::transport::SendOutcome;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::calendar::{Calendar, Key};
 use crate::client::{FleetClient, MachineClient, SeedLoopClient};
+use crate::error::SimError;
 use crate::ledger::{Commit, RECORDS};
 use crate::metrics::{Latencies, Outcome, Series, Summary, summarize};
 use crate::scenario::{Scenario, Spreading};
@@ -72,32 +72,6 @@ impl Policy {
         }
         config
     }
-}
-
-/// Why a run stopped short.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SimError {
-    /// The scenario cannot run.
-    #[error(transparent)]
-    Scenario(#[from] crate::scenario::ScenarioError),
-    /// A client's configuration was refused.
-    #[error("the delivery machine's configuration was refused: {0}")]
-    Config(#[from] ConfigError),
-    /// A change could not be made.
-    #[error("a change could not be made: {0}")]
-    Change(#[from] InvalidChange),
-    /// The simulation contradicts itself (a bug here, not in what it simulates).
-    #[error("the simulation is inconsistent: {0}")]
-    Inconsistent(String),
-    /// A client's store failed (the memory store never should).
-    #[error("client {client}'s store failed: {source}")]
-    Store {
-        /// Which client.
-        client: usize,
-        /// What failed.
-        source: StoreError,
-    },
 }
 
 /// What one policy did in one scenario.

@@ -13,9 +13,9 @@ use rand_core::RngCore;
 
 use crate::calendar::{Calendar, Key};
 use crate::client::{Effects, FleetClient, RequestKey};
+use crate::error::SimError;
 use crate::ledger::{Ledger, RECORDS};
 use crate::metrics::{Latencies, Series};
-use crate::run::SimError;
 use crate::scenario::Scenario;
 use crate::time::{Micros, from_seconds, seconds, wall};
 

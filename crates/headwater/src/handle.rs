@@ -6,19 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use headwater_core::engine::{CaptureError, Outbox, SyncStatus, Syncer};
 use headwater_core::model::{Change, ChangeData, ChangeId, DeadLetter, Seq, SyncMarker};
 use headwater_core::store::{ChangeStore, Location, StoreError, StoredEntry};
-use headwater_core::transport::Transport;
 
-use crate::StartError;
-use crate::builder::Builder;
+use crate::parts::{DynStore, DynTransport};
 use crate::runtime::{self, SharedClock, Task};
+use crate::start_error::StartError;
 
 /// How long waiting for delivery gathers progress events before it looks at the store.
 const PROGRESS_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// The store behind a [`Headwater`], whatever its kind.
-pub type DynStore = Arc<dyn ChangeStore>;
-/// The transport behind a [`Headwater`], whatever its kind.
-pub(crate) type DynTransport = Arc<dyn Transport>;
 
 struct Inner {
     outbox: Outbox<DynStore>,
@@ -168,11 +162,6 @@ impl Receipt {
 }
 
 impl Headwater {
-    /// Starts configuring: see [`Builder`].
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
-
     pub(crate) fn spawn(
         syncer: Syncer<DynStore, DynTransport>,
         clock: SharedClock,
@@ -267,7 +256,7 @@ impl Headwater {
     }
 
     /// Whether this handle's delivery runs. Natively always, once started. In a browser
-    /// with [`leader_lock`](Builder::leader_lock), only in the tab holding the lock; the
+    /// with [`leader_lock`](crate::Builder::leader_lock), only in the tab holding the lock; the
     /// others capture only, and take over when the leader's tab closes.
     pub fn is_leader(&self) -> bool {
         self.inner.leading.load(Ordering::Acquire)

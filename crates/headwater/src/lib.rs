@@ -63,14 +63,18 @@ mod handle;
 mod leader;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod parts;
 mod runtime;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
+mod start_error;
 
-pub use builder::{Builder, StartError};
-pub use handle::{Delivered, DynStore, FlushError, Headwater, Receipt};
+pub use builder::Builder;
+pub use handle::{Delivered, FlushError, Headwater, Receipt};
+pub use parts::DynStore;
 pub use runtime::{Clock, SystemClock};
+pub use start_error::StartError;
 
 pub use headwater_core::engine::{
     CaptureError, ConfigError, IsolationRules, OutboxLimits, SyncConfig, SyncCounters, SyncStatus,

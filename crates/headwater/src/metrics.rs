@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use headwater_core::engine::{Outbox, SyncStatus};
 
-use crate::handle::DynStore;
+use crate::parts::DynStore;
 use crate::runtime;
 
 /// Delivery latency, capture to acknowledgement, in seconds (a histogram).

@@ -68,11 +68,12 @@ impl Task {
 
 /// Spawns `future` on the current tokio runtime.
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn spawn<F>(future: F) -> Result<Task, crate::StartError>
+pub(crate) fn spawn<F>(future: F) -> Result<Task, crate::start_error::StartError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let handle = tokio::runtime::Handle::try_current().map_err(|_| crate::StartError::NoRuntime)?;
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| crate::start_error::StartError::NoRuntime)?;
     let (sender, done) = futures::channel::oneshot::channel();
     handle.spawn(async move {
         future.await;
@@ -83,7 +84,7 @@ where
 
 /// Spawns `future` on the page's event loop.
 #[cfg(target_arch = "wasm32")]
-pub(crate) fn spawn<F>(future: F) -> Result<Task, crate::StartError>
+pub(crate) fn spawn<F>(future: F) -> Result<Task, crate::start_error::StartError>
 where
     F: Future<Output = ()> + 'static,
 {
