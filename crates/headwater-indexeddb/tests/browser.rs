@@ -44,10 +44,7 @@ async fn write_todo(
         .unwrap()
 }
 
-#[wasm_bindgen_test]
-async fn the_indexeddb_store_passes_the_conformance_suite() {
-    conformance::run_all(|| fresh("conformance")).await;
-}
+headwater_core::conformance_tests!(#[wasm_bindgen_test] async indexeddb_store, || fresh("conformance"));
 
 #[wasm_bindgen_test]
 async fn seq_exhaustion_is_an_error_not_a_wrap() {

@@ -3,10 +3,7 @@
 use headwater_core::testing::conformance;
 use headwater_memory::MemoryStore;
 
-#[test]
-fn memory_store_passes_the_conformance_suite() {
-    futures::executor::block_on(conformance::run_all(|| async { MemoryStore::new() }));
-}
+headwater_core::conformance_tests!(memory_store, || async { MemoryStore::new() });
 
 #[test]
 fn seq_exhaustion_is_an_error_not_a_wrap() {

@@ -6,23 +6,18 @@ use headwater_core::testing::scenario::{self, FaultKind, Poison, Setup, Step};
 use headwater_sqlite::SqliteStore;
 use proptest::prelude::*;
 
-#[test]
-fn sqlite_store_passes_the_conformance_suite() {
-    futures::executor::block_on(conformance::run_all(|| async {
-        SqliteStore::open_in_memory().unwrap()
-    }));
+headwater_core::conformance_tests!(sqlite_in_memory, || async {
+    SqliteStore::open_in_memory().unwrap()
+});
+
+/// A database file of its own for each check, in a folder that outlives the test (the
+/// system's temp folder holds it; each is a few kilobytes).
+fn on_disk() -> SqliteStore {
+    let dir = tempfile::tempdir().unwrap().keep();
+    SqliteStore::open(dir.join("store.db")).unwrap()
 }
 
-#[test]
-fn sqlite_store_on_disk_passes_the_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let count = std::sync::atomic::AtomicUsize::new(0);
-    futures::executor::block_on(conformance::run_all(|| {
-        let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = dir.path().join(format!("store-{n}.db"));
-        async move { SqliteStore::open(path).unwrap() }
-    }));
-}
+headwater_core::conformance_tests!(sqlite_on_disk, || async { on_disk() });
 
 #[test]
 fn seq_exhaustion_is_an_error_not_a_wrap() {

@@ -2,14 +2,18 @@
 //! and SQLite natively, IndexedDB in a headless browser).
 //!
 //! Each check takes a fresh, empty store and panics with a message naming the broken
-//! rule. [`run_all`] runs every check with stores from a factory:
+//! rule. [`conformance_tests!`](crate::conformance_tests) makes one `#[test]` per check,
+//! in a module of its own, each on a fresh store from a factory, so a failure names
+//! the check and the store:
 //!
 //! ```text
-//! #[test]
-//! fn my_store_conforms() {
-//!     futures::executor::block_on(conformance::run_all(|| async { MyStore::open_empty() }));
-//! }
+//! // natively: each test blocks on its check
+//! headwater_core::conformance_tests!(my_store, || async { MyStore::open_empty() });
+//! // in a browser: async tests under the attribute given
+//! headwater_core::conformance_tests!(#[wasm_bindgen_test] async idb, || fresh("conformance"));
 //! ```
+//!
+//! [`run_all`] runs every check in one call, where one test is enough.
 
 use std::future::Future;
 
@@ -81,6 +85,69 @@ async fn granted<S: ChangeStore>(store: &S, request: &ClaimRequest) -> Vec<Outbo
 
 fn seqs_of(entries: &[OutboxEntry]) -> Vec<Seq> {
     entries.iter().map(|entry| entry.change.seq()).collect()
+}
+
+/// One test per conformance check, in a module named `$name`, each on a fresh store
+/// from the factory `$make` (a closure returning a future of the store). Natively each
+/// test blocks on its check; with `#[attribute] async` before the name, each is an
+/// async function under that attribute (`#[wasm_bindgen_test]` in a browser). The
+/// checks are those of [`run_all`](crate::testing::conformance::run_all).
+#[macro_export]
+macro_rules! conformance_tests {
+    (#[$attr:meta] async $name:ident, $make:expr) => {
+        $crate::conformance_tests!(@checks $name (async [$attr]) $make);
+    };
+    ($name:ident, $make:expr) => {
+        $crate::conformance_tests!(@checks $name (blocking) $make);
+    };
+    (@checks $name:ident $mode:tt $make:expr) => {
+        $crate::conformance_tests!(@each $name $mode $make;
+            append_assigns_increasing_seqs_and_keeps_content
+            claim_reads_in_order_after_a_seq
+            a_lease_keeps_others_out_until_it_lapses
+            acks_remove_changes_and_move_markers_forward
+            retries_are_stored_with_their_changes
+            dead_letters_leave_the_line_and_can_be_requeued_or_discarded
+            a_syncer_that_lost_the_lease_can_only_acknowledge
+            stats_count_and_find_the_head
+            pending_bytes_hold_whichever_call_comes_first
+            seqs_are_never_reused
+        );
+    };
+    (@each $name:ident (blocking) $make:expr; $($check:ident)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    let make = $make;
+                    $crate::testing::conformance::block_on(async move {
+                        $crate::testing::conformance::$check(make().await).await;
+                    });
+                }
+            )*
+        }
+    };
+    (@each $name:ident (async [$attr:meta]) $make:expr; $($check:ident)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[$attr]
+                async fn $check() {
+                    let make = $make;
+                    $crate::testing::conformance::$check(make().await).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Runs a check to completion on this thread (for [`conformance_tests!`](crate::conformance_tests)).
+#[doc(hidden)]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    futures::executor::block_on(future)
 }
 
 /// Runs every check, each on a fresh store from `make`.
