@@ -77,7 +77,8 @@ pub use runtime::{Clock, SystemClock};
 pub use start_error::StartError;
 
 pub use headwater_core::engine::{
-    CaptureError, ConfigError, IsolationRules, OutboxLimits, SyncConfig, SyncCounters, SyncStatus,
+    CaptureError, ConfigError, IsolationRules, Outbox, OutboxLimits, SyncConfig, SyncCounters,
+    SyncStatus,
 };
 pub use headwater_core::flume::{BodyShape, EventMapping, HeaderNames};
 pub use headwater_core::model::{
@@ -95,6 +96,36 @@ pub use headwater_http::{
     ClientIdentity, HeaderProvider, HttpConfig, HttpConfigError, HttpTransport, Selection,
     TlsConfig,
 };
+
+/// Everything an implementation of [`ChangeStore`] names, so that a store is written
+/// against `headwater` alone: the trait's requests, answers and errors, and the change
+/// model it keeps. Implement it with [`async_trait`](crate::async_trait) (`?Send` on
+/// wasm32).
+pub mod store {
+    /// The time type of the trait's `now`.
+    pub use chrono::{DateTime, Utc};
+    pub use headwater_core::model::{
+        Captured, Change, ChangeData, ChangeId, DeadContent, DeadLetter, Delivery, MAX_SEQ,
+        OutboxEntry, Seq, SyncMarker, UnreadableEntry,
+    };
+    pub use headwater_core::store::{
+        BackendError, ChangeStore, Claim, ClaimRequest, Lease, Location, MarkerUpdate,
+        OldestPending, OutboxStats, Outcome, Recorded, StoreError, StoredEntry,
+    };
+}
+
+/// Everything an implementation of [`Transport`] names (another protocol, a test
+/// double), against `headwater` alone.
+pub mod transport {
+    pub use headwater_core::flume::EncodedBatch;
+    pub use headwater_core::policy::RetryAfter;
+    pub use headwater_core::transport::{Response, SendOutcome, Transport};
+}
+
+/// The attribute that implements [`ChangeStore`] and [`Transport`] (their methods are
+/// async): `#[headwater::async_trait]` natively, `#[headwater::async_trait(?Send)]` on
+/// wasm32.
+pub use async_trait::async_trait;
 
 /// The README's Rust examples, compiled and run as doc tests so that they stay true.
 #[cfg(doctest)]
