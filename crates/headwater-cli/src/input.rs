@@ -1,6 +1,17 @@
-//! Reading changes from JSON lines, all or nothing.
+//! Reading changes from JSON lines, all or nothing, in bounded memory.
+//!
+//! The input is read twice, a line at a time: [`check`] reads it whole, naming every
+//! bad line, and gives its identity (a fingerprint of its bytes and its line count)
+//! and how many changes it holds; only if every line is good does `send` open its
+//! state and capture, and [`Changes`] reads it again, from the first change not yet
+//! captured, a chunk at a time. Neither pass holds more than one line, so a file of any
+//! size is sent in the same memory. Standard input, which cannot be read twice, is
+//! first copied to a temporary file.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 
 use headwater_core::flume::{BatchEncoder, EventMapping};
 use headwater_core::model::{
@@ -23,12 +34,32 @@ struct Line<'a> {
     headers: BTreeMap<String, String>,
 }
 
+/// How many bad lines are shown; all are counted.
+const SHOWN: usize = 20;
+
 /// Why an input cannot be sent; each problem names its line.
 #[derive(Debug, thiserror::Error)]
-#[error("{} invalid line(s), nothing was sent:\n{}", problems.len(), problems.join("\n"))]
+#[error(
+    "{invalid} invalid line(s), nothing was sent{}:\n{}",
+    if *invalid > problems.len() { format!(" (the first {} shown)", problems.len()) } else { String::new() },
+    problems.join("\n")
+)]
 pub(crate) struct InvalidInput {
     /// "line N: what is wrong", for at most the first 20 problems.
     pub problems: Vec<String>,
+    /// How many lines are invalid in all.
+    pub invalid: usize,
+}
+
+/// Why the input cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InputError {
+    /// It could not be read.
+    #[error("{0}")]
+    Read(String),
+    /// Some lines are not changes.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
 }
 
 /// Limits a line must keep to.
@@ -39,54 +70,210 @@ pub(crate) struct LineRules<'a> {
     pub max_event_bytes: usize,
 }
 
-/// Parses every line; if any is invalid, returns them all (up to 20) and nothing else.
-pub(crate) fn parse_changes(
-    input: &[u8],
-    rules: &LineRules<'_>,
-) -> Result<Vec<ChangeData>, InvalidInput> {
+/// The input as a file that can be read twice.
+pub(crate) struct Input {
+    path: PathBuf,
+    /// What the input is called in messages.
+    name: String,
+    /// Standard input's copy, removed when the input is dropped.
+    _spool: Option<tempfile::TempPath>,
+}
+
+impl Input {
+    /// The file at `path`, or standard input (`-`) copied to a temporary file.
+    pub(crate) fn open(path: &Path) -> Result<Self, InputError> {
+        if path.as_os_str() != "-" {
+            File::open(path).map_err(|error| {
+                InputError::Read(format!("cannot read {}: {error}", path.display()))
+            })?;
+            return Ok(Self {
+                path: path.to_path_buf(),
+                name: path.display().to_string(),
+                _spool: None,
+            });
+        }
+        let read = |error: std::io::Error| {
+            InputError::Read(format!("cannot read standard input: {error}"))
+        };
+        let mut spool = tempfile::NamedTempFile::new().map_err(|error| {
+            InputError::Read(format!(
+                "cannot make a temporary copy of standard input: {error}"
+            ))
+        })?;
+        std::io::copy(&mut std::io::stdin().lock(), spool.as_file_mut()).map_err(read)?;
+        let spool = spool.into_temp_path();
+        Ok(Self {
+            path: spool.to_path_buf(),
+            name: "standard input".into(),
+            _spool: Some(spool),
+        })
+    }
+
+    fn lines(&self) -> Result<RawLines, InputError> {
+        let file = File::open(&self.path)
+            .map_err(|error| InputError::Read(format!("cannot read {}: {error}", self.name)))?;
+        Ok(RawLines {
+            reader: BufReader::with_capacity(1 << 16, file),
+            line: Vec::new(),
+            number: 0,
+        })
+    }
+}
+
+/// The input's lines, one buffer reused: (line number, the bytes with the newline).
+struct RawLines {
+    reader: BufReader<File>,
+    line: Vec<u8>,
+    number: usize,
+}
+
+impl RawLines {
+    fn next_line(&mut self) -> std::io::Result<Option<(usize, &[u8])>> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        Ok(Some((self.number, &self.line)))
+    }
+}
+
+/// The text of a line without its line end, or why it is not text.
+fn text_of(raw: &[u8]) -> Result<&str, String> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    std::str::from_utf8(raw).map_err(|error| {
+        format!(
+            "not UTF-8 (invalid byte at column {})",
+            error.valid_up_to() + 1
+        )
+    })
+}
+
+/// What [`check`] found in a valid input.
+pub(crate) struct Checked {
+    /// How many changes it holds (blank lines are not changes).
+    pub changes: usize,
+    /// Its fingerprint and line count, as the state remembers them.
+    pub identity: String,
+}
+
+/// Reads the whole input once: every line must be a change that fits the rules. Gives
+/// the input's identity (the FNV-1a fingerprint of its bytes and its line count,
+/// counted as the pieces between newlines, as earlier versions did, so that their
+/// states resume) and how many changes it holds; or every problem (the first 20
+/// named, all counted).
+pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, InputError> {
     let mut encoder = BatchEncoder::new(rules.mapping.clone());
     let mut ids = ChangeIdGenerator::from_seed(0);
-    let mut changes = Vec::new();
+    let mut lines = input.lines()?;
+    let mut fingerprint = Fingerprint::new();
+    let mut newlines = 0usize;
+    let mut changes = 0usize;
     let mut problems = Vec::new();
-    for (index, raw) in input.split(|byte| *byte == b'\n').enumerate() {
-        let number = index + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let result = std::str::from_utf8(raw)
-            .map_err(|error| {
-                format!(
-                    "not UTF-8 (invalid byte at column {})",
-                    error.valid_up_to() + 1
-                )
-            })
-            .and_then(|text| {
-                if text.trim().is_empty() {
-                    return Ok(None);
-                }
-                parse_line(text).map(Some)
-            })
-            .and_then(|change| match change {
-                Some(change) => {
-                    check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
-                    Ok(Some(change))
-                }
-                None => Ok(None),
-            });
+    let mut invalid = 0usize;
+    let read =
+        |error: std::io::Error| InputError::Read(format!("cannot read {}: {error}", input.name));
+    while let Some((number, raw)) = lines.next_line().map_err(read)? {
+        fingerprint.update(raw);
+        newlines += usize::from(raw.ends_with(b"\n"));
+        let result = text_of(raw).and_then(|text| {
+            if text.trim().is_empty() {
+                return Ok(false);
+            }
+            let change = parse_line(text)?;
+            check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
+            Ok(true)
+        });
         match result {
-            Ok(Some(change)) => changes.push(change),
-            Ok(None) => {}
+            Ok(true) => changes += 1,
+            Ok(false) => {}
             Err(problem) => {
-                if problems.len() < 20 {
+                invalid += 1;
+                if problems.len() < SHOWN {
                     problems.push(format!("line {number}: {problem}"));
-                } else {
-                    break;
                 }
             }
         }
     }
-    if problems.is_empty() {
-        Ok(changes)
-    } else {
-        Err(InvalidInput { problems })
+    if invalid > 0 {
+        return Err(InvalidInput { problems, invalid }.into());
+    }
+    Ok(Checked {
+        changes,
+        identity: format!("{:016x} ({} lines)", fingerprint.value(), newlines + 1),
+    })
+}
+
+/// The changes of a checked input, read again from its start, skipping the first
+/// `skip` (captured by an earlier run). A line that no longer parses means the input
+/// changed since [`check`]: that is an error, and the changes before it are what was
+/// read.
+pub(crate) struct Changes {
+    lines: RawLines,
+    skip: usize,
+    name: String,
+}
+
+impl Changes {
+    /// The changes of `input` after the first `skip`.
+    pub(crate) fn new(input: &Input, skip: usize) -> Result<Self, InputError> {
+        Ok(Self {
+            lines: input.lines()?,
+            skip,
+            name: input.name.clone(),
+        })
+    }
+
+    /// Up to `count` more changes (fewer at the end of the input).
+    pub(crate) fn next_chunk(&mut self, count: usize) -> Result<Vec<ChangeData>, String> {
+        let mut chunk = Vec::with_capacity(count.min(1 << 16));
+        while chunk.len() < count {
+            let Some((number, raw)) = self
+                .lines
+                .next_line()
+                .map_err(|error| format!("cannot read {}: {error}", self.name))?
+            else {
+                break;
+            };
+            let changed = |problem: String| {
+                format!("the input changed while it was being sent: line {number}: {problem}")
+            };
+            let text = text_of(raw).map_err(changed)?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
+            chunk.push(parse_line(text).map_err(changed)?);
+        }
+        Ok(chunk)
+    }
+}
+
+/// A stable 64-bit fingerprint (FNV-1a), fed a piece at a time: the same bytes give
+/// the same value on every platform and Rust version, unlike `std`'s hashers.
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    /// Nothing fed yet.
+    pub(crate) fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Feeds `bytes`.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The fingerprint of everything fed.
+    pub(crate) fn value(&self) -> u64 {
+        self.0
     }
 }
 
@@ -150,6 +337,25 @@ fn check_size(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Checks `text` as a file and, if it is valid, reads its changes back.
+    fn parse_changes(text: &[u8], rules: &LineRules<'_>) -> Result<Vec<ChangeData>, InvalidInput> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text).unwrap();
+        let input = Input::open(file.path()).unwrap();
+        match check(&input, rules) {
+            Ok(checked) => {
+                let changes = Changes::new(&input, 0)
+                    .unwrap()
+                    .next_chunk(usize::MAX)
+                    .unwrap();
+                assert_eq!(changes.len(), checked.changes);
+                Ok(changes)
+            }
+            Err(InputError::Invalid(invalid)) => Err(invalid),
+            Err(other) => panic!("{other}"),
+        }
+    }
 
     fn rules(mapping: &EventMapping) -> LineRules<'_> {
         LineRules {

@@ -2,7 +2,6 @@
 //! state database, so a run after a crash sends only what was not acknowledged, under
 //! the same ids.
 
-use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +14,7 @@ use headwater::{
 
 use crate::cli::SendArgs;
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
-use crate::input::{LineRules, parse_changes};
+use crate::input::{Changes, Input, LineRules, check};
 use crate::state;
 use crate::summary::Summary;
 
@@ -50,19 +49,6 @@ fn check_args(args: &SendArgs) -> Result<(), String> {
         return Err("--source must not be empty".into());
     }
     Ok(())
-}
-
-fn read_input(args: &SendArgs) -> Result<Vec<u8>, String> {
-    if args.file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|error| format!("cannot read standard input: {error}"))?;
-        Ok(bytes)
-    } else {
-        std::fs::read(&args.file)
-            .map_err(|error| format!("cannot read {}: {error}", args.file.display()))
-    }
 }
 
 fn parse_header(header: &str) -> Result<(String, String), String> {
@@ -122,28 +108,24 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             eprintln!("Prometheus metrics at http://{addr}/metrics");
         }
     }
-    let input = read_input(&args)?;
+    let input = Input::open(&args.file)?;
     let mapping = EventMapping::with_source(args.source.clone());
-    let changes = parse_changes(
+    let checked = check(
         &input,
         &LineRules {
             mapping: &mapping,
             max_event_bytes: args.max_event_bytes,
         },
     )?;
-    let total = changes.len();
+    let total = checked.changes;
 
     let state_path = args
         .state
         .clone()
         .unwrap_or_else(|| state::default_path(&args.file));
-    let identity = format!(
-        "{:016x} ({} lines)",
-        state::fingerprint(&input),
-        input.split(|b| *b == b'\n').count()
-    );
     let options = SqliteOptions::default();
-    let (state, mut connection) = state::open(&state_path, &identity, &options, args.fresh)?;
+    let (state, mut connection) =
+        state::open(&state_path, &checked.identity, &options, args.fresh)?;
     let resumed = state.lines_captured.min(total);
     if !args.json {
         eprintln!(
@@ -185,19 +167,25 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         let headwater = headwater.clone();
         let captured = Arc::clone(&captured);
         let stop = Arc::clone(&stop);
-        let pending: Vec<_> = changes.into_iter().skip(resumed).collect();
+        let mut pending = Changes::new(&input, resumed)?;
         let mut done = resumed;
         let mut pace = args.max_rate.map(Pace::new);
         let chunk_size = pace.as_ref().map_or(CAPTURE_CHUNK, Pace::chunk);
         tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let mut pending = pending.into_iter().peekable();
-            while pending.peek().is_some() {
+            // Read again a chunk at a time: only one chunk of changes is in memory.
+            let _input = input;
+            while done < total {
                 if let Some(pace) = &mut pace
                     && !pace.wait(&stop)
                 {
                     return Ok(());
                 }
-                let chunk: Vec<_> = pending.by_ref().take(chunk_size).collect();
+                let chunk = pending.next_chunk(chunk_size)?;
+                if chunk.is_empty() {
+                    return Err(format!(
+                        "the input changed while it was being sent: it ends after {done} of its {total} changes"
+                    ));
+                }
                 let count = chunk.len();
                 headwater
                     .transaction(&mut connection, |tx, capture| {

@@ -862,3 +862,50 @@ async fn a_state_cut_short_is_named_damaged_and_nothing_is_sent() {
     assert!(output.stdout.is_empty(), "no summary");
     assert_eq!(flume.event_count(), before);
 }
+
+/// Standard input is read twice like a file (it is copied first): checked whole, then
+/// captured, so a bad line there sends nothing either, and every bad line is counted.
+#[tokio::test]
+async fn send_reads_standard_input_and_counts_every_bad_line() {
+    use tokio::io::AsyncWriteExt;
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let run = |input: String, name: &'static str| {
+        let url = flume.url().to_owned();
+        let state = state.path().join(name);
+        async move {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+                .args(["send", "--to", &url, "--json", "--state"])
+                .arg(state)
+                .arg("-")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(input.as_bytes()).await.unwrap();
+            drop(stdin);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let mut bad = numbered_lines(100);
+    for n in 0..25 {
+        bad.push_str(&format!("not a change {n}\n"));
+    }
+    let output = run(bad, "bad.db").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("25 invalid line(s), nothing was sent (the first 20 shown)"),
+        "{stderr}"
+    );
+    assert_eq!(flume.event_count(), 0);
+
+    let output = run(numbered_lines(2500), "good.db").await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["delivered_unique"], 2500, "{summary}");
+    assert_eq!(flume.unique_ids(), 2500);
+}
