@@ -631,11 +631,7 @@ fn send_refuses_a_max_rate_that_is_not_above_zero() {
 #[tokio::test]
 async fn send_to_a_closed_stdout_exits_as_the_delivery_did() {
     let flume = MockFlume::start(MockConfig::default()).await.unwrap();
-    let lines: String = (0..20)
-        .map(|i| {
-            format!("{{\"collection\":\"c\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{i}}}\n")
-        })
-        .collect();
+    let lines = numbered_lines(20);
     let file = temp_file("closed-stdout.jsonl", &lines);
     let state = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
@@ -687,11 +683,7 @@ async fn send_never_prints_a_password_from_a_url() {
     let down_url = format!("http://ops:s3cret-down@{}/", down.local_addr().unwrap());
     drop(down);
     let up_url = flume.url().replacen("http://", "http://ops:s3cret-up@", 1);
-    let lines: String = (0..20)
-        .map(|i| {
-            format!("{{\"collection\":\"c\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{i}}}\n")
-        })
-        .collect();
+    let lines = numbered_lines(20);
     let file = temp_file("password.jsonl", &lines);
     let state = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
