@@ -238,7 +238,8 @@ impl Builder {
             self.delivery_database = (&store as &dyn std::any::Any)
                 .downcast_ref::<headwater_sqlite::SqliteStore>()
                 .and_then(|sqlite| sqlite.database_path())
-                .map(std::path::Path::to_path_buf);
+                // Once here, not at each transaction that is compared with it.
+                .map(|path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
         }
         self.store = Some(Arc::new(store));
         self

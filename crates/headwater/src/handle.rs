@@ -152,7 +152,7 @@ impl Receipt {
                 // Still pending (or a state a later store may report): wait for it.
                 _ => {}
             }
-            if let Some(reason) = outbox.status(self.headwater.now()).await?.blocked {
+            if let Some(reason) = outbox.blocked() {
                 return Err(FlushError::Blocked(reason));
             }
             self.headwater.check_can_progress()?;

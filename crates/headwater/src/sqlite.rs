@@ -72,9 +72,9 @@ impl Capture {
 impl Headwater {
     fn check_delivery_reads(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), CaptureError> {
         let here = tx.path().filter(|path| !path.is_empty());
-        let same_file = |a: &Path, b: &Path| {
-            let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
-            canonical(a) == canonical(b)
+        // The delivery database's path was made canonical when headwater started.
+        let same_file = |here: &Path, read: &Path| {
+            here == read || std::fs::canonicalize(here).is_ok_and(|here| here == read)
         };
         match (here, self.delivery_database()) {
             (Some(here), Some(read)) if same_file(Path::new(here), read) => Ok(()),

@@ -164,6 +164,12 @@ impl<S: ChangeStore> Outbox<S> {
         Ok(view.with_stats(&stats, now))
     }
 
+    /// Why the outbox is blocked, as the syncer last published it (`None`: it is not).
+    /// Reads nothing from the store, like [`counters`](Self::counters).
+    pub fn blocked(&self) -> Option<String> {
+        self.shared.view().blocked.clone()
+    }
+
     /// The syncer's running totals as it last published them. Unlike
     /// [`status`](Self::status) it reads nothing from the store, so it is cheap enough
     /// to call on every [`progress`](Self::progress) (a progress bar, a test waiting for
