@@ -182,6 +182,7 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
                 return Ok(false);
             }
             let change = parse_line(text)?;
+            check_headers(&change, rules.mapping)?;
             check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
             Ok(true)
         });
@@ -290,7 +291,30 @@ fn describe(error: &serde_json::Error) -> String {
     }
 }
 
+/// The shape a line must have, for messages.
+const SHAPE: &str = r#"{"collection": ..., "key": ..., "op": ..., "value": ...}"#;
+
 fn parse_line(raw: &str) -> Result<ChangeData, String> {
+    // serde would take an array positionally and a BOM as "expected value": both are
+    // refused by name, so that the operator knows what to fix.
+    if raw.starts_with('\u{feff}') {
+        return Err(
+            "the line starts with a UTF-8 byte order mark (BOM); save the input without it".into(),
+        );
+    }
+    match raw.trim_start().chars().next() {
+        Some('{') => {}
+        Some('[') => {
+            return Err(format!(
+                "a JSON array; each line must be one object {SHAPE}"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "not a JSON object; each line must be one object {SHAPE}"
+            ));
+        }
+    }
     let line: Line<'_> = serde_json::from_str(raw).map_err(|error| describe(&error))?;
     let value = match line.value {
         Some(value) if value.get() == "null" && line.op == OpKind::Delete => None,
@@ -306,6 +330,21 @@ fn parse_line(raw: &str) -> Result<ChangeData, String> {
             .map_err(|error| error.to_string())?;
     }
     Ok(change)
+}
+
+/// Refuses a header the mapping sets itself (the change's id, seq, capture time...):
+/// the mapping's value would replace it in the event, silently.
+fn check_headers(change: &ChangeData, mapping: &EventMapping) -> Result<(), String> {
+    match change
+        .headers()
+        .keys()
+        .find(|name| mapping.headers.sets(name))
+    {
+        Some(name) => Err(format!(
+            "the header {name:?} is one headwater sets itself on every event; rename it"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Refuses a change whose event (with the longest seq and its headers) would pass the
@@ -407,7 +446,11 @@ not json
                 "line 2", "line 3", "line 4", "line 5", "line 6", "line 7", "line 8"
             ]
         );
-        assert_eq!(error.problems[0], "line 2: column 2: expected ident");
+        assert!(
+            error.problems[0].starts_with("line 2: not a JSON object"),
+            "{}",
+            error.problems[0]
+        );
         assert!(error.problems[1].contains("needs a value"));
         assert!(error.problems[2].contains("carries no value"));
         assert!(
@@ -415,6 +458,43 @@ not json
             "{}",
             error.problems[6]
         );
+    }
+
+    #[test]
+    fn arrays_a_bom_and_headers_headwater_sets_are_refused_by_name() {
+        let text = "\u{feff}{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\"}
+[\"c\",\"k\",\"insert\",{\"v\":1}]
+[1,2,3]
+{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\",\"headers\":{\"seq\":\"1\"}}
+{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\",\"headers\":{\"timestamp\":\"1\"}}
+{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\",\"headers\":{\"tenant\":\"1\"}}
+  \"a string\"
+";
+        let mapping = EventMapping::default();
+        let error = parse_changes(text.as_bytes(), &rules(&mapping)).unwrap_err();
+        assert_eq!(error.invalid, 6, "{:?}", error.problems);
+        let expected = [
+            "line 1: the line starts with a UTF-8 byte order mark",
+            "line 2: a JSON array",
+            "line 3: a JSON array",
+            "line 4: the header \"seq\" is one headwater sets itself",
+            "line 5: the header \"timestamp\" is one headwater sets itself",
+            "line 7: not a JSON object",
+        ];
+        for (problem, expected) in error.problems.iter().zip(expected) {
+            assert!(problem.starts_with(expected), "{problem}");
+        }
+    }
+
+    #[test]
+    fn a_header_is_refused_only_while_the_mapping_sets_it() {
+        let text = br#"{"collection":"c","key":"k","op":"delete","headers":{"id":"mine"}}
+"#;
+        let mut mapping = EventMapping::default();
+        assert!(parse_changes(text, &rules(&mapping)).is_err());
+        mapping.headers.id = Some("change-id".into());
+        let changes = parse_changes(text, &rules(&mapping)).unwrap();
+        assert_eq!(changes[0].headers()["id"], "mine");
     }
 
     #[test]
