@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use chrono::{DateTime, Utc};
 use headwater_core::flume::EncodedBatch;
 use headwater_core::policy::{Endpoints, RetryAfter};
 use headwater_core::transport::{Response, SendOutcome, Transport};
@@ -14,6 +15,21 @@ use crate::credentials::Provider;
 /// The content type Flume needs to read non-ASCII text right.
 const JSON_UTF8: &str = "application/json; charset=UTF-8";
 
+/// Where the transport reads wall time.
+struct WallClock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl WallClock {
+    fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
 /// A [`Transport`] that POSTs batches to Flume HTTP sources. See the crate docs.
 #[derive(Debug)]
 pub struct HttpTransport {
@@ -24,6 +40,8 @@ pub struct HttpTransport {
     max_message_bytes: usize,
     endpoints: Mutex<Endpoints>,
     provider: Option<Provider>,
+    /// Wall time for endpoint rests: the application's clock, never read here.
+    clock: WallClock,
     #[cfg(target_arch = "wasm32")]
     refused_after: u32,
     #[cfg(target_arch = "wasm32")]
@@ -115,6 +133,7 @@ impl HttpTransport {
             urls,
             headers,
             provider: None,
+            clock: WallClock(Arc::new(Utc::now)),
             timeout: config.timeout,
             max_message_bytes: config.max_message_bytes,
             #[cfg(target_arch = "wasm32")]
@@ -180,6 +199,15 @@ impl HttpTransport {
     #[must_use]
     pub fn with_header_provider(mut self, provider: Arc<dyn crate::HeaderProvider>) -> Self {
         self.provider = Some(Provider(provider));
+        self
+    }
+
+    /// Reads wall time (for how long a failed endpoint rests) from `clock` instead of
+    /// the system clock, so that the transport and the delivery machine agree on the
+    /// time (a test's clock, an application's own). The facade passes its clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = WallClock(Arc::new(clock));
         self
     }
 
@@ -470,7 +498,7 @@ impl Transport for HttpTransport {
             },
             None => None,
         };
-        let order = self.health().order_for(chrono::Utc::now(), batch.route);
+        let order = self.health().order_for(self.clock.now(), batch.route);
         let final_index = order.last().copied();
         let last_endpoint = |index: usize| Some(index) == final_index;
         for index in order {
@@ -480,7 +508,7 @@ impl Transport for HttpTransport {
                 Ok(response) if refuses(response.status().as_u16()) && !last_endpoint(index) => {
                     // This endpoint refuses (wrong path, credentials, no POST), and Flume
                     // committed nothing: let the others take the request.
-                    self.health().refused(index, chrono::Utc::now());
+                    self.health().refused(index, self.clock.now());
                     let status = response.status().as_u16();
                     let message = self.read_message(response).await;
                     tracing::warn!(url = %crate::redact_userinfo(url.as_str()), status, %message, "endpoint refuses requests; trying the next");
@@ -512,7 +540,7 @@ impl Transport for HttpTransport {
                     });
                 }
                 Err(error) => {
-                    self.health().failed(index, chrono::Utc::now());
+                    self.health().failed(index, self.clock.now());
                     // reqwest's errors quote the URL, user information and all.
                     let message = crate::redact_userinfo(&format!(
                         "{url}: {}{}",

@@ -302,15 +302,15 @@ impl Builder {
             config.routes = Some(http.endpoints.len().max(1));
         }
         config.validate()?;
+        let clock: SharedClock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let transport = match transport {
             Some(transport) => transport,
             #[cfg(feature = "http")]
-            None => Self::http_transport(&config, http, header_provider)?,
+            None => Self::http_transport(&config, http, header_provider, &clock)?,
             #[cfg(not(feature = "http"))]
             None => return Err(StartError::NoTransport),
         };
         let store: DynStore = store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
-        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let syncer = Syncer::new(store, transport, config)?;
         Headwater::spawn(
             syncer,
@@ -331,6 +331,7 @@ impl Builder {
         config: &SyncConfig,
         mut http: headwater_http::HttpConfig,
         header_provider: Option<Arc<dyn headwater_http::HeaderProvider>>,
+        clock: &SharedClock,
     ) -> Result<DynTransport, StartError> {
         if http.endpoints.is_empty() {
             return Err(StartError::NoTransport);
@@ -348,7 +349,9 @@ impl Builder {
                 timeout: http.timeout,
             });
         }
-        let mut transport = headwater_http::HttpTransport::new(http)?;
+        let wall = Arc::clone(clock);
+        let mut transport =
+            headwater_http::HttpTransport::new(http)?.with_clock(move || wall.now());
         if let Some(provider) = header_provider {
             transport = transport.with_header_provider(provider);
         }
