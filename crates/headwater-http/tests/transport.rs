@@ -230,3 +230,28 @@ async fn an_endpoint_that_refuses_rests_while_the_others_take_the_requests() {
         "when every endpoint refuses, the refusal is the answer (and the outbox blocks)"
     );
 }
+
+#[tokio::test]
+async fn endpoint_rests_are_timed_by_the_clock_the_transport_is_given() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    let refusing = MockFlume::start(MockConfig::default()).await.unwrap();
+    refusing.push_fault(MockFault::Status(404));
+    let healthy = MockFlume::start(MockConfig::default()).await.unwrap();
+    let millis = Arc::new(AtomicI64::new(1_700_000_000_000));
+    let clock = Arc::clone(&millis);
+    let http = transport(&[refusing.url(), healthy.url()], |_| {}).with_clock(move || {
+        chrono::DateTime::from_timestamp_millis(clock.load(Ordering::SeqCst)).unwrap()
+    });
+    assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
+    assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
+    assert_eq!(refusing.requests(), 1, "it rests while the clock stands");
+    millis.fetch_add(3_600_000, Ordering::SeqCst);
+    assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
+    assert_eq!(
+        refusing.requests(),
+        2,
+        "an hour later by the given clock (not the system's) it is tried first again"
+    );
+}
