@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use headwater_core::engine::{Outbox, RunError, Syncer};
 use headwater_core::store::ChangeStore;
 use headwater_core::transport::Transport;
@@ -45,6 +45,19 @@ impl<S: ChangeStore + Clone + 'static> BrowserSync<S> {
         syncer: Syncer<S, T>,
         on_stop: impl FnOnce(Result<(), RunError>) + 'static,
     ) -> Self {
+        Self::start_with_clock(syncer, Utc::now, on_stop)
+    }
+
+    /// [`start`](Self::start) with wall time read from `clock` instead of `Date`: the
+    /// one source of time for the delivery machine (give an [`HttpTransport`] the same
+    /// clock with its `with_clock`).
+    ///
+    /// [`HttpTransport`]: https://docs.rs/headwater-http
+    pub fn start_with_clock<T: Transport + 'static>(
+        syncer: Syncer<S, T>,
+        clock: impl Fn() -> DateTime<Utc> + 'static,
+        on_stop: impl FnOnce(Result<(), RunError>) + 'static,
+    ) -> Self {
         let outbox = syncer.outbox();
         let online = web_sys::window().map(|window| {
             let wake = outbox.clone();
@@ -56,7 +69,7 @@ impl<S: ChangeStore + Clone + 'static> BrowserSync<S> {
         });
         let mut syncer = syncer;
         wasm_bindgen_futures::spawn_local(async move {
-            let result = syncer.run(Utc::now, sleep).await;
+            let result = syncer.run(clock, sleep).await;
             on_stop(result);
         });
         Self { outbox, online }
