@@ -10,13 +10,13 @@ use std::fmt;
 /// use headwater_http::{ClientIdentity, HttpConfig, TlsConfig};
 /// # let (ca_pem, cert_pem, key_pem) = (Vec::new(), Vec::new(), Vec::new());
 /// let mut config = HttpConfig::new(["https://flume.internal:5140/"]);
-/// config.tls = TlsConfig {
-///     ca_certs_pem: ca_pem,        // the private CA that signed Flume's keystore
-///     client_identity: Some(ClientIdentity::from_pem(cert_pem, key_pem)),
-///     ..TlsConfig::default()
-/// };
+/// let mut tls = TlsConfig::default();
+/// tls.ca_certs_pem = ca_pem; // the private CA that signed Flume's keystore
+/// tls.client_identity = Some(ClientIdentity::from_pem(cert_pem, key_pem));
+/// config.tls = tls;
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// Extra certificate authorities to trust, PEM (one or more `CERTIFICATE` blocks):
     /// most often the private CA that signed the certificate in Flume's keystore.

@@ -66,10 +66,9 @@ const BATCH: EncodedBatch<'static> =
     EncodedBatch::new(br#"[{"headers":{"id":"tls-1"},"body":"over TLS"}]"#, 1);
 
 fn trusting(ca: &Ca) -> TlsConfig {
-    TlsConfig {
-        ca_certs_pem: ca.pem(),
-        ..TlsConfig::default()
-    }
+    let mut tls = TlsConfig::default();
+    tls.ca_certs_pem = ca.pem();
+    tls
 }
 
 #[tokio::test]
@@ -137,10 +136,8 @@ async fn mutual_tls_with_the_right_certificate_passes_and_without_or_wrong_one_b
     let flume = https_mock(&server_ca, Some(&client_ca)).await;
 
     let (cert, key) = client_ca.issue(&["headwater-client"]);
-    let right = TlsConfig {
-        client_identity: Some(ClientIdentity::from_pem(cert, key)),
-        ..trusting(&server_ca)
-    };
+    let mut right = trusting(&server_ca);
+    right.client_identity = Some(ClientIdentity::from_pem(cert, key));
     let outcome = transport(flume.url(), right).send(BATCH).await;
     assert!(
         matches!(&outcome, SendOutcome::Response(r) if r.status == 200),
@@ -156,10 +153,8 @@ async fn mutual_tls_with_the_right_certificate_passes_and_without_or_wrong_one_b
     );
 
     let (cert, key) = Ca::new().issue(&["impostor"]);
-    let wrong = TlsConfig {
-        client_identity: Some(ClientIdentity::from_pem(cert, key)),
-        ..trusting(&server_ca)
-    };
+    let mut wrong = trusting(&server_ca);
+    wrong.client_identity = Some(ClientIdentity::from_pem(cert, key));
     let outcome = transport(flume.url(), wrong).send(BATCH).await;
     assert!(
         matches!(&outcome, SendOutcome::Refused { message } if message.starts_with("TLS:")),

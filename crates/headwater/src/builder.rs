@@ -138,16 +138,15 @@ impl Builder {
     /// ```no_run
     /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// use headwater::{ClientIdentity, Headwater, TlsConfig};
+    /// let mut tls = TlsConfig::default();
+    /// tls.ca_certs_pem = std::fs::read("ca.pem")?;
+    /// tls.client_identity = Some(ClientIdentity::from_pem(
+    ///     std::fs::read("client.pem")?,
+    ///     std::fs::read("client.key")?,
+    /// ));
     /// let headwater = Headwater::builder()
     ///     .flume(["https://flume.internal:5140/"])
-    ///     .tls(TlsConfig {
-    ///         ca_certs_pem: std::fs::read("ca.pem")?,
-    ///         client_identity: Some(ClientIdentity::from_pem(
-    ///             std::fs::read("client.pem")?,
-    ///             std::fs::read("client.key")?,
-    ///         )),
-    ///         ..TlsConfig::default()
-    ///     })
+    ///     .tls(tls)
     ///     .start()?;
     /// # Ok(()) }
     /// ```

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 /// escapes (`%Y/%m/%d`) read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct HeaderNames {
     /// The idempotency key (UUIDv7).
     pub id: Option<String>,
@@ -99,6 +100,7 @@ pub enum MappingError {
 /// win over static headers, so no event ever repeats a header name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct EventMapping {
     /// Header names of the change's fields.
     pub headers: HeaderNames,

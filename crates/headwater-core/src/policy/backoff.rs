@@ -83,6 +83,7 @@ impl Backoff {
 /// limit: a change is not dropped for being late.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RetryLimits {
     /// Dead-letter after this many failed attempts.
     pub max_attempts: Option<u32>,

@@ -5,12 +5,23 @@ use super::Overload;
 /// The configured upper bounds of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BatchLimits {
     /// Most events per request. The default, 100, is the memory channel's default
     /// `transactionCapacity`: Flume answers 503 to every larger batch.
     pub max_events: usize,
     /// Most bytes of encoded JSON per request.
     pub max_bytes: usize,
+}
+
+impl BatchLimits {
+    /// At most `max_events` events and `max_bytes` bytes of encoded JSON per request.
+    pub const fn new(max_events: usize, max_bytes: usize) -> Self {
+        Self {
+            max_events,
+            max_bytes,
+        }
+    }
 }
 
 impl Default for BatchLimits {
@@ -34,7 +45,7 @@ impl Default for BatchLimits {
 ///
 /// ```
 /// use headwater_core::policy::{BatchLimits, BatchSizer, Overload};
-/// let mut sizer = BatchSizer::new(BatchLimits { max_events: 150, max_bytes: 1 << 20 });
+/// let mut sizer = BatchSizer::new(BatchLimits::new(150, 1 << 20));
 /// sizer.on_overload(150, Overload::Capacity(100));
 /// assert_eq!(sizer.max_events(), 100);
 /// sizer.on_success();
