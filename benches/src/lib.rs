@@ -53,7 +53,9 @@ pub fn realistic_changes(count: usize) -> Vec<Change> {
     realistic_captured(count, 1, now)
         .into_iter()
         .enumerate()
-        .map(|(index, captured)| Change::new(Seq(index as u64 + 1), captured))
+        .map(|(index, captured)| {
+            Change::new(Seq::new(index as u64 + 1).unwrap_or(Seq::ZERO), captured)
+        })
         .collect()
 }
 

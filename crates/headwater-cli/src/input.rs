@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use headwater_core::flume::{BatchEncoder, EventMapping};
 use headwater_core::model::{
-    Captured, Change, ChangeData, ChangeIdGenerator, JsonText, MAX_SEQ, Op, OpKind, Seq,
+    Captured, Change, ChangeData, ChangeIdGenerator, JsonText, Op, OpKind, Seq,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -357,7 +357,7 @@ fn check_size(
 ) -> Result<(), String> {
     let now = chrono::DateTime::from_timestamp_millis(4_102_444_800_000).unwrap_or_default();
     let probe = Change::new(
-        Seq(MAX_SEQ),
+        Seq::MAX,
         Captured {
             id: ids.next_id(now),
             captured_at: now,

@@ -29,7 +29,7 @@
 //! let mut machine = DeliveryMachine::new(SyncConfig::new("laptop-1", 0x5eed)).unwrap();
 //! let data = ChangeData::insert("todos", "1", &serde_json::json!({"title": "milk"})).unwrap();
 //! let id = ChangeIdGenerator::from_seed(1).next_id(now);
-//! let change = Change::new(Seq(1), Captured { id, captured_at: now, data });
+//! let change = Change::new(Seq::new(1).unwrap(), Captured { id, captured_at: now, data });
 //!
 //! // It asks for changes from the store...
 //! let Some(Command::Claim(request)) = machine.poll_command(now) else { panic!() };
@@ -40,7 +40,7 @@
 //! machine.handle_answer(now, batch.id, SendOutcome::Response(Response::status(200)), batch.body);
 //! // ...and to record that Flume has it.
 //! let Some(Command::Record(outcome)) = machine.poll_command(now) else { panic!() };
-//! assert_eq!(outcome.acked(), &[Seq(1)]);
+//! assert_eq!(outcome.acked(), &[Seq::new(1).unwrap()]);
 //! machine.handle_recorded(now, Recorded::Applied);
 //! assert_eq!(machine.counters().delivered, 1);
 //! ```

@@ -632,7 +632,11 @@ fn coalescing_sends_only_the_latest_change_per_record() {
 fn a_damaged_row_is_quarantined_and_delivery_goes_on() {
     let mut h = harness(SimFlume::new(), |_| {});
     capture(&h.outbox, &keys(2), t(0));
-    let damaged = h.outbox.store().append_damaged("\u{0}\u{1}not json");
+    let damaged = h
+        .outbox
+        .store()
+        .append_damaged("\u{0}\u{1}not json")
+        .unwrap();
     capture(&h.outbox, &keys(2), t(0));
     drain(&mut h, t(0));
     assert_eq!(h.flume.delivered().len(), 4);

@@ -57,10 +57,15 @@ impl Appending {
         let stored = self
             .adds
             .into_iter()
-            .map(|(add, item)| Ok(Change::new(Seq(seq_of(&add)?), item)))
+            .map(|(add, item)| {
+                Ok(Change::new(
+                    Seq::new(key_number(&add)?).ok_or(StoreError::SeqExhausted)?,
+                    item,
+                ))
+            })
             .collect::<Result<Vec<Change>, StoreError>>()?;
         if let Some(last) = stored.last() {
-            seen.saw(last.seq().0);
+            seen.saw(last.seq().get());
         }
         Ok(stored)
     }
@@ -79,7 +84,7 @@ impl Appending {
     }
 }
 
-fn seq_of(add: &web_sys::IdbRequest) -> Result<u64, StoreError> {
+fn key_number(add: &web_sys::IdbRequest) -> Result<u64, StoreError> {
     let key = add.result().map_err(js_error)?;
     key.as_f64()
         .filter(|key| key.fract() == 0.0 && *key >= 1.0)
@@ -115,7 +120,7 @@ pub(crate) async fn append_in(
         if let Err(error) = wait(last).await {
             return Err(appending.failure().unwrap_or(error));
         }
-        if seq_of(last)? > MAX_SEQ {
+        if key_number(last)? > MAX_SEQ {
             let _ = tx.as_sys().abort();
             return Err(StoreError::SeqExhausted);
         }

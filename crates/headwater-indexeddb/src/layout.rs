@@ -91,7 +91,7 @@ impl ConnectionKeys {
 
 /// A seq as an IndexedDB key.
 pub(crate) fn seq_key(seq: headwater_core::model::Seq) -> JsValue {
-    JsValue::from_f64(seq.0 as f64)
+    JsValue::from_f64(seq.get() as f64)
 }
 
 /// A record's key in headwater 0.1's sync marker store.

@@ -94,7 +94,12 @@ impl CountRead {
         let added: f64 = deltas.iter().filter_map(|value| value.as_f64()).sum();
         Ok(Counted {
             bytes: number(&self.sum)?.unwrap_or(0.0).max(0.0) + added,
-            through: number(&self.through)?.map_or(Seq(0), |seq| Seq(seq.max(0.0) as u64)),
+            through: match number(&self.through)? {
+                None => Seq::ZERO,
+                Some(seq) => Seq::new(seq.max(0.0) as u64).ok_or_else(|| {
+                    StoreError::backend(format!("the byte count's seq is out of range: {seq}"))
+                })?,
+            },
             folded: deltas.length() > 0,
             deltas: deltas.length() > 0,
         })
@@ -158,7 +163,7 @@ impl Counted {
             .map_err(js_error)?;
         state
             .put_with_key(
-                &JsValue::from_f64(self.through.0 as f64),
+                &JsValue::from_f64(self.through.get() as f64),
                 &JsValue::from_str(COUNTED_THROUGH),
             )
             .map_err(js_error)?;

@@ -67,11 +67,11 @@ pub(crate) enum Durability {
     Relaxed,
 }
 
-fn key_f64(value: &JsValue) -> Result<u64, StoreError> {
+fn key_seq(value: &JsValue) -> Result<Seq, StoreError> {
     value
         .as_f64()
         .filter(|key| key.fract() == 0.0 && *key >= 0.0)
-        .map(|key| key as u64)
+        .and_then(|key| Seq::new(key as u64))
         .ok_or_else(|| StoreError::backend(format!("an outbox key is not a seq: {value:?}")))
 }
 
@@ -152,7 +152,7 @@ impl PendingRead {
         let (changes, retries) = (changes.as_sys(), retries.as_sys().clone());
         let limit = u32::try_from(limit).unwrap_or(u32::MAX);
         let range: JsValue = web_sys::IdbKeyRange::lower_bound_with_open(
-            &JsValue::from_f64(after.map_or(0.0, |seq| seq.0 as f64)),
+            &JsValue::from_f64(after.map_or(0.0, |seq| seq.get() as f64)),
             true,
         )
         .map_err(js_error)?
@@ -198,15 +198,15 @@ impl PendingRead {
             // values come in the same order.
             let retry_values = array(wait(&retry_values).await?)?;
             for (key, value) in retry_keys.iter().zip(retry_values.iter()) {
-                retry_of.insert(key_f64(&key)?, value);
+                retry_of.insert(key_seq(&key)?.get(), value);
             }
         }
         let texts = texts_of(&values);
         keys.iter()
             .zip(texts.iter())
             .map(|(key, raw)| {
-                let seq = key_f64(&key)?;
-                Ok(decode_entry(Seq(seq), raw, retry_of.get(&seq)))
+                let seq = key_seq(&key)?;
+                Ok(decode_entry(seq, raw, retry_of.get(&seq.get())))
             })
             .collect()
     }
@@ -399,7 +399,7 @@ impl IdbStore {
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        Ok(Seq(key_f64(&key)?))
+        key_seq(&key)
     }
 }
 
@@ -508,7 +508,7 @@ impl ChangeStore for IdbStore {
         let values: Vec<JsValue> = dead
             .get_all::<JsValue>()
             .with_query::<JsValue, _>(KeyRange::LowerBound(
-                JsValue::from_f64(after.map_or(0.0, |seq| seq.0 as f64)),
+                JsValue::from_f64(after.map_or(0.0, |seq| seq.get() as f64)),
                 true,
             ))
             .with_limit(u32::try_from(limit).unwrap_or(u32::MAX))
@@ -612,12 +612,12 @@ impl ChangeStore for IdbStore {
             Some(cursor) => cursor
                 .primary_key::<JsValue>()
                 .map_err(store_error)?
-                .map(|key| key_f64(&key).map(Seq))
+                .map(|key| key_seq(&key))
                 .transpose()?,
             None => None,
         };
         if let Some(newest) = newest_seq {
-            self.seen.saw(newest.0);
+            self.seen.saw(newest.get());
         }
         let mut counted = count.counted()?;
         if newest_seq.is_some_and(|newest| newest > counted.through) {
@@ -784,7 +784,7 @@ impl IdbStore {
         }
         let entries = read.finish().await?;
         if let Some(last) = entries.last() {
-            self.seen.saw(entry_seq(last).0);
+            self.seen.saw(entry_seq(last).get());
         }
         let mut counted = count.counted()?;
         counted.take_off(removed);

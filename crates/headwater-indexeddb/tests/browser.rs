@@ -305,7 +305,7 @@ async fn changes_in_flight_survive_a_reload_and_are_delivered_after_the_lease() 
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(marker.last_acked_seq.0, 5);
+    assert_eq!(marker.last_acked_seq.get(), 5);
 }
 
 #[wasm_bindgen_test]
@@ -359,7 +359,7 @@ async fn another_tabs_upgrade_closes_this_connection_with_a_typed_error() {
 async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
     let name = fresh_name("legacy");
     let old = serde_json::to_string(&headwater_core::model::SyncMarker {
-        last_acked_seq: Seq(7),
+        last_acked_seq: Seq::new(7).unwrap(),
         acked_at: t(5),
     })
     .unwrap();
@@ -397,7 +397,7 @@ async fn markers_of_the_first_layout_are_read_after_the_log_is_installed() {
         .unwrap();
     let store = IdbStore::new(v2).unwrap();
     let marker = store.sync_marker("todos", "a").await.unwrap().unwrap();
-    assert_eq!((marker.last_acked_seq.0, marker.acked_at), (7, t(5)));
+    assert_eq!((marker.last_acked_seq.get(), marker.acked_at), (7, t(5)));
     assert!(store.sync_marker("todos", "b").await.unwrap().is_none());
 
     let flume = SimFlume::new();

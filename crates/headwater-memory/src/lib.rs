@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustc_hash::FxHashMap;
@@ -76,9 +77,11 @@ impl Inner {
     }
 
     fn read(&self, after: Option<Seq>, limit: usize) -> Vec<StoredEntry> {
-        let start = after.map_or(Seq(0), |seq| Seq(seq.0 + 1));
         self.outbox
-            .range(start..)
+            .range((
+                after.map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded,
+            ))
             .take(limit)
             .map(|(seq, row)| match row {
                 Row::Entry(entry) => Ok(entry.clone()),
@@ -127,12 +130,12 @@ impl MemoryStore {
     /// Appends a row that does not decode, as a damaged disk or a newer version might
     /// leave: for tests of quarantine. Returns its seq.
     #[doc(hidden)]
-    pub fn append_damaged(&self, raw: &str) -> Seq {
+    pub fn append_damaged(&self, raw: &str) -> Result<Seq, StoreError> {
         let mut inner = self.lock();
-        inner.last_seq += 1;
-        let seq = Seq(inner.last_seq);
+        let seq = Seq::new(inner.last_seq + 1).ok_or(StoreError::SeqExhausted)?;
+        inner.last_seq = seq.get();
         inner.outbox.insert(seq, Row::Damaged(raw.to_owned()));
-        seq
+        Ok(seq)
     }
 }
 
@@ -147,8 +150,9 @@ impl ChangeStore for MemoryStore {
         }
         let mut stored = Vec::with_capacity(changes.len());
         for captured in changes {
-            inner.last_seq += 1;
-            let change = Change::new(Seq(inner.last_seq), captured);
+            let seq = Seq::new(inner.last_seq + 1).ok_or(StoreError::SeqExhausted)?;
+            inner.last_seq = seq.get();
+            let change = Change::new(seq, captured);
             inner.pending_bytes += change.data().weight() as u64;
             stored.push(change.clone());
             inner
@@ -234,11 +238,13 @@ impl ChangeStore for MemoryStore {
         after: Option<Seq>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let start = after.map_or(Seq(0), |seq| Seq(seq.0 + 1));
         Ok(self
             .lock()
             .dead
-            .range(start..)
+            .range((
+                after.map_or(Bound::Unbounded, Bound::Excluded),
+                Bound::Unbounded,
+            ))
             .take(limit)
             .map(|(_, letter)| letter.clone())
             .collect())

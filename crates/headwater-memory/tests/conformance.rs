@@ -17,7 +17,7 @@ fn damaged_rows_are_reported_and_quarantined() {
     futures::executor::block_on(conformance::quarantine(
         MemoryStore::new(),
         |store: &MemoryStore, raw: &str| {
-            let seq = store.append_damaged(raw);
+            let seq = store.append_damaged(raw).unwrap();
             async move { seq }
         },
     ));

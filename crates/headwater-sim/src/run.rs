@@ -402,7 +402,7 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
                         .unwrap_or_default();
                     let ledger = &mut shard.slot_mut(client).ledger;
                     for seq in seqs {
-                        match ledger.committed(seq.0) {
+                        match ledger.committed(seq.get()) {
                             Commit::First => {}
                             Commit::Reordered => self.reordered += 1,
                             Commit::Duplicate => self.duplicates += 1,

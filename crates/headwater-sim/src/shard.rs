@@ -291,7 +291,7 @@ impl<C: FleetClient> Shard<C> {
         let fresh_from = self.recovery;
         for seq in effects.acked.drain(..) {
             let slot = self.slot_mut(client);
-            if let Some(captured_at) = slot.ledger.acked(seq.0, now) {
+            if let Some(captured_at) = slot.ledger.acked(seq.get(), now) {
                 self.tally.pending -= 1;
                 if let Some(from) = fresh_from
                     && captured_at >= from
@@ -303,7 +303,7 @@ impl<C: FleetClient> Shard<C> {
         for seq in effects.dead.drain(..) {
             let slot = self.slot_mut(client);
             let before = slot.ledger.pending();
-            slot.ledger.set_aside(seq.0);
+            slot.ledger.set_aside(seq.get());
             let after = slot.ledger.pending();
             self.tally.pending -= before - after;
             self.tally.dead += 1;
@@ -353,7 +353,7 @@ impl<C: FleetClient> Shard<C> {
         let seqs = result.map_err(store_failed(client))?;
         let slot = self.slot_mut(client);
         for (seq, record) in seqs.iter().zip(records) {
-            slot.ledger.captured(seq.0, now, record);
+            slot.ledger.captured(seq.get(), now, record);
         }
         self.tally.pending += seqs.len() as u64;
         self.tally.captured += seqs.len() as u64;

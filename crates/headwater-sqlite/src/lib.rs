@@ -215,7 +215,7 @@ impl SqliteStore {
                         [],
                     )
                     .map_err(rows::sql_error)?;
-                Ok(Seq(connection.last_insert_rowid() as u64))
+                rows::seq_column(0, connection.last_insert_rowid()).map_err(rows::sql_error)
             })
             .await
     }

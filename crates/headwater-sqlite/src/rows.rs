@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use headwater_core::model::{
-    Captured, Change, ChangeData, ChangeId, DeadContent, DeadLetter, Delivery, JsonText, MAX_SEQ,
-    Op, OpKind, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
+    Captured, Change, ChangeData, ChangeId, DeadContent, DeadLetter, Delivery, JsonText, Op,
+    OpKind, OutboxEntry, Seq, SyncMarker, UnreadableEntry,
 };
 use headwater_core::store::{
     ClaimRequest, Lease, Location, OldestPending, OutboxStats, Outcome, StoreError, StoredEntry,
@@ -117,14 +117,23 @@ pub fn append_in(
             ])
             .map_err(sql_error)?;
         bytes += weight;
-        let seq = connection.last_insert_rowid() as u64;
-        if seq > MAX_SEQ {
-            return Err(StoreError::SeqExhausted);
-        }
-        changes.push(Change::new(Seq(seq), item));
+        let seq = u64::try_from(connection.last_insert_rowid())
+            .ok()
+            .and_then(Seq::new)
+            .ok_or(StoreError::SeqExhausted)?;
+        changes.push(Change::new(seq, item));
     }
     adjust_pending(connection, changes.len() as i64, bytes)?;
     Ok(changes)
+}
+
+/// A seq read from column `column`: the store never writes one over [`MAX_SEQ`], so
+/// such a number is damage, reported as SQLite reports an integer out of range.
+pub(crate) fn seq_column(column: usize, value: i64) -> rusqlite::Result<Seq> {
+    u64::try_from(value)
+        .ok()
+        .and_then(Seq::new)
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(column, value))
 }
 
 const ROW_COLUMNS: &str = "seq, id, captured_at, collection, key, op, value, headers, attempts, next_attempt_at, last_error";
@@ -142,7 +151,7 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
     let attempts: i64 = row.get(8)?;
     let next_attempt_at: Option<String> = row.get(9)?;
     let last_error: Option<String> = row.get(10)?;
-    let seq = Seq(seq as u64);
+    let seq = seq_column(0, seq)?;
     let decoded = (|| -> Result<OutboxEntry, String> {
         let id = uuid::Uuid::parse_str(&id).map_err(|e| format!("bad id: {e}"))?;
         let kind: OpKind = serde_json::from_value(serde_json::Value::String(op.clone()))
@@ -168,7 +177,7 @@ fn entry(row: &Row<'_>) -> rusqlite::Result<StoredEntry> {
         let change = Change::new(
             seq,
             Captured {
-                id: ChangeId(id),
+                id: ChangeId::from_uuid(id),
                 captured_at: parse_time(&captured_at)?,
                 data,
             },
@@ -207,7 +216,7 @@ pub(crate) fn read(
             "SELECT {ROW_COLUMNS} FROM headwater_outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
         ))
         .map_err(sql_error)?;
-    let after = after.map_or(0, |seq| seq.0 as i64);
+    let after = after.map_or(0, |seq| seq.get() as i64);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     query
         .query_map(params![after, limit], entry)
@@ -260,7 +269,7 @@ pub(crate) fn record(
             .map_err(sql_error)?;
         for run in outcome.acked_runs() {
             let mut weights = delete
-                .query(params![run.start().0 as i64, run.end().0 as i64])
+                .query(params![run.start().get() as i64, run.end().get() as i64])
                 .map_err(sql_error)?;
             while let Some(row) = weights.next().map_err(sql_error)? {
                 removed_count += 1;
@@ -284,7 +293,7 @@ pub(crate) fn record(
                 .execute(params![
                     update.collection,
                     update.key,
-                    update.seq.0 as i64,
+                    update.seq.get() as i64,
                     acked_at
                 ])
                 .map_err(sql_error)?;
@@ -300,7 +309,7 @@ pub(crate) fn record(
         for (seq, delivery) in outcome.retries() {
             retry
                 .execute(params![
-                    seq.0 as i64,
+                    seq.get() as i64,
                     i64::from(delivery.attempts),
                     delivery.next_attempt_at.map(time),
                     delivery.last_error
@@ -317,7 +326,7 @@ pub(crate) fn record(
             .map_err(sql_error)?;
         for letter in outcome.dead() {
             let weight: Option<i64> = remove
-                .query_row(params![letter.seq.0 as i64], |row| row.get(0))
+                .query_row(params![letter.seq.get() as i64], |row| row.get(0))
                 .optional()
                 .map_err(sql_error)?;
             let Some(weight) = weight else { continue };
@@ -327,7 +336,7 @@ pub(crate) fn record(
                 .map_err(|e| StoreError::Unstorable(e.into()))?;
             insert
                 .execute(params![
-                    letter.seq.0 as i64,
+                    letter.seq.get() as i64,
                     content,
                     letter.reason,
                     time(letter.at),
@@ -350,7 +359,7 @@ pub(crate) fn release(connection: &Connection, owner: &str) -> Result<(), StoreE
 }
 
 fn dead_letter(row: &Row<'_>) -> rusqlite::Result<Result<DeadLetter, String>> {
-    let seq: i64 = row.get(0)?;
+    let seq = seq_column(0, row.get(0)?)?;
     let content: String = row.get(1)?;
     let reason: String = row.get(2)?;
     let at: String = row.get(3)?;
@@ -362,7 +371,7 @@ fn dead_letter(row: &Row<'_>) -> rusqlite::Result<Result<DeadLetter, String>> {
             Err(_) => DeadContent::Unreadable { raw: content },
         };
         Ok(DeadLetter {
-            seq: Seq(seq as u64),
+            seq,
             content,
             reason,
             at: parse_time(&at)?,
@@ -384,7 +393,7 @@ pub(crate) fn dead_letters(
     let rows = query
         .query_map(
             params![
-                after.map_or(0, |seq| seq.0 as i64),
+                after.map_or(0, |seq| seq.get() as i64),
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
             dead_letter,
@@ -400,7 +409,7 @@ pub(crate) fn dead_letters(
 pub(crate) fn requeue(connection: &Connection, seqs: &[Seq]) -> Result<usize, StoreError> {
     let mut requeued = 0;
     for seq in seqs {
-        let letters = dead_letters(connection, Some(Seq(seq.0.saturating_sub(1))), 1)?;
+        let letters = dead_letters(connection, Seq::new(seq.get().saturating_sub(1)), 1)?;
         let Some(letter) = letters.into_iter().find(|letter| letter.seq == *seq) else {
             continue;
         };
@@ -410,7 +419,7 @@ pub(crate) fn requeue(connection: &Connection, seqs: &[Seq]) -> Result<usize, St
         connection
             .execute(
                 "DELETE FROM headwater_dead WHERE seq = ?1",
-                params![seq.0 as i64],
+                params![seq.get() as i64],
             )
             .map_err(sql_error)?;
         let data = entry.change.data();
@@ -420,7 +429,7 @@ pub(crate) fn requeue(connection: &Connection, seqs: &[Seq]) -> Result<usize, St
                 "INSERT INTO headwater_outbox (seq, id, captured_at, collection, key, op, value, headers, weight)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
-                    seq.0 as i64,
+                    seq.get() as i64,
                     entry.change.id().to_string(),
                     time(entry.change.captured_at()),
                     data.collection(),
@@ -444,7 +453,7 @@ pub(crate) fn discard(connection: &Connection, seqs: &[Seq]) -> Result<usize, St
         deleted += connection
             .execute(
                 "DELETE FROM headwater_dead WHERE seq = ?1",
-                params![seq.0 as i64],
+                params![seq.get() as i64],
             )
             .map_err(sql_error)?;
     }
@@ -464,7 +473,7 @@ pub(crate) fn stats(connection: &Connection) -> Result<OutboxStats, StoreError> 
             [],
             |row| {
                 Ok((
-                    row.get::<_, i64>(0)?,
+                    seq_column(0, row.get(0)?)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, i64>(2)?,
                     row.get::<_, Option<String>>(3)?,
@@ -475,7 +484,7 @@ pub(crate) fn stats(connection: &Connection) -> Result<OutboxStats, StoreError> 
         .optional()
         .map_err(sql_error)?
         .map(|(seq, captured_at, attempts, next, last_error)| OldestPending {
-            seq: Seq(seq as u64),
+            seq,
             captured_at: parse_time(&captured_at).unwrap_or_default(),
             delivery: Delivery {
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -483,9 +492,11 @@ pub(crate) fn stats(connection: &Connection) -> Result<OutboxStats, StoreError> 
                 last_error,
             },
         });
-    let newest_seq: Option<i64> = connection
+    let newest_seq = connection
         .query_row("SELECT MAX(seq) FROM headwater_outbox", [], |row| {
-            row.get(0)
+            row.get::<_, Option<i64>>(0)?
+                .map(|seq| seq_column(0, seq))
+                .transpose()
         })
         .map_err(sql_error)?;
     let dead_lettered: i64 = connection
@@ -496,7 +507,7 @@ pub(crate) fn stats(connection: &Connection) -> Result<OutboxStats, StoreError> 
         pending_bytes: counter(connection, "pending_bytes")?,
         dead_lettered: dead_lettered as usize,
         oldest,
-        newest_seq: newest_seq.map(|seq| Seq(seq as u64)),
+        newest_seq,
         lease: lease(connection)?,
     })
 }
@@ -510,13 +521,13 @@ pub(crate) fn sync_marker(
         .query_row(
             "SELECT last_acked_seq, acked_at FROM headwater_markers WHERE collection = ?1 AND key = ?2",
             params![collection, key],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+            |row| Ok((seq_column(0, row.get(0)?)?, row.get::<_, String>(1)?)),
         )
         .optional()
         .map_err(sql_error)?
         .map(|(seq, at)| {
             Ok(SyncMarker {
-                last_acked_seq: Seq(seq as u64),
+                last_acked_seq: seq,
                 acked_at: parse_time(&at).map_err(StoreError::backend)?,
             })
         })
@@ -527,7 +538,7 @@ pub(crate) fn locate(connection: &Connection, seq: Seq) -> Result<Location, Stor
     let pending: Option<i64> = connection
         .query_row(
             "SELECT seq FROM headwater_outbox WHERE seq = ?1",
-            params![seq.0 as i64],
+            params![seq.get() as i64],
             |row| row.get(0),
         )
         .optional()
@@ -535,7 +546,7 @@ pub(crate) fn locate(connection: &Connection, seq: Seq) -> Result<Location, Stor
     if pending.is_some() {
         return Ok(Location::Pending);
     }
-    let letters = dead_letters(connection, Some(Seq(seq.0.saturating_sub(1))), 1)?;
+    let letters = dead_letters(connection, Seq::new(seq.get().saturating_sub(1)), 1)?;
     Ok(match letters.into_iter().find(|letter| letter.seq == seq) {
         Some(letter) => Location::DeadLettered(letter),
         None => Location::Gone,

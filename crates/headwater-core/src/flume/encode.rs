@@ -62,7 +62,7 @@ impl<'a> EncodedBatch<'a> {
 /// let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
 /// let data = ChangeData::insert("todos", "1", &serde_json::json!({"done": false})).unwrap();
 /// let id = ChangeIdGenerator::from_seed(1).next_id(now);
-/// let change = Change::new(Seq(1), Captured { id, captured_at: now, data });
+/// let change = Change::new(Seq::new(1).unwrap(), Captured { id, captured_at: now, data });
 ///
 /// let mut encoder = BatchEncoder::new(EventMapping::with_source("phone-7"));
 /// assert_eq!(encoder.encode(&[change], 1 << 20), Fit::Events(1));

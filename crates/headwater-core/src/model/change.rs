@@ -13,9 +13,60 @@ pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// A store-assigned position in one outbox. Sequence numbers only grow, so they give the
 /// total order in which changes were captured.
+///
+/// A seq is never above [`MAX_SEQ`]: [`Seq::new`] refuses a larger number, and so does
+/// deserializing one.
+///
+/// ```
+/// use headwater_core::model::{MAX_SEQ, Seq};
+/// let seq = Seq::new(42).unwrap();
+/// assert_eq!(seq.get(), 42);
+/// assert!(Seq::new(MAX_SEQ + 1).is_none());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Seq(pub u64);
+#[serde(try_from = "u64", into = "u64")]
+pub struct Seq(pub(crate) u64);
+
+impl Seq {
+    /// Below every seq a store assigns (they start at 1): "nothing yet".
+    pub const ZERO: Self = Self(0);
+
+    /// The largest seq, [`MAX_SEQ`].
+    pub const MAX: Self = Self(MAX_SEQ);
+
+    /// `value` as a seq, if it is at most [`MAX_SEQ`].
+    pub const fn new(value: u64) -> Option<Self> {
+        if value <= MAX_SEQ {
+            Some(Self(value))
+        } else {
+            None
+        }
+    }
+
+    /// The number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A number above [`MAX_SEQ`] given as a seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is over the largest seq, 2^53 - 1")]
+pub struct SeqOutOfRange(pub u64);
+
+impl TryFrom<u64> for Seq {
+    type Error = SeqOutOfRange;
+
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        Self::new(value).ok_or(SeqOutOfRange(value))
+    }
+}
+
+impl From<Seq> for u64 {
+    fn from(seq: Seq) -> Self {
+        seq.0
+    }
+}
 
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -447,6 +498,20 @@ pub struct RecordRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seq_over_the_largest_is_refused_when_made_and_when_read() {
+        assert_eq!(Seq::new(MAX_SEQ), Some(Seq::MAX));
+        assert_eq!(Seq::new(MAX_SEQ + 1), None);
+        assert_eq!(Seq::try_from(u64::MAX), Err(SeqOutOfRange(u64::MAX)));
+        let read: Seq = serde_json::from_str("9007199254740991").unwrap();
+        assert_eq!(read, Seq::MAX);
+        assert!(serde_json::from_str::<Seq>("9007199254740992").is_err());
+        assert_eq!(
+            serde_json::to_string(&Seq::MAX).unwrap(),
+            "9007199254740991"
+        );
+    }
 
     #[test]
     fn constructors_refuse_malformed_changes() {

@@ -10,9 +10,20 @@ use uuid::Uuid;
 /// Flume's `id` header so that consumers can drop redelivered duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ChangeId(pub Uuid);
+pub struct ChangeId(Uuid);
 
 impl ChangeId {
+    /// The id `uuid`, as a store reads back one it kept (new ids come from a
+    /// [`ChangeIdGenerator`]).
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID.
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+
     /// The id in its canonical lowercase hyphenated form, without allocating.
     pub fn encode<'b>(&self, buffer: &'b mut [u8; 36]) -> &'b str {
         self.0.hyphenated().encode_lower(buffer)
@@ -36,7 +47,7 @@ impl fmt::Display for ChangeId {
 /// let mut ids = ChangeIdGenerator::from_seed(7);
 /// let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap();
 /// let id = ids.next_id(now);
-/// assert_eq!(id.0.get_version_num(), 7);
+/// assert_eq!(id.as_uuid().get_version_num(), 7);
 /// ```
 #[derive(Debug, Clone)]
 pub struct ChangeIdGenerator {

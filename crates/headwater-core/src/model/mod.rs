@@ -6,6 +6,7 @@ mod id;
 
 pub use change::{
     Captured, Change, ChangeData, InvalidChange, JsonText, MAX_SEQ, Op, OpKind, RecordRef, Seq,
+    SeqOutOfRange,
 };
 pub use delivery::{DeadContent, DeadLetter, Delivery, OutboxEntry, SyncMarker, UnreadableEntry};
 pub use id::{ChangeId, ChangeIdGenerator};

@@ -20,7 +20,7 @@ pub(super) fn entry(collection: &str, key: &str, seq: Seq, at: DateTime<Utc>) ->
     format!(
         "{}{:0width$x}{micros:0width$x}",
         record_part(collection, key),
-        seq.0,
+        seq.get(),
         width = NUMBER_DIGITS
     )
 }
@@ -80,7 +80,7 @@ pub(super) fn marker_of(entry: &str) -> Result<SyncMarker, StoreError> {
     let seq = u64::from_str_radix(seq, 16).map_err(|_| malformed())?;
     let micros = i64::from_str_radix(micros, 16).map_err(|_| malformed())?;
     Ok(SyncMarker {
-        last_acked_seq: Seq(seq),
+        last_acked_seq: Seq::new(seq).ok_or_else(malformed)?,
         acked_at: DateTime::from_timestamp_micros(micros).ok_or_else(malformed)?,
     })
 }
@@ -96,10 +96,10 @@ mod tests {
     fn a_fresh_row_reads_back_entry_by_entry() {
         let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
         let entries = [
-            entry("todos", "1", Seq(3), at),
-            entry("t", "a:1é\n", Seq(4), at),
-            entry("", "", Seq(5), at),
-            entry("todos", "12", Seq(6), at),
+            entry("todos", "1", Seq::new(3).unwrap(), at),
+            entry("t", "a:1é\n", Seq::new(4).unwrap(), at),
+            entry("", "", Seq::new(5).unwrap(), at),
+            entry("todos", "12", Seq::new(6).unwrap(), at),
         ];
         let text: String = entries.concat();
         assert_eq!(entries_in(&text).unwrap(), entries.to_vec());
@@ -118,14 +118,24 @@ mod tests {
     #[wasm_bindgen_test]
     fn entries_name_one_record_each_and_sort_by_seq() {
         let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
-        let one = entry("todos", "1", Seq(9), at);
+        let one = entry("todos", "1", Seq::new(9).unwrap(), at);
         let marker = marker_of(&one).unwrap();
-        assert_eq!((marker.last_acked_seq, marker.acked_at), (Seq(9), at));
+        assert_eq!(
+            (marker.last_acked_seq, marker.acked_at),
+            (Seq::new(9).unwrap(), at)
+        );
         assert!(
-            entry("todos", "1", Seq(10), at) > one,
+            entry("todos", "1", Seq::new(10).unwrap(), at) > one,
             "a later seq sorts after"
         );
-        assert!(entry("todos", "1", Seq(9), at + chrono::TimeDelta::seconds(1)) > one);
+        assert!(
+            entry(
+                "todos",
+                "1",
+                Seq::new(9).unwrap(),
+                at + chrono::TimeDelta::seconds(1)
+            ) > one
+        );
         // No record's part starts another's, whatever the names hold.
         let records = [
             ("todos", "1"),
@@ -140,7 +150,7 @@ mod tests {
                 assert_eq!(a == b, pb.starts_with(&pa), "{a:?} {b:?}");
             }
         }
-        let accented = entry("", "é", Seq(1), at);
+        let accented = entry("", "é", Seq::new(1).unwrap(), at);
         let (record, _) = split(&accented).unwrap();
         assert_eq!(record, record_part("", "é"));
         assert!(split("short").is_err());

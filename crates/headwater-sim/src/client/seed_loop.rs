@@ -72,14 +72,14 @@ impl FleetClient for SeedLoopClient {
         changes: Vec<ChangeData>,
         effects: &mut Effects,
     ) -> Result<Vec<Seq>, StoreError> {
-        let seqs: Vec<Seq> = changes
+        let seqs = changes
             .iter()
             .map(|_| {
-                let seq = Seq(self.next_seq);
+                let seq = Seq::new(self.next_seq).ok_or(StoreError::SeqExhausted)?;
                 self.next_seq += 1;
-                seq
+                Ok(seq)
             })
-            .collect();
+            .collect::<Result<Vec<Seq>, StoreError>>()?;
         self.queue.extend(&seqs);
         self.send_if_idle(now, effects);
         Ok(seqs)
