@@ -73,7 +73,7 @@ impl Inner {
     fn holds(&self, owner: &str) -> bool {
         self.lease
             .as_ref()
-            .is_some_and(|lease| lease.owner == owner)
+            .is_some_and(|lease| lease.is_held_by(owner))
     }
 
     fn read(&self, after: Option<Seq>, limit: usize) -> Vec<StoredEntry> {

@@ -299,7 +299,7 @@ pub(crate) fn record(
                 .map_err(sql_error)?;
         }
     }
-    let holds = lease(connection)?.is_some_and(|lease| lease.owner == owner);
+    let holds = lease(connection)?.is_some_and(|lease| lease.is_held_by(owner));
     if holds {
         let mut retry = connection
             .prepare_cached(
@@ -350,7 +350,7 @@ pub(crate) fn record(
 }
 
 pub(crate) fn release(connection: &Connection, owner: &str) -> Result<(), StoreError> {
-    if lease(connection)?.is_some_and(|lease| lease.owner == owner) {
+    if lease(connection)?.is_some_and(|lease| lease.is_held_by(owner)) {
         connection
             .execute("DELETE FROM headwater_meta WHERE name = 'lease'", [])
             .map_err(sql_error)?;

@@ -103,6 +103,17 @@ pub struct ClaimRequest {
     pub limit: usize,
 }
 
+impl Lease {
+    /// Whether `owner` holds this lease. The rule every store applies before it writes
+    /// an outcome or gives the lease up: only the holder may, and a lease that has
+    /// lapsed is still its holder's until another syncer is granted it (see
+    /// [`ClaimRequest::grant`]), so a slow syncer's outcomes are not lost to a lapse
+    /// nobody acted on.
+    pub fn is_held_by(&self, owner: &str) -> bool {
+        self.owner == owner
+    }
+}
+
 impl ClaimRequest {
     /// The lease rule, which every backend applies to the lease it holds: the lease is
     /// granted (or renewed) if nobody holds it, if the asker already does, or if the
@@ -110,7 +121,7 @@ impl ClaimRequest {
     pub fn grant(&self, current: Option<&Lease>) -> Result<Lease, Lease> {
         match current {
             Some(lease)
-                if lease.owner != self.owner
+                if !lease.is_held_by(&self.owner)
                     && lease.until > self.now
                     && lease.until <= self.horizon =>
             {
