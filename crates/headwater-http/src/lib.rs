@@ -46,8 +46,12 @@
 
 #[cfg(target_arch = "wasm32")]
 mod browser;
+mod client;
 mod config;
 mod credentials;
+mod endpoint_url;
+mod failure;
+mod fixed_headers;
 mod redact;
 mod tls;
 mod transport;

@@ -7,13 +7,16 @@ use chrono::{DateTime, Utc};
 use headwater_core::flume::EncodedBatch;
 use headwater_core::policy::{Endpoints, RetryAfter};
 use headwater_core::transport::{Response, SendOutcome, Transport};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use crate::client::build_client;
 use crate::config::{HttpConfig, HttpConfigError};
 use crate::credentials::Provider;
-
-/// The content type Flume needs to read non-ASCII text right.
-const JSON_UTF8: &str = "application/json; charset=UTF-8";
+use crate::endpoint_url::endpoint_url;
+use crate::failure::{
+    connect_hint, describe, never_reached_flume, read_bounded, refuses, text_of_error_page,
+};
+use crate::fixed_headers::fixed_headers;
 
 /// Where the transport reads wall time.
 struct WallClock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
@@ -48,20 +51,6 @@ pub struct HttpTransport {
     failures_while_online: AtomicU32,
 }
 
-/// Headers the HTTP layer writes for each request (framing, connection, routing): a
-/// fixed value from the configuration would break every request, which would then be
-/// retried without end.
-const HTTP_OWNED: [HeaderName; 8] = [
-    reqwest::header::CONTENT_LENGTH,
-    reqwest::header::TRANSFER_ENCODING,
-    reqwest::header::HOST,
-    reqwest::header::CONNECTION,
-    reqwest::header::UPGRADE,
-    reqwest::header::TE,
-    reqwest::header::TRAILER,
-    reqwest::header::EXPECT,
-];
-
 impl HttpTransport {
     /// A transport for `config`, if it is valid.
     pub fn new(config: HttpConfig) -> Result<Self, HttpConfigError> {
@@ -74,51 +63,9 @@ impl HttpTransport {
         let urls = config
             .endpoints
             .iter()
-            .map(|url| {
-                let parsed = parse_endpoint(url).map_err(|reason| HttpConfigError::InvalidUrl {
-                    url: crate::redact_userinfo(url),
-                    reason: crate::redact_userinfo(&reason),
-                })?;
-                if parsed.port() == Some(0) {
-                    return Err(HttpConfigError::InvalidUrl {
-                        url: crate::redact_userinfo(url),
-                        reason: "port 0 cannot be connected to; give the port Flume's HTTP source listens on".into(),
-                    });
-                }
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(HttpConfigError::InvalidUrl {
-                        url: crate::redact_userinfo(url),
-                        reason: format!("the scheme is {:?}", parsed.scheme()),
-                    });
-                }
-                Ok(parsed)
-            })
+            .map(|url| endpoint_url(url))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let invalid = |reason: String| HttpConfigError::InvalidHeader {
-                name: name.clone(),
-                reason,
-            };
-            let header_name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-            if header_name == CONTENT_TYPE {
-                return Err(invalid(
-                    "the transport sets the content type Flume needs".into(),
-                ));
-            }
-            if HTTP_OWNED.contains(&header_name) {
-                return Err(invalid(format!(
-                    "the HTTP layer sets {header_name} for each request; a fixed value would make every request malformed"
-                )));
-            }
-            let mut header_value =
-                HeaderValue::from_str(value).map_err(|e| invalid(e.to_string()))?;
-            // Kept out of reqwest's Debug output and of HTTP/2 header compression.
-            header_value.set_sensitive(true);
-            headers.append(header_name, header_value);
-        }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+        let headers = fixed_headers(&config.headers)?;
         Ok(Self {
             client: build_client(&config.tls)?,
             endpoints: Mutex::new(
@@ -286,199 +233,6 @@ impl HttpTransport {
     }
 }
 
-/// An endpoint URL, absolute, or in a browser relative to the page (`/flume/`), as
-/// fetch would resolve it.
-fn parse_endpoint(url: &str) -> Result<reqwest::Url, String> {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) => Ok(parsed),
-        Err(url::ParseError::RelativeUrlWithoutBase) => resolve_relative(url),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-fn resolve_relative(url: &str) -> Result<reqwest::Url, String> {
-    let page = crate::browser::location()
-        .ok_or_else(|| "a relative URL needs a page or worker to resolve against".to_owned())?;
-    reqwest::Url::parse(&page)
-        .and_then(|base| base.join(url))
-        .map_err(|error| format!("cannot resolve it against the page at {page}: {error}"))
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn resolve_relative(_url: &str) -> Result<reqwest::Url, String> {
-    Err(
-        "a relative URL works only in a browser, where it is resolved against the page; \
-         natively give the whole URL, such as http://flume.example:5140/"
-            .to_owned(),
-    )
-}
-
-/// Reads at most about `limit` bytes of an answer (a body cut short still tells what it
-/// told so far).
-#[cfg(not(target_arch = "wasm32"))]
-async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    while bytes.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    bytes
-}
-
-/// fetch offers no chunked reads through reqwest: the whole (small) error page is read.
-#[cfg(target_arch = "wasm32")]
-async fn read_bounded(response: reqwest::Response, _limit: usize) -> Vec<u8> {
-    response
-        .bytes()
-        .await
-        .map(|bytes| bytes.to_vec())
-        .unwrap_or_default()
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never());
-    if !tls.ca_certs_pem.is_empty() || tls.ca_certs_only {
-        let certs = reqwest::Certificate::from_pem_bundle(&tls.ca_certs_pem).map_err(|error| {
-            HttpConfigError::InvalidCaCert {
-                reason: describe(&error),
-            }
-        })?;
-        if certs.is_empty() {
-            return Err(HttpConfigError::InvalidCaCert {
-                reason: "no PEM CERTIFICATE block in them".into(),
-            });
-        }
-        builder = if tls.ca_certs_only {
-            builder.tls_certs_only(certs)
-        } else {
-            builder.tls_certs_merge(certs)
-        };
-    }
-    if let Some(identity) = &tls.client_identity {
-        let mut pem = identity.cert_chain_pem.clone();
-        pem.push(b'\n');
-        pem.extend_from_slice(&identity.key_pem);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
-            // reqwest's message may quote the input; the key stays out of it.
-            HttpConfigError::InvalidClientIdentity {
-                reason: "expected a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
-            }
-        })?;
-        builder = builder.identity(identity);
-    }
-    if tls.danger_accept_invalid_certs {
-        tracing::warn!(
-            "TLS certificate verification is OFF (danger_accept_invalid_certs): anyone on the network path can read and change what is sent; use it for development only"
-        );
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    builder.build().map_err(HttpConfigError::Client)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
-    if !tls.is_default() {
-        return Err(HttpConfigError::TlsInBrowser);
-    }
-    // fetch follows no retries of its own; redirects are the browser's business.
-    reqwest::Client::builder()
-        .build()
-        .map_err(HttpConfigError::Client)
-}
-
-/// Flume's errors come in a Jetty HTML page; keep the message, not the markup.
-fn text_of_error_page(body: &str) -> String {
-    let Some(start) = body.find("<h2>") else {
-        return body.trim().to_owned();
-    };
-    let rest = &body[start + 4..];
-    let end = rest.find("</h2>").unwrap_or(rest.len());
-    let heading = rest[..end]
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&");
-    // "HTTP ERROR 503 Error appending ..." → "Error appending ..."
-    let heading = heading.trim();
-    match heading.strip_prefix("HTTP ERROR ") {
-        Some(after) => after
-            .split_once(' ')
-            .map_or(after, |(_code, message)| message)
-            .to_owned(),
-        None => heading.to_owned(),
-    }
-}
-
-/// Answers that say this endpoint, as configured, refuses requests: another endpoint may
-/// take the same request, since nothing was committed.
-fn refuses(status: u16) -> bool {
-    matches!(status, 401 | 403 | 404 | 405 | 501)
-}
-
-/// Whether the request surely never reached Flume (the connection never opened), so
-/// another endpoint can take it at once without risking a duplicate.
-#[cfg(not(target_arch = "wasm32"))]
-fn never_reached_flume(error: &reqwest::Error) -> bool {
-    error.is_connect()
-}
-
-/// fetch does not say how it failed; the next request goes to the next endpoint.
-#[cfg(target_arch = "wasm32")]
-fn never_reached_flume(_error: &reqwest::Error) -> bool {
-    false
-}
-
-/// What a failed connection means, in words, ahead of reqwest's chain of causes: a
-/// host that does not resolve and a port where nothing listens are the two an operator
-/// meets first (a typo, an agent not started). Empty for other failures.
-#[cfg(not(target_arch = "wasm32"))]
-fn connect_hint(error: &reqwest::Error, url: &reqwest::Url) -> String {
-    if !error.is_connect() {
-        return String::new();
-    }
-    let host = url.host_str().unwrap_or_default();
-    let port = url.port_or_known_default().unwrap_or_default();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return format!("nothing listens at {host}:{port} (connection refused); ");
-        }
-        if cause.to_string().starts_with("dns error") {
-            return format!("the host {host} cannot be resolved; ");
-        }
-        source = cause.source();
-    }
-    String::new()
-}
-
-/// In a browser, fetch does not say why a connection failed.
-#[cfg(target_arch = "wasm32")]
-fn connect_hint(_error: &reqwest::Error, _url: &reqwest::Url) -> String {
-    String::new()
-}
-
-/// The error and its causes, one line each (in the browser a cause is a JavaScript
-/// error whose text carries its whole stack: the first line says it).
-fn describe(error: &reqwest::Error) -> String {
-    let first_line = |text: String| text.lines().next().unwrap_or_default().to_owned();
-    let mut message = first_line(error.to_string());
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&first_line(cause.to_string()));
-        source = cause.source();
-    }
-    message
-}
-
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 impl Transport for HttpTransport {
@@ -582,20 +336,6 @@ impl Transport for HttpTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_pages_are_reduced_to_their_message() {
-        let page = "<html>\n<head>\n<title>Error 503 x</title>\n</head>\n<body><h2>HTTP ERROR 503 Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full</h2>\n</body></html>";
-        assert_eq!(
-            text_of_error_page(page),
-            "Error appending event to channel. Channel might be full.Put queue for MemoryTransaction of capacity 100 full"
-        );
-        assert_eq!(
-            text_of_error_page("<h2>HTTP ERROR 400 a &lt;b&gt; &amp; &quot;c&quot;</h2>"),
-            "a <b> & \"c\""
-        );
-        assert_eq!(text_of_error_page("  plain text \n"), "plain text");
-    }
 
     #[test]
     fn misconfigurations_are_named() {
