@@ -22,6 +22,46 @@ pub(crate) enum Command {
     /// Deliver changes from a JSON-lines file (or standard input) to Flume, resuming
     /// after a crash under the same ids.
     Send(SendArgs),
+    /// List, requeue or discard the changes `send` set aside in a state.
+    DeadLetters(DeadLettersArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersArgs {
+    /// The state `send` kept (its path is printed when `send` starts).
+    #[arg(long, value_name = "PATH")]
+    pub state: PathBuf,
+    #[command(subcommand)]
+    pub action: DeadLetterAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLetterAction {
+    /// Print every dead letter: seq, record, id, attempts, when and why.
+    List {
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in line (same seq and id); the next `send` of the same
+    /// input delivers them.
+    Requeue(DeadLetterSelection),
+    /// Delete dead letters for good.
+    Discard(DeadLetterSelection),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLetterSelection {
+    /// The seqs of the dead letters, as `list` shows them.
+    #[arg(
+        value_name = "SEQ",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub seqs: Vec<u64>,
+    /// Every dead letter in the state.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,10 +139,15 @@ pub(crate) struct SendArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        required = true,
+        required_unless_present = "check",
         value_name = "URL[,URL...]"
     )]
     pub to: Vec<String>,
+    /// Check the input (and any URLs, headers and certificates given) and send
+    /// nothing: exit 0 if every line is a change that can be sent, 2 naming each bad
+    /// line otherwise. No state is made or read.
+    #[arg(long)]
+    pub check: bool,
     /// JSON lines, one change per line: {"collection","key","op","value","headers"};
     /// `-` reads standard input.
     pub file: PathBuf,

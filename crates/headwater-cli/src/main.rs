@@ -7,6 +7,8 @@
 //! - `headwater send --to URL FILE`: delivers changes from a JSON-lines file (or standard
 //!   input) to a real (or mock) Flume, keeping its outbox in a SQLite state so that a
 //!   run after a crash resumes under the same ids.
+//! - `headwater dead-letters --state PATH list | requeue | discard`: what `send` set
+//!   aside, for an operator.
 //!
 //! Exit codes: 0 everything delivered; 1 some changes dead-lettered; 2 bad input or
 //! configuration, nothing sent; 3 Flume refused the configuration (blocked); 4 the
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod dead_letters;
 mod deliver;
 mod demo;
 mod input;
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             cli::Command::Demo(args) => demo::run(args).await,
             cli::Command::MockFlume(args) => mock::run(args).await,
             cli::Command::Send(args) => send::run(args).await,
+            cli::Command::DeadLetters(args) => dead_letters::run(args).await,
         }
     });
     match result {

@@ -97,8 +97,14 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
     } else if args.route_by_key {
         http.selection = Selection::ByKey;
     }
-    // A wrong URL or header is reported before any state is made.
-    HttpTransport::new(http.clone())?;
+    // A wrong URL or header is reported before any state is made (with --check, URLs
+    // are checked when given).
+    if !(args.check && args.to.is_empty()) {
+        HttpTransport::new(http.clone())?;
+    }
+    if args.check {
+        return check_only(&args);
+    }
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -262,6 +268,13 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         };
         eprintln!("dead-lettered: {what} ({id}): {}", letter.reason);
     }
+    if status.dead_lettered > 0 {
+        eprintln!(
+            "{} dead-lettered in all; to list, requeue or discard them: headwater dead-letters --state {} list",
+            status.dead_lettered,
+            state.path.display()
+        );
+    }
     // Not delivered: pending in the outbox, and lines a stopped capture never took in.
     let open = status.pending as u64 + (total as u64).saturating_sub(in_outbox);
     Ok(match ending {
@@ -290,6 +303,40 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
 }
 
 /// What to say when the state fails partway through a run.
+/// `send --check`: reads the input as `send` would and sends nothing.
+fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let input = Input::open(&args.file)?;
+    let mapping = EventMapping::with_source(args.source.clone());
+    let checked = check(
+        &input,
+        &LineRules {
+            mapping: &mapping,
+            max_event_bytes: args.max_event_bytes,
+        },
+    )?;
+    let name = if args.file.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        args.file.display().to_string()
+    };
+    if args.json {
+        crate::stdout::print(&format!(
+            "{}\n",
+            serde_json::json!({
+                "input": name,
+                "changes": checked.changes,
+                "valid": true,
+            })
+        ));
+    } else {
+        crate::stdout::print(&format!(
+            "{name}: {} changes, every line valid; nothing was sent\n",
+            checked.changes
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn state_failed(path: &std::path::Path, reason: &str) -> String {
     format!(
         "error: the state at {} failed, so delivery stopped partway: {reason}. The disk may be full or read-only, or the state damaged; what Flume acknowledged is recorded. Fix the cause and run the same command again to resume, or move the state aside and run with --fresh to send every line again under new ids",

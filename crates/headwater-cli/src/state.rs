@@ -269,6 +269,42 @@ fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusq
     names.collect()
 }
 
+/// Locks an existing state for an operator's command (`dead-letters`): it must be there
+/// (nothing is created), whole, and a headwater state; the lock keeps a running `send`
+/// and the command apart. The state is released when the returned file is dropped.
+pub(crate) fn lock_existing(path: &Path) -> Result<File, StateError> {
+    if !path.is_file() {
+        return Err(unusable(path, "there is no state file there"));
+    }
+    let lock = lock(path)?;
+    check_not_truncated(path, &lock)?;
+    let not_a_state = |found: String| StateError::NotAState {
+        path: path.display().to_string(),
+        found,
+    };
+    let connection =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|error| unusable(path, error))?;
+    let foreign = foreign_tables(&connection).map_err(|error| not_a_state(error.to_string()))?;
+    if !foreign.is_empty() {
+        return Err(not_a_state(format!(
+            "a SQLite database with other tables: {}",
+            foreign.join(", ")
+        )));
+    }
+    let has_outbox: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'headwater_outbox')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|error| not_a_state(error.to_string()))?;
+    if !has_outbox {
+        return Err(not_a_state("no headwater outbox in it".into()));
+    }
+    Ok(lock)
+}
+
 /// Records, inside the capture's own transaction, that `count` lines are captured.
 pub(crate) fn set_lines_captured(
     tx: &rusqlite::Transaction<'_>,

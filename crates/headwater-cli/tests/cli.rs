@@ -901,3 +901,146 @@ async fn send_reads_standard_input_and_counts_every_bad_line() {
     assert_eq!(summary["delivered_unique"], 2500, "{summary}");
     assert_eq!(flume.unique_ids(), 2500);
 }
+
+/// Runs `headwater dead-letters --state STATE ARGS`: the exit code, stdout and stderr.
+fn dead_letters(state: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = headwater()
+        .args(["dead-letters", "--state"])
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// One change a proxy in front of Flume refuses with 400 is isolated and set aside;
+/// the operator lists it, requeues it (a rerun delivers it under its first id once the
+/// proxy lets it through), or discards it.
+#[tokio::test]
+async fn dead_letters_are_listed_requeued_and_discarded() {
+    let strict = MockFlume::start(MockConfig {
+        refuse_containing: Some("POISON".into()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    let mut lines = numbered_lines(20);
+    lines.push_str(r#"{"collection":"todos","key":"bad","op":"insert","value":{"t":"POISON"}}"#);
+    lines.push('\n');
+    std::fs::write(&input, lines).unwrap();
+    let state = dir.path().join("state.db");
+    let (code, summary, stderr) = send_with_state(strict.url(), &input, &state).await;
+    assert_eq!(code, Some(1), "{summary} {stderr}");
+    assert_eq!(summary["dead_lettered"], 1, "{summary}");
+    assert_eq!(strict.unique_ids(), 20);
+    assert!(
+        stderr.contains("headwater dead-letters --state"),
+        "the summary says how to see them: {stderr}"
+    );
+
+    let (code, listed, _) = dead_letters(&state, &["list"]);
+    assert_eq!(code, Some(0));
+    let line = listed.lines().collect::<Vec<_>>();
+    assert_eq!(line.len(), 1, "{listed}");
+    assert!(line[0].starts_with("21\ttodos/bad insert ("), "{listed}");
+    assert!(
+        line[0].contains("400"),
+        "the reason names the answer: {listed}"
+    );
+    let (code, json, _) = dead_letters(&state, &["list", "--json"]);
+    assert_eq!(code, Some(0));
+    let letter: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(letter["seq"], 21, "{json}");
+    let id = letter["content"]["change"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the change and its id: {json}"))
+        .to_owned();
+
+    let (code, _, stderr) = dead_letters(&state, &["requeue", "7"]);
+    assert_eq!(
+        code,
+        Some(1),
+        "seq 7 was delivered, not set aside: {stderr}"
+    );
+    let (code, _, stderr) = dead_letters(&state, &["requeue", "21"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("requeued 1"), "{stderr}");
+
+    let lenient = MockFlume::start(MockConfig::default()).await.unwrap();
+    let (code, summary, stderr) = send_with_state(lenient.url(), &input, &state).await;
+    assert_eq!(code, Some(0), "{summary} {stderr}");
+    assert_eq!(summary["dead_lettered"], 0, "{summary}");
+    let events = lenient.events();
+    assert_eq!(events.len(), 1, "only the requeued change is sent");
+    assert_eq!(events[0].headers["id"], id, "under its first id");
+
+    let other = dir.path().join("other.db");
+    let (code, _, _) = send_with_state(strict.url(), &input, &other).await;
+    assert_eq!(code, Some(1));
+    let (code, _, stderr) = dead_letters(&other, &["discard", "--all"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("discarded 1"), "{stderr}");
+    let (code, listed, stderr) = dead_letters(&other, &["list"]);
+    assert_eq!((code, listed.as_str()), (Some(0), ""), "{stderr}");
+    let (code, summary, stderr) = send_with_state(strict.url(), &input, &other).await;
+    assert_eq!(code, Some(0), "nothing is left to send: {summary} {stderr}");
+
+    let (code, _, stderr) = dead_letters(&dir.path().join("missing.db"), &["list"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no state file there"), "{stderr}");
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "nothing is created"
+    );
+    let (code, _, stderr) = dead_letters(&input, &["list"]);
+    assert_eq!(code, Some(2), "a file that is not a state: {stderr}");
+}
+
+/// `send --check` reads the input as `send` would and sends nothing: no `--to` is
+/// needed, and no state is made.
+#[test]
+fn send_check_validates_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(25)).unwrap();
+    let state = dir.path().join("state.db");
+    let output = headwater()
+        .args(["send", "--check", "--state"])
+        .arg(&state)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("25 changes, every line valid; nothing was sent"),
+        "{stdout}"
+    );
+    assert!(!state.exists(), "no state is made");
+
+    std::fs::write(&input, "{\"collection\":\"c\"}\n[1]\n").unwrap();
+    let output = headwater()
+        .args(["send", "--check", "--json"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 1:") && stderr.contains("line 2: a JSON array"),
+        "{stderr}"
+    );
+
+    let output = headwater()
+        .args(["send", "--check", "--to", "ftp://flume/"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a URL given is checked too");
+}

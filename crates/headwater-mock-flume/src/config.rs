@@ -90,6 +90,10 @@ pub struct MockConfig {
     pub random_faults: Option<RandomFaults>,
     /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would).
     pub max_request_bytes: usize,
+    /// Answer 400, committing nothing, to every request whose body contains this text:
+    /// a poison change (one a strict proxy or validator in front of Flume refuses), for
+    /// tests of isolation and dead letters.
+    pub refuse_containing: Option<String>,
     /// Serve HTTPS (Flume's `ssl = true`), and ask for client certificates if set.
     pub tls: Option<MockTls>,
 }
@@ -134,6 +138,7 @@ impl Default for MockConfig {
             count_distinct_ids: true,
             random_faults: None,
             max_request_bytes: 64 * 1024 * 1024,
+            refuse_containing: None,
             tls: None,
         }
     }

@@ -49,6 +49,13 @@ pub(crate) async fn handle(
         }
         Some(MockFault::DropAfterCommit) | None => {}
     }
+    if let Some(poison) = &shared.config.refuse_containing
+        && body
+            .windows(poison.len().max(1))
+            .any(|window| window == poison.as_bytes())
+    {
+        return error_page(StatusCode::BAD_REQUEST, jetty::BAD_REQUEST, path);
+    }
 
     let content_type = headers
         .get(header::CONTENT_TYPE)
