@@ -48,13 +48,25 @@ mod append;
 #[cfg(target_arch = "wasm32")]
 pub mod browser;
 #[cfg(target_arch = "wasm32")]
+mod claim;
+#[cfg(target_arch = "wasm32")]
+mod codec;
+#[cfg(target_arch = "wasm32")]
+mod dead_letters;
+#[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod layout;
 #[cfg(target_arch = "wasm32")]
+mod lease;
+#[cfg(target_arch = "wasm32")]
 mod markers;
 #[cfg(target_arch = "wasm32")]
+mod outcomes;
+#[cfg(target_arch = "wasm32")]
 mod pending_bytes;
+#[cfg(target_arch = "wasm32")]
+mod read;
 #[cfg(target_arch = "wasm32")]
 mod records;
 #[cfg(target_arch = "wasm32")]
@@ -62,7 +74,11 @@ mod request;
 #[cfg(target_arch = "wasm32")]
 mod schema;
 #[cfg(target_arch = "wasm32")]
+mod stats;
+#[cfg(target_arch = "wasm32")]
 mod store;
+#[cfg(target_arch = "wasm32")]
+mod test_hooks;
 #[cfg(target_arch = "wasm32")]
 mod upgrade;
 
