@@ -212,3 +212,61 @@ pub(crate) struct SendArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// How far after a flag's first mention in docs/cli.md its default must be named.
+    const NEAR: usize = 80;
+
+    /// docs/cli.md is the CLI's reference: every flag of every command is named in it,
+    /// with its default close by. A flag added, renamed or given a new default without
+    /// the page fails here.
+    #[test]
+    fn the_cli_page_names_every_flag_and_its_default() {
+        let page = include_str!("../../../docs/cli.md");
+        let mut missing = Vec::new();
+        let command = Cli::command();
+        let mut commands: Vec<(String, &clap::Command)> = Vec::new();
+        for sub in command.get_subcommands() {
+            commands.push((sub.get_name().to_owned(), sub));
+            for nested in sub.get_subcommands() {
+                commands.push((format!("{} {}", sub.get_name(), nested.get_name()), nested));
+            }
+        }
+        for (name, sub) in commands {
+            // `headwater dead-letters list` may be written with flags between the words.
+            let mut words = name.split(' ');
+            let (first, rest) = (words.next().unwrap_or_default(), words.next());
+            let shown = page.lines().any(|line| {
+                line.contains(&format!("headwater {first}"))
+                    && rest.is_none_or(|word| line.split_whitespace().any(|w| w == word))
+            });
+            assert!(shown, "docs/cli.md never shows `headwater {name}`");
+            for arg in sub.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let flag = format!("`--{long}");
+                let Some(at) = page.find(&flag) else {
+                    missing.push(format!("{name}: --{long} is not named"));
+                    continue;
+                };
+                for default in arg.get_default_values() {
+                    let default = default.to_string_lossy();
+                    let near = &page[at..(at + NEAR).min(page.len())];
+                    if !near.contains(default.as_ref()) {
+                        missing.push(format!(
+                            "{name}: --{long}'s default {default} is not named near it"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/cli.md: {missing:#?}");
+    }
+}
