@@ -31,7 +31,7 @@ pub(crate) fn asked(lease: &web_sys::IdbRequest) -> Result<Option<Lease>, StoreE
 /// Whether `owner` holds the lease `lease` (a finished read) gave.
 pub(crate) fn holds(owner: &str, lease: &web_sys::IdbRequest) -> Result<bool, StoreError> {
     let lease = asked(lease)?;
-    Ok(lease.is_some_and(|lease| lease.owner == owner))
+    Ok(lease.is_some_and(|lease| lease.is_held_by(owner)))
 }
 
 /// Reads the stored lease from `state`, waiting for it.

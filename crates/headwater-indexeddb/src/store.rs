@@ -293,7 +293,7 @@ impl ChangeStore for IdbStore {
         let state = tx.object_store(STATE).map_err(store_error)?;
         if lease_in(&state)
             .await?
-            .is_some_and(|lease| lease.owner == owner)
+            .is_some_and(|lease| lease.is_held_by(owner))
         {
             state
                 .delete(JsValue::from_str(LEASE))
