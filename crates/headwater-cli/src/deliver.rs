@@ -20,6 +20,9 @@ pub(crate) enum Ending {
     Interrupted,
     /// The state failed under delivery (damaged, full, read-only): delivery stopped.
     StateFailed(String),
+    /// The input could not be read again as it was checked (it changed, or reading it
+    /// failed) partway: capture stopped, and so did delivery.
+    InputFailed(String),
 }
 
 /// What the user sees while delivery runs, on stderr: a progress bar on a terminal, a

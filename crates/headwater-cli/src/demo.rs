@@ -116,7 +116,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::
         Ending::Drained if summary.complete() => ExitCode::SUCCESS,
         Ending::Interrupted => ExitCode::from(130),
         // The demo's memory store does not fail; if delivery stops anyway, say why.
-        Ending::StateFailed(reason) => {
+        Ending::StateFailed(reason) | Ending::InputFailed(reason) => {
             eprintln!("error: delivery stopped: {reason}");
             ExitCode::from(130)
         }

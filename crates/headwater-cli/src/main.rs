@@ -12,7 +12,8 @@
 //!
 //! Exit codes: 0 everything delivered; 1 some changes dead-lettered; 2 bad input or
 //! configuration, nothing sent; 3 Flume refused the configuration (blocked); 4 the
-//! state failed partway; 130 interrupted.
+//! state failed partway; 5 the input changed (or could not be read) partway; 130
+//! interrupted.
 #![forbid(unsafe_code)]
 
 mod cli;

@@ -177,7 +177,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         let mut done = resumed;
         let mut pace = args.max_rate.map(Pace::new);
         let chunk_size = pace.as_ref().map_or(CAPTURE_CHUNK, Pace::chunk);
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
+        tokio::task::spawn_blocking(move || -> Result<(), CaptureStop> {
             // Read again a chunk at a time: only one chunk of changes is in memory.
             let _input = input;
             while done < total {
@@ -186,11 +186,11 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
                 {
                     return Ok(());
                 }
-                let chunk = pending.next_chunk(chunk_size)?;
+                let chunk = pending.next_chunk(chunk_size).map_err(CaptureStop::Input)?;
                 if chunk.is_empty() {
-                    return Err(format!(
+                    return Err(CaptureStop::Input(format!(
                         "the input changed while it was being sent: it ends after {done} of its {total} changes"
-                    ));
+                    )));
                 }
                 let count = chunk.len();
                 headwater
@@ -199,7 +199,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
                         state::set_lines_captured(tx, done + count)?;
                         Ok::<_, CaptureFailure>(())
                     })
-                    .map_err(|error| error.to_string())?;
+                    .map_err(|error| CaptureStop::State(error.to_string()))?;
                 done += count;
                 captured.fetch_add(count as u64, Ordering::Release);
                 if let Some(pace) = &mut pace {
@@ -213,7 +213,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
     let capture = async {
         let result = (&mut capture_task).await;
         capture_joined = true;
-        result.map_err(|error| format!("the capture task failed: {error}"))?
+        result.map_err(|error| CaptureStop::State(format!("the capture task failed: {error}")))?
     };
     let mut progress = Progress::new(total as u64);
     let counts = Counts {
@@ -227,10 +227,12 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         // it stops within one sleep, and then the counts below are final.
         let _ = capture_task.await;
     }
-    // Lines are validated before the run: a capture that fails is the state failing
-    // (a full disk, a read-only file), partway.
-    let ending = ending
-        .unwrap_or_else(|error| Ending::StateFailed(format!("capturing into it failed: {error}")));
+    let ending = ending.unwrap_or_else(|stop| match stop {
+        CaptureStop::State(error) => {
+            Ending::StateFailed(format!("capturing into it failed: {error}"))
+        }
+        CaptureStop::Input(error) => Ending::InputFailed(error),
+    });
     let elapsed = started.elapsed();
     // A state that cannot be read now gives no true summary: none is printed.
     let status = match headwater.status().await {
@@ -299,7 +301,22 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             );
             ExitCode::from(4)
         }
+        Ending::InputFailed(reason) => {
+            eprintln!(
+                "error: {reason}. Nothing was lost: what was captured before is kept in the state at {} and delivered as far as shown ({open} changes not delivered). Put the input back as it was and run the same command to resume, or run with --fresh to send the new input under new ids",
+                state.path.display()
+            );
+            ExitCode::from(5)
+        }
     })
+}
+
+/// Why capturing stopped partway.
+enum CaptureStop {
+    /// The input was not what the check read (it changed), or could not be read.
+    Input(String),
+    /// The state failed (a full disk, a read-only file).
+    State(String),
 }
 
 /// What to say when the state fails partway through a run.

@@ -796,11 +796,22 @@ fn send_to_nothing_says_what_it_meets_and_that_it_retries() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // A run that never prints what it meets must fail the test, not hang it: after a
+    // minute the child is killed, its stderr ends, and the assertion below fails.
+    let (done, watched) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        if watched.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
     let mut line = String::new();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     // The first progress line off a terminal comes after 5 s.
     while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("retrying after") {}
-    child.kill().unwrap();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    let _ = child.kill();
     child.wait().unwrap();
     assert!(
         line.contains(&format!(
@@ -1043,4 +1054,45 @@ fn send_check_validates_and_sends_nothing() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "a URL given is checked too");
+}
+
+/// An input cut short while `send` reads it the second time stops the run with code 5
+/// and says what to do, not that the state failed (code 4).
+#[test]
+fn an_input_that_changes_while_it_is_sent_stops_with_its_own_code() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let flume = runtime
+        .block_on(MockFlume::start(MockConfig::default()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("changes.jsonl");
+    // 10,000 lines (far more than the reader's buffer) taken in at 2,000 a second.
+    std::fs::write(&input, numbered_lines(10_000)).unwrap();
+    let mut child = headwater()
+        .args(["send", "--to", flume.url(), "--max-rate", "2000", "--state"])
+        .arg(dir.path().join("state.db"))
+        .arg(&input)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut started = String::new();
+    stderr.read_line(&mut started).unwrap();
+    assert!(started.starts_with("sending 10000 changes"), "{started}");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&input, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "{rest}");
+    assert!(
+        rest.contains("the input changed while it was being sent"),
+        "{rest}"
+    );
+    assert!(
+        !rest.contains("failed, so delivery stopped"),
+        "not a state failure: {rest}"
+    );
+    assert!(rest.contains("Put the input back"), "{rest}");
 }
