@@ -84,6 +84,11 @@ mod upgrade;
 
 #[cfg(target_arch = "wasm32")]
 pub use error::{IdbError, UpgradeError};
+/// The IndexedDB bindings this store is built on, for the application's own
+/// transactions (`indexed_db_futures::prelude::*` brings `.primitive()` and the rest):
+/// the same version the store uses, with nothing more to add to `Cargo.toml`.
+#[cfg(target_arch = "wasm32")]
+pub use indexed_db_futures;
 #[cfg(target_arch = "wasm32")]
 pub use layout::HEADWATER_STORES;
 #[cfg(target_arch = "wasm32")]

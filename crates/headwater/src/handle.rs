@@ -26,6 +26,9 @@ struct Inner {
     /// The database file delivery reads, with a SQLite store.
     #[cfg(feature = "sqlite")]
     pub(crate) delivery_database: Option<std::path::PathBuf>,
+    /// Retries soon after the page comes back online (removed with the last handle).
+    #[cfg(target_arch = "wasm32")]
+    _online: Option<crate::online::OnlineWake>,
 }
 
 /// How [`Headwater::spawn`] runs delivery.
@@ -168,6 +171,8 @@ impl Headwater {
         options: SpawnOptions,
     ) -> Result<Self, StartError> {
         let outbox = syncer.outbox();
+        #[cfg(target_arch = "wasm32")]
+        let outbox_for_online = outbox.clone();
         let mut syncer = syncer;
         #[cfg(feature = "metrics")]
         {
@@ -233,6 +238,8 @@ impl Headwater {
                 stop_waiting: Mutex::new(Some(stop_waiting)),
                 #[cfg(feature = "sqlite")]
                 delivery_database: options.delivery_database,
+                #[cfg(target_arch = "wasm32")]
+                _online: crate::online::OnlineWake::listen(outbox_for_online),
             }),
         })
     }

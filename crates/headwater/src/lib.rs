@@ -63,6 +63,8 @@ mod handle;
 mod leader;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(target_arch = "wasm32")]
+mod online;
 mod parts;
 mod runtime;
 #[cfg(all(feature = "sqlite", not(target_arch = "wasm32")))]
@@ -96,6 +98,18 @@ pub use headwater_http::{
     ClientIdentity, HeaderProvider, HttpConfig, HttpConfigError, HttpTransport, Selection,
     TlsConfig,
 };
+
+/// The IndexedDB store for web apps (feature `browser`, on wasm32), so that a web app
+/// depends on `headwater` alone: [`IdbStore`](indexeddb::IdbStore), opening the app's
+/// database with headwater's stores installed in its own upgrade
+/// ([`open_database`](indexeddb::open_database)), capture inside the app's own
+/// transactions, and the IndexedDB bindings those transactions use
+/// ([`indexed_db_futures`](indexeddb::indexed_db_futures)).
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "browser")))]
+pub mod indexeddb {
+    pub use headwater_indexeddb::*;
+}
 
 /// Everything an implementation of [`ChangeStore`] names, so that a store is written
 /// against `headwater` alone: the trait's requests, answers and errors, and the change

@@ -4,9 +4,9 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
+use headwater::indexeddb::indexed_db_futures::prelude::*;
+use headwater::indexeddb::{IdbStore, RecordWrite, open_database};
 use headwater::{Headwater, SyncStatus};
-use headwater_indexeddb::{IdbStore, RecordWrite, open_database};
-use indexed_db_futures::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
