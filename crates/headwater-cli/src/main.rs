@@ -26,6 +26,7 @@ mod send;
 mod state;
 mod stdout;
 mod summary;
+mod wal;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -137,6 +137,9 @@ pub(crate) fn open(
     }
     let lock = lock(path)?;
     check_not_truncated(path, &lock)?;
+    if !fresh {
+        check_log(path)?;
+    }
     let connection = rusqlite::Connection::open(path).map_err(|error| unusable(path, error))?;
     // Before anything is written, and before --fresh empties it: a file that is not a
     // state (another application's database, or not a database at all) is left alone.
@@ -161,6 +164,11 @@ pub(crate) fn open(
         connection
     };
     configure_connection(&connection, options).map_err(|error| unusable(path, error))?;
+    // A state that cannot be written (a read-only file or disk) fails here, with the
+    // cause, rather than retrying without end once delivery needs to record an answer.
+    connection
+        .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+        .map_err(|error| unusable(path, format!("it cannot be written: {error}")))?;
     migrate(&connection).map_err(|error| unusable(path, error))?;
     connection
         .execute_batch(
@@ -258,6 +266,16 @@ fn check_not_truncated(path: &Path, file: &File) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Damage in the state's write-ahead log that SQLite would read past in silence.
+fn check_log(path: &Path) -> Result<(), StateError> {
+    crate::wal::check(&PathBuf::from(format!("{}-wal", path.display()))).map_err(|reason| {
+        StateError::Damaged {
+            path: path.display().to_string(),
+            reason,
+        }
+    })
+}
+
 /// The tables of the database that are neither headwater's outbox (`headwater_*`) nor
 /// `send`'s own: an empty list for a new or an existing state.
 fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusqlite::Error> {
@@ -278,6 +296,7 @@ pub(crate) fn lock_existing(path: &Path) -> Result<File, StateError> {
     }
     let lock = lock(path)?;
     check_not_truncated(path, &lock)?;
+    check_log(path)?;
     let not_a_state = |found: String| StateError::NotAState {
         path: path.display().to_string(),
         found,

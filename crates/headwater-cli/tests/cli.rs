@@ -1096,3 +1096,65 @@ fn an_input_that_changes_while_it_is_sent_stops_with_its_own_code() {
     );
     assert!(rest.contains("Put the input back"), "{rest}");
 }
+
+/// Bytes changed in a committed frame of the state's write-ahead log, with later
+/// commits after it: SQLite would drop those commits in silence (and `send` resend what
+/// Flume had acknowledged). The rerun names the state damaged and sends nothing.
+#[tokio::test]
+async fn a_state_whose_log_is_damaged_is_named_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let flume = MockFlume::start(MockConfig {
+        drain_rate: Some(300.0),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, numbered_lines(3000)).unwrap();
+    let state = dir.path().join("state.db");
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+        .args(["send", "--to", flume.url(), "--json", "--state"])
+        .arg(&state)
+        .arg(&input)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.start_kill().unwrap(); // SIGKILL: the log is left as it was
+    first.wait().await.unwrap();
+    let wal = dir.path().join("state.db-wal");
+    let mut log = std::fs::read(&wal).unwrap();
+    let page = u32::from_be_bytes([log[8], log[9], log[10], log[11]]) as usize;
+    let frame = 24 + page;
+    assert!(
+        log.len() > 32 + 10 * frame,
+        "the log holds commits: {} bytes",
+        log.len()
+    );
+    log[32 + frame + 24 + 64] ^= 0x5a; // the page of the second frame
+    std::fs::write(&wal, &log).unwrap();
+    let requests = flume.requests();
+
+    let (code, _, stderr) = {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_headwater"))
+            .args(["send", "--to", flume.url(), "--json", "--state"])
+            .arg(&state)
+            .arg(&input)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.code(),
+            output.stdout,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is damaged: frame 2 of its write-ahead log is damaged"),
+        "{stderr}"
+    );
+    assert_eq!(flume.requests(), requests, "nothing was sent");
+}
