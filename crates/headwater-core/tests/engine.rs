@@ -280,6 +280,51 @@ fn a_huge_retry_after_is_cut_to_the_configured_maximum() {
     assert!((t(600)..=t(900)).contains(&retry), "{retry}");
 }
 
+/// The spread added to a `Retry-After` (up to half of it more) reaches past the
+/// longest wait itself: the schedule horizon must cover it, or a retry set that far
+/// ahead counts as one that predates a clock set back, and a syncer that starts after a
+/// crash sends it at once.
+#[test]
+fn a_retry_after_with_its_spread_is_honoured_after_a_restart() {
+    let configure = |config: &mut SyncConfig| config.max_retry_after = Duration::from_secs(600);
+    let mut checked = 0;
+    for seed in 0..30 {
+        let mut h = harness(SimFlume::new(), |config| {
+            configure(config);
+            config.seed = seed;
+        });
+        h.flume.push_fault(Fault::TooManyRequests(600));
+        capture(&h.outbox, &keys(1), t(0));
+        block_on(h.syncer.sync_once(t(0))).unwrap();
+        let retry = block_on(h.outbox.status(t(0)))
+            .unwrap()
+            .next_attempt_at
+            .expect("a retry time");
+        // Past the longest wait plus the 60 s margin, seen from t(61): the case the
+        // horizon missed.
+        if retry <= t(730) {
+            continue;
+        }
+        checked += 1;
+        // The process dies; another starts once its lease (60 s) has lapsed.
+        let mut config = SyncConfig::new("test-client", 1_000 + seed);
+        configure(&mut config);
+        let mut restarted = Syncer::new(h.outbox.store().clone(), h.flume.clone(), config).unwrap();
+        for at in [t(61), t(400), t(700)] {
+            assert_eq!(
+                block_on(restarted.sync_once(at)).unwrap().requests,
+                0,
+                "seed {seed}: told to wait until {retry}, sent at {at}"
+            );
+        }
+        assert_eq!(block_on(restarted.sync_once(retry)).unwrap().delivered, 1);
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} seeds drew a spread past 130 s"
+    );
+}
+
 #[test]
 fn attempts_are_persisted_in_the_store() {
     let mut h = harness(SimFlume::new(), |_| {});

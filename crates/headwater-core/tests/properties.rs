@@ -229,6 +229,33 @@ fn order_kept_under_isolation_two_in_flight_clock_set_back() {
     scenario::run(MemoryStore::new(), &setup).unwrap();
 }
 
+/// Found by CI's random cases: two 500s, a change in flight when the process dies
+/// holding its lease, and the wall clock set back an hour before and after the crash.
+#[test]
+fn drains_after_a_crash_mid_request_between_two_clock_set_backs() {
+    let capture = || Step::Capture {
+        count: 1,
+        poison: None,
+        repeat: false,
+    };
+    let setup = Setup {
+        max_events: 2,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Fault(FaultKind::ServerErrors(2)),
+            capture(),
+            Step::Sync,
+            capture(),
+            Step::Jump(-3664),
+            capture(),
+            Step::Crash { mid_request: true },
+            Step::Jump(-3485),
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
 /// Found by the engine fuzz target: two changes whose mapping throws (Flume answers 500
 /// to any batch holding them), nothing else to send, and a clock that jumps days either
 /// way. Each waited for evidence alone, retried after a backoff that did not grow with

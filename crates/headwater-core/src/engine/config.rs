@@ -187,10 +187,14 @@ impl SyncConfig {
     /// The furthest ahead any lease or retry time can be set from a given moment. A
     /// lease or retry time further ahead than this from `now` was set before the wall
     /// clock jumped back, and counts as passed.
+    ///
+    /// A `Retry-After` is waited with a random share of up to half of it more (so that a
+    /// fleet told the same wait comes back spread), so it reaches 1.5 times
+    /// `max_retry_after`.
     pub fn schedule_horizon(&self) -> Duration {
         self.lease
             .max(self.backoff.cap)
-            .max(self.max_retry_after)
+            .max(self.max_retry_after + self.max_retry_after / 2)
             .max(self.blocked_probe_interval)
             + Duration::from_secs(60)
     }

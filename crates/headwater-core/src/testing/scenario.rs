@@ -176,6 +176,8 @@ pub struct Scenario<S> {
     fault_runs: Vec<usize>,
     /// Whether changes were captured since the last sync (new work may go at once).
     fresh_captures: bool,
+    /// Times the wall clock was set back.
+    set_backs: usize,
 }
 
 impl<S: ChangeStore + Clone> Scenario<S> {
@@ -202,6 +204,7 @@ impl<S: ChangeStore + Clone> Scenario<S> {
             faults: 0,
             fault_runs: Vec::new(),
             fresh_captures: false,
+            set_backs: 0,
         })
     }
 
@@ -333,6 +336,7 @@ impl<S: ChangeStore + Clone> Scenario<S> {
                 self.restart()?;
             }
             Step::Jump(seconds) => {
+                self.set_backs += usize::from(*seconds < 0);
                 self.now += TimeDelta::try_seconds(*seconds).unwrap_or_default();
             }
         }
@@ -363,13 +367,20 @@ impl<S: ChangeStore + Clone> Scenario<S> {
     /// (two minutes, or less when the machine asks to be woken sooner). Fails if that
     /// takes more steps than the work explains.
     ///
+    /// Each time the clock was set back explains up to one schedule horizon more: a
+    /// retry time or a dead syncer's lease written before the jump, and now less than a
+    /// horizon ahead, cannot be told from one written after it, and is honoured (the
+    /// rule that keeps two syncers apart and a `Retry-After` obeyed; see
+    /// docs/delivery-semantics.md, "A clock set back").
+    ///
     /// Now and then it captures a fresh change, as a running application would: a change
     /// Flume refuses with 500 is condemned only when Flume is seen to take other
     /// changes around it, so a poisoned change with nothing else to send waits (retried
     /// with backoff) until there is.
     pub fn drain(&mut self) -> Result<(), Violation> {
         self.stop_faults();
-        let limit = 60 + self.poisoned.len() * 16;
+        let horizon_steps = self.config.schedule_horizon().as_secs().div_ceil(121) as usize;
+        let limit = 60 + self.poisoned.len() * 16 + self.set_backs * horizon_steps;
         for step in 0..limit {
             if step % 2 == 1 {
                 self.apply(&Step::Capture {
