@@ -300,6 +300,15 @@ impl Builder {
             // One route per endpoint: a batch goes whole to its records' agent.
             config.routes = Some(http.endpoints.len().max(1));
         }
+        #[cfg(feature = "sqlite")]
+        let process_lock = match (&delivery_database, &config.owner) {
+            (Some(database), None) => crate::sqlite::sole_process_lock(database),
+            _ => None,
+        };
+        #[cfg(feature = "sqlite")]
+        if process_lock.is_some() {
+            config.owner = Some(crate::sqlite::SOLE_PROCESS_OWNER.into());
+        }
         config.validate()?;
         let clock: SharedClock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let transport = match transport {
@@ -319,6 +328,8 @@ impl Builder {
                 leader_lock,
                 #[cfg(feature = "sqlite")]
                 delivery_database,
+                #[cfg(feature = "sqlite")]
+                process_lock,
             },
         )
     }

@@ -38,6 +38,9 @@ pub(crate) struct SpawnOptions {
     pub(crate) leader_lock: Option<String>,
     #[cfg(feature = "sqlite")]
     pub(crate) delivery_database: Option<std::path::PathBuf>,
+    /// Held by the delivery task until it ends (see `sqlite::sole_process_lock`).
+    #[cfg(feature = "sqlite")]
+    pub(crate) process_lock: Option<std::fs::File>,
 }
 
 impl Drop for Inner {
@@ -193,7 +196,13 @@ impl Headwater {
         let (stop_waiting, waiting_stopped) = futures::channel::oneshot::channel::<()>();
         let task_leading = Arc::clone(&leading);
         let leader_lock = options.leader_lock;
+        #[cfg(feature = "sqlite")]
+        let process_lock = options.process_lock;
         let task = runtime::spawn(async move {
+            // Released when delivery has ended, not when the last handle goes: until
+            // then, no other process may take the lease under the same name.
+            #[cfg(feature = "sqlite")]
+            let _process_lock = process_lock;
             #[cfg(target_arch = "wasm32")]
             let _held = match leader_lock {
                 Some(name) => {

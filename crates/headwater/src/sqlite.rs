@@ -51,6 +51,35 @@ pub use headwater_sqlite::{
 
 use crate::handle::{Headwater, Receipt};
 
+/// The lease owner of a process that holds [`sole_process_lock`].
+pub(crate) const SOLE_PROCESS_OWNER: &str = "sole-process";
+
+/// An exclusive lock on the delivery database file itself, if no other process (or
+/// other headwater in this one) holds it: the holder is the only one delivering from
+/// it, so it can hold the outbox's lease under a name that does not change from one run
+/// to the next, and a process that restarts after a crash takes its predecessor's lease
+/// back at once instead of waiting for it to lapse. The operating system releases the
+/// lock when the process dies. (SQLite's own locks are `fcntl` locks, which this
+/// `flock` does not touch; `headwater send` locks its state the same way.) Unix only:
+/// elsewhere such a lock is mandatory and would shut SQLite's own handles out.
+#[cfg(unix)]
+pub(crate) fn sole_process_lock(database: &Path) -> Option<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(database)
+        .ok()?;
+    file.try_lock().ok()?;
+    Some(file)
+}
+
+/// See the Unix version: elsewhere every process holds the lease under a name of its
+/// own, and a restart waits for its predecessor's lease to lapse.
+#[cfg(not(unix))]
+pub(crate) fn sole_process_lock(_database: &Path) -> Option<std::fs::File> {
+    None
+}
+
 /// The changes a [`Headwater::transaction`] appends when it commits.
 #[derive(Debug, Default)]
 pub struct Capture {
