@@ -146,6 +146,11 @@ pub use async_trait::async_trait;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExamples;
 
+/// docs/native.md's Rust examples, compiled as doc tests.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../../../docs/native.md")]
+struct NativeExamples;
+
 /// docs/configuration.md's Rust examples, compiled as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/configuration.md")]
