@@ -49,6 +49,12 @@ cargo build -q --release -p headwater-sim
   --expect crates/headwater-sim/tests/outage-2000-seed-7.json
 "$target_dir/release/headwater-sim" brownout --clients 2000 --seed 7 --check
 
+step "the headwater command installs as docs/cli.md says"
+# Into a scratch root, reusing the release build above (the same target folder).
+CARGO_TARGET_DIR="$target_dir" cargo install --quiet --locked --path crates/headwater-cli \
+  --root "$scratch/install"
+"$scratch/install/bin/headwater" --version
+
 step "the docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
