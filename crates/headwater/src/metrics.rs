@@ -89,3 +89,58 @@ pub(crate) async fn report(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The `headwater_*` names in `text`, each up to the first character that cannot be
+    /// in a metric name.
+    fn names(text: &str) -> BTreeSet<String> {
+        text.match_indices("headwater_")
+            .map(|(at, _)| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect::<String>()
+            })
+            .collect()
+    }
+
+    /// docs/operations.md's metrics table is the reference of what this module
+    /// publishes: a metric added, renamed or dropped without the page fails here, and
+    /// so does an `outcome` label.
+    #[test]
+    fn the_operations_page_lists_exactly_the_metrics_published() {
+        let source = include_str!("metrics.rs");
+        let source = &source[..source.find("#[cfg(test)]").unwrap_or(source.len())];
+        let page = include_str!("../../../docs/operations.md");
+        let section = &page[page.find("## Metrics").expect("a Metrics section")..];
+        let section = &section[..section[3..]
+            .find("\n## ")
+            .map_or(section.len(), |end| end + 3)];
+        let published: BTreeSet<String> = names(source)
+            .into_iter()
+            .filter(|name| name != "headwater_core")
+            .collect();
+        let documented: BTreeSet<String> = names(section)
+            .into_iter()
+            .filter(|name| {
+                section.contains(&format!("`{name}`")) || section.contains(&format!("`{name}{{"))
+            })
+            .collect();
+        assert_eq!(published, documented, "docs/operations.md's metrics table");
+        for outcome in [
+            "accepted",
+            "throttled",
+            "client_error",
+            "server_error",
+            "timeout",
+            "connection_failed",
+            "refused",
+        ] {
+            assert!(source.contains(&format!("(\"{outcome}\"")), "{outcome}");
+            assert!(section.contains(&format!("`{outcome}`")), "{outcome}");
+        }
+    }
+}
