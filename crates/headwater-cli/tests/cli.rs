@@ -1158,3 +1158,38 @@ async fn a_state_whose_log_is_damaged_is_named_and_nothing_is_sent() {
     );
     assert_eq!(flume.requests(), requests, "nothing was sent");
 }
+
+/// The sample input docs/cli.md shows first for `send` (what an operator copies) is
+/// delivered as it stands, and README's sample too.
+#[tokio::test]
+async fn the_documented_sample_inputs_are_delivered() {
+    for (page, name, section) in [
+        (
+            include_str!("../../../docs/cli.md"),
+            "docs/cli.md",
+            "## `headwater send",
+        ),
+        (
+            include_str!("../../../README.md"),
+            "README.md",
+            "## The `headwater` command",
+        ),
+    ] {
+        let from = page
+            .find(section)
+            .unwrap_or_else(|| panic!("{name} has {section}"));
+        let start = page[from..].find("```json\n").expect("a JSON block") + from + 8;
+        let end = page[start..].find("```").expect("the block ends") + start;
+        let sample = &page[start..end];
+        let lines = sample
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .count();
+        assert!(lines >= 2, "{name}: {sample}");
+        let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+        let output = send(flume.url(), &["--json"], "sample.jsonl", sample).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{name}'s sample: {stderr}");
+        assert_eq!(flume.unique_ids(), lines, "{name}: every line delivered");
+    }
+}
