@@ -17,6 +17,11 @@ pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::TooBig) | Some(rusqlite::ErrorCode::ConstraintViolation) => {
             StoreError::Unstorable(Box::new(error))
         }
+        Some(
+            rusqlite::ErrorCode::DatabaseCorrupt
+            | rusqlite::ErrorCode::NotADatabase
+            | rusqlite::ErrorCode::ReadOnly,
+        ) => StoreError::Unusable(Box::new(error)),
         _ => StoreError::Backend(Box::new(error)),
     }
 }

@@ -45,6 +45,11 @@ pub enum RunError {
     /// reopen it and start a new syncer.
     #[error("the store was closed: {0}")]
     StoreClosed(String),
+    /// The store is damaged or cannot be written ([`StoreError::Unusable`], described
+    /// with its causes): retrying cannot help, so delivery stopped. Repair or replace
+    /// the store, then start a new syncer.
+    #[error("{0}")]
+    StoreUnusable(String),
 }
 
 /// The async driver of a [`DeliveryMachine`]: it claims from the store, sends through
@@ -412,10 +417,14 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
             observe(machine, on_delivered);
             if let Some(done) = done {
                 store_op = None;
-                if let Some(StoreError::Closed { reason }) =
-                    Self::handle_store(machine, shared, now, done)
-                {
-                    return Err(RunError::StoreClosed(reason));
+                match Self::handle_store(machine, shared, now, done) {
+                    Some(StoreError::Closed { reason }) => {
+                        return Err(RunError::StoreClosed(reason));
+                    }
+                    Some(error @ StoreError::Unusable(_)) => {
+                        return Err(RunError::StoreUnusable(error.describe()));
+                    }
+                    _ => {}
                 }
             }
         }

@@ -49,6 +49,12 @@ pub enum StoreError {
         /// Which limit was reached.
         reason: String,
     },
+    /// The store cannot go on: its data is damaged (SQLite's `SQLITE_CORRUPT` or
+    /// `SQLITE_NOTADB`), or it cannot be written (read-only). Retrying cannot help, so
+    /// delivery stops ([`RunError::StoreUnusable`](crate::engine::RunError)) with every
+    /// change left where it was.
+    #[error("the store cannot be used")]
+    Unusable(#[source] BackendError),
     /// Any other backend failure.
     #[error("store backend error")]
     Backend(#[source] BackendError),
