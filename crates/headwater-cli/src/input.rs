@@ -156,19 +156,21 @@ pub(crate) struct Checked {
     pub changes: usize,
     /// Its fingerprint and line count, as the state remembers them.
     pub identity: String,
+    /// The identity as versions before 0.1's fix wrote it (one line more than the
+    /// input holds): a state they made is still this input's.
+    pub legacy_identity: String,
 }
 
 /// Reads the whole input once: every line must be a change that fits the rules. Gives
-/// the input's identity (the FNV-1a fingerprint of its bytes and its line count,
-/// counted as the pieces between newlines, as earlier versions did, so that their
-/// states resume) and how many changes it holds; or every problem (the first 20
-/// named, all counted).
+/// the input's identity (the FNV-1a fingerprint of its bytes and its line count) and
+/// how many changes it holds; or every problem (the first 20 named, all counted).
 pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, InputError> {
     let mut encoder = BatchEncoder::new(rules.mapping.clone());
     let mut ids = ChangeIdGenerator::from_seed(0);
     let mut lines = input.lines()?;
     let mut fingerprint = Fingerprint::new();
     let mut newlines = 0usize;
+    let mut line_count = 0usize;
     let mut changes = 0usize;
     let mut problems = Vec::new();
     let mut invalid = 0usize;
@@ -177,6 +179,7 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     while let Some((number, raw)) = lines.next_line().map_err(read)? {
         fingerprint.update(raw);
         newlines += usize::from(raw.ends_with(b"\n"));
+        line_count = number;
         let result = text_of(raw).and_then(|text| {
             if text.trim().is_empty() {
                 return Ok(false);
@@ -202,7 +205,10 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     }
     Ok(Checked {
         changes,
-        identity: format!("{:016x} ({} lines)", fingerprint.value(), newlines + 1),
+        identity: format!("{:016x} ({line_count} lines)", fingerprint.value()),
+        // Earlier versions counted the pieces between newlines: one more than the lines
+        // of a file that ends with one.
+        legacy_identity: format!("{:016x} ({} lines)", fingerprint.value(), newlines + 1),
     })
 }
 
@@ -400,6 +406,27 @@ mod tests {
         LineRules {
             mapping,
             max_event_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn the_identity_counts_the_lines_there_are() {
+        let line = r#"{"collection":"c","key":"k","op":"delete"}"#;
+        let mapping = EventMapping::default();
+        for (text, lines) in [
+            (format!("{line}\n{line}\n"), 2),
+            (format!("{line}\n{line}"), 2),
+            (format!("{line}\n\n{line}\n"), 3),
+        ] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            let input = Input::open(file.path()).unwrap();
+            let checked = check(&input, &rules(&mapping)).unwrap_or_else(|_| panic!("{text}"));
+            assert!(
+                checked.identity.ends_with(&format!("({lines} lines)")),
+                "{text:?}: {}",
+                checked.identity
+            );
         }
     }
 

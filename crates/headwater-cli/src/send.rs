@@ -130,8 +130,13 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         .clone()
         .unwrap_or_else(|| state::default_path(&args.file));
     let options = SqliteOptions::default();
-    let (state, mut connection) =
-        state::open(&state_path, &checked.identity, &options, args.fresh)?;
+    let (state, mut connection) = state::open(
+        &state_path,
+        &checked.identity,
+        &checked.legacy_identity,
+        &options,
+        args.fresh,
+    )?;
     let resumed = state.lines_captured.min(total);
     if !args.json {
         eprintln!(

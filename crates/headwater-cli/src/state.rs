@@ -124,11 +124,14 @@ fn clear(path: &Path, locked: &File) -> Result<(), StateError> {
 }
 
 /// Opens (creating it if needed) the state at `path` for an input with `identity`
-/// (its fingerprint and line count), and locks it for this process; `fresh` empties it
-/// first (under the lock: a running sender's state is never emptied).
+/// (its fingerprint and line count; a state that holds `legacy_identity`, as earlier
+/// versions wrote it, is the same input's and is brought up to date), and locks it for
+/// this process; `fresh` empties it first (under the lock: a running sender's state is
+/// never emptied).
 pub(crate) fn open(
     path: &Path,
     identity: &str,
+    legacy_identity: &str,
     options: &SqliteOptions,
     fresh: bool,
 ) -> Result<(State, rusqlite::Connection), StateError> {
@@ -189,13 +192,21 @@ pub(crate) fn open(
             })
     };
     match read("input")? {
-        Some(found) if found != identity => {
+        Some(found) if found == identity => {}
+        Some(found) if found == legacy_identity => {
+            connection
+                .execute(
+                    "UPDATE send_input SET value = ?1 WHERE name = 'input'",
+                    [identity],
+                )
+                .map_err(|error| unusable(path, error))?;
+        }
+        Some(found) => {
             return Err(StateError::OtherInput {
                 path: path.display().to_string(),
                 found,
             });
         }
-        Some(_) => {}
         None => {
             connection
                 .execute(
@@ -364,9 +375,9 @@ mod tests {
         )
         .unwrap();
         for fresh in [false, true] {
-            let error = open(&app, "input", &options, fresh).err().unwrap();
+            let error = open(&app, "input", "", &options, fresh).err().unwrap();
             assert!(error.to_string().contains("other tables: todos"), "{error}");
-            let error = open(&text, "input", &options, fresh).err().unwrap();
+            let error = open(&text, "input", "", &options, fresh).err().unwrap();
             assert!(matches!(error, StateError::NotAState { .. }), "{error}");
         }
         let rows: i64 = rusqlite::Connection::open(&app)
@@ -395,30 +406,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        let (state, connection) = open(&path, "input-a", &options, false).unwrap();
+        let (state, connection) = open(&path, "input-a", "", &options, false).unwrap();
         assert_eq!(state.lines_captured, 0);
         assert!(matches!(
-            open(&path, "input-a", &options, false),
+            open(&path, "input-a", "", &options, false),
             Err(StateError::Locked { .. })
         ));
         assert!(
             matches!(
-                open(&path, "input-b", &options, true),
+                open(&path, "input-b", "", &options, true),
                 Err(StateError::Locked { .. })
             ),
             "a state in use is not emptied"
         );
         drop((state, connection));
         assert!(matches!(
-            open(&path, "input-b", &options, false),
+            open(&path, "input-b", "", &options, false),
             Err(StateError::OtherInput { .. })
         ));
         assert_eq!(
-            open(&path, "input-b", &options, true)
+            open(&path, "input-b", "", &options, true)
                 .unwrap()
                 .0
                 .lines_captured,
             0
         );
+    }
+
+    #[test]
+    fn a_state_an_earlier_version_made_resumes_and_is_brought_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let options = SqliteOptions::default();
+        drop(open(&path, "fp (501 lines)", "", &options, false).unwrap());
+        let (_, connection) =
+            open(&path, "fp (500 lines)", "fp (501 lines)", &options, false).unwrap();
+        let stored: String = connection
+            .query_row(
+                "SELECT value FROM send_input WHERE name = 'input'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, "fp (500 lines)");
     }
 }
