@@ -219,6 +219,53 @@ mod tests {
 
     use super::Cli;
 
+    /// The exit codes the command's sources use: `ExitCode::from(N)`, and 0 and 1 for
+    /// `SUCCESS` and `FAILURE`.
+    fn codes_in_sources() -> std::collections::BTreeSet<u8> {
+        let sources = [
+            include_str!("main.rs"),
+            include_str!("send.rs"),
+            include_str!("demo.rs"),
+            include_str!("mock.rs"),
+            include_str!("dead_letters.rs"),
+            include_str!("deliver.rs"),
+        ];
+        let mut codes = std::collections::BTreeSet::new();
+        for source in sources {
+            for (at, _) in source.match_indices("ExitCode::from(") {
+                let digits: String = source[at + 15..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                codes.extend(digits.parse::<u8>());
+            }
+            if source.contains("ExitCode::SUCCESS") {
+                codes.insert(0);
+            }
+            if source.contains("ExitCode::FAILURE") {
+                codes.insert(1);
+            }
+        }
+        codes
+    }
+
+    /// docs/cli.md's exit code table has a row for every code the command can exit
+    /// with, and none it cannot.
+    #[test]
+    fn the_exit_code_table_is_the_codes_the_command_uses() {
+        let page = include_str!("../../../docs/cli.md");
+        let table = &page[page.find("### Exit codes").expect("an exit code table")..];
+        let documented: std::collections::BTreeSet<u8> = table
+            .lines()
+            .skip_while(|line| !line.starts_with("| Code"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| line.trim_start_matches('|').split('|').next())
+            .filter_map(|code| code.trim().parse().ok())
+            .collect();
+        assert_eq!(documented, codes_in_sources());
+    }
+
     /// How far after a flag's first mention in docs/cli.md its default must be named.
     const NEAR: usize = 80;
 
