@@ -256,6 +256,39 @@ fn drains_after_a_crash_mid_request_between_two_clock_set_backs() {
     scenario::run(MemoryStore::new(), &setup).unwrap();
 }
 
+/// Found by the release run at 100,000 cases: runs of 500s, then the clock set back by
+/// an hour and then by almost an hour and a half, then forward by an hour.
+#[test]
+fn drains_after_500s_and_clock_set_backs_of_hours() {
+    let capture = || Step::Capture {
+        count: 1,
+        poison: None,
+        repeat: false,
+    };
+    let setup = Setup {
+        max_events: 26,
+        max_in_flight: 2,
+        transaction_capacity: None,
+        steps: vec![
+            Step::Fault(FaultKind::ServerErrors(2)),
+            capture(),
+            Step::Fault(FaultKind::ServerErrors(4)),
+            Step::Sync,
+            capture(),
+            Step::Jump(1),
+            Step::Sync,
+            Step::Jump(-3778),
+            Step::Jump(-5169),
+            Step::Sync,
+            Step::Jump(3488),
+            Step::Sync,
+            Step::Jump(-3),
+            Step::Sync,
+        ],
+    };
+    scenario::run(MemoryStore::new(), &setup).unwrap();
+}
+
 /// Found by the engine fuzz target: two changes whose mapping throws (Flume answers 500
 /// to any batch holding them), nothing else to send, and a clock that jumps days either
 /// way. Each waited for evidence alone, retried after a backoff that did not grow with
