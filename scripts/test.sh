@@ -164,6 +164,10 @@ for target in decode roundtrip engine; do
   fi
 done
 
+step "the facade's http feature natively without a TLS backend (plain HTTP, HTTPS refused by name)"
+cargo check -p headwater --no-default-features --features http
+cargo test -p headwater-http --no-default-features --lib
+
 step "the core, the stores, the HTTP transport and the facade build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http -p headwater-indexeddb
 cargo check --target wasm32-unknown-unknown -p headwater --features browser

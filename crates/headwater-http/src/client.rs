@@ -2,10 +2,25 @@
 //! and natively the TLS settings of [`TlsConfig`](crate::TlsConfig).
 
 use crate::config::HttpConfigError;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(all(not(target_arch = "wasm32"), feature = "rustls"))]
 use crate::failure::describe;
 
-#[cfg(not(target_arch = "wasm32"))]
+/// Natively without the `rustls` feature there is no TLS: plain HTTP only, and TLS
+/// settings (or an `https` endpoint, see `endpoint_url`) are refused with the feature
+/// to turn on.
+#[cfg(all(not(target_arch = "wasm32"), not(feature = "rustls")))]
+pub(crate) fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
+    if !tls.is_default() {
+        return Err(HttpConfigError::NoTlsBackend);
+    }
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
+        .build()
+        .map_err(HttpConfigError::Client)
+}
+
+#[cfg(all(not(target_arch = "wasm32"), feature = "rustls"))]
 pub(crate) fn build_client(tls: &crate::TlsConfig) -> Result<reqwest::Client, HttpConfigError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

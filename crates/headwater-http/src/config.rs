@@ -138,6 +138,12 @@ pub enum HttpConfigError {
         "TLS settings do not apply in the browser: fetch uses the page's TLS and the browser's trust store"
     )]
     TlsInBrowser,
+    /// HTTPS (an `https` endpoint or TLS settings) natively without the `rustls`
+    /// feature, which brings the TLS backend.
+    #[error(
+        "HTTPS needs the `rustls` feature of headwater-http (or the `native` or `rustls` feature of headwater)"
+    )]
+    NoTlsBackend,
     /// The timeout is zero.
     #[error("the request timeout must be longer than zero")]
     ZeroTimeout,

@@ -24,6 +24,10 @@ pub(crate) fn endpoint_url(url: &str) -> Result<reqwest::Url, HttpConfigError> {
             reason: format!("the scheme is {:?}", parsed.scheme()),
         });
     }
+    if cfg!(all(not(target_arch = "wasm32"), not(feature = "rustls"))) && parsed.scheme() == "https"
+    {
+        return Err(HttpConfigError::NoTlsBackend);
+    }
     Ok(parsed)
 }
 
@@ -53,4 +57,23 @@ fn resolve_relative(_url: &str) -> Result<reqwest::Url, String> {
          natively give the whole URL, such as http://flume.example:5140/"
             .to_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Natively, HTTPS needs the `rustls` feature: without it an `https` endpoint is
+    /// refused at start with the feature to turn on, not at the first request.
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn https_is_refused_by_name_without_a_tls_backend() {
+        let https = endpoint_url("https://flume.internal:5140/");
+        if cfg!(feature = "rustls") {
+            assert!(https.is_ok());
+        } else {
+            assert!(matches!(https, Err(HttpConfigError::NoTlsBackend)));
+        }
+        assert!(endpoint_url("http://flume.internal:5140/").is_ok());
+    }
 }
