@@ -34,6 +34,16 @@ impl DeliveryMachine {
         if self.requests.len() >= limit {
             return None;
         }
+        // While a write of outcomes is under way and as many acknowledgements wait to
+        // be written as can be in flight (the store is slow: an application holding its
+        // write lock), nothing new starts, so that a crash sends again at most about
+        // twice what can be in flight. (A store that is free writes them at once, after
+        // the next batch has gone: the wire is not kept idle for it.)
+        if self.store.busy
+            && self.unwritten_acks() >= self.config.max_in_flight * self.config.batch.max_events
+        {
+            return None;
+        }
         // An isolation gathering evidence against a change has the wire to itself: it
         // waits for the requests in flight to be answered, and nothing else goes with
         // its requests.

@@ -17,6 +17,8 @@ pub(super) struct StoreSteps {
     pub(super) busy: bool,
     /// What happened to changes, not yet written.
     pub(super) pending: Outcome,
+    /// Acknowledgements in the store command under way (written once it succeeds).
+    pub(super) acks_being_written: usize,
     /// Store commands failed in a row.
     failures: u32,
     /// The highest seq read.
@@ -58,6 +60,7 @@ impl DeliveryMachine {
                 return Some(Command::Claim(claim));
             }
             let outcome = std::mem::take(&mut self.store.pending);
+            self.store.acks_being_written = outcome.acked().len();
             return Some(Command::RecordThenClaim(outcome, claim));
         }
         if !self.store.pending.is_empty() {
@@ -81,7 +84,14 @@ impl DeliveryMachine {
 
     fn record_pending(&mut self) -> Command {
         self.store.busy = true;
+        self.store.acks_being_written = self.store.pending.acked().len();
         Command::Record(std::mem::take(&mut self.store.pending))
+    }
+
+    /// Acknowledgements Flume gave that are not written yet: the changes a crash now
+    /// would send again, besides those in flight.
+    pub(super) fn unwritten_acks(&self) -> usize {
+        self.store.pending.acked().len() + self.store.acks_being_written
     }
 
     fn claim_if_needed(&mut self, now: DateTime<Utc>) -> Option<ClaimRequest> {
@@ -205,6 +215,7 @@ impl DeliveryMachine {
     ) {
         self.observe_clock(now);
         self.store.busy = false;
+        self.store.acks_being_written = 0;
         if let Some(mut again) = outcome {
             again.merge(std::mem::take(&mut self.store.pending));
             self.store.pending = again;
@@ -221,6 +232,7 @@ impl DeliveryMachine {
     pub fn handle_recorded(&mut self, now: DateTime<Utc>, recorded: Recorded) {
         self.observe_clock(now);
         self.store.busy = false;
+        self.store.acks_being_written = 0;
         self.store.failures = 0;
         if recorded == Recorded::LeaseLost {
             tracing::warn!("the outbox's lease passed to another syncer; it sends from now on");

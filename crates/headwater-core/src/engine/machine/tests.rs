@@ -694,3 +694,59 @@ fn an_isolation_sends_no_part_before_an_earlier_part_of_its_records() {
         }
     }
 }
+
+/// A store that does not finish writing outcomes (an application holding SQLite's write
+/// lock) stops new requests once as many acknowledgements wait as can be in flight: a
+/// crash then sends again at most twice the in-flight limit's worth, however long the
+/// store is stuck. Before, the window went on sending everything it had read.
+#[test]
+fn a_stuck_store_holds_back_new_requests_so_a_crash_resends_at_most_twice_the_in_flight() {
+    let mut h = Harness::new(|config| {
+        config.max_in_flight = 2;
+        config.batch.max_events = 5;
+    });
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    h.capture(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    // In flight and acknowledged-but-unwritten: twice the in-flight limit's worth, and
+    // the batch that went while the store was still free.
+    let bound = (2 * 2 + 1) * 5;
+    let mut sent = 0;
+    let mut stuck = Vec::new();
+    h.machine.handle_captured(at(0));
+    for round in 0..100 {
+        while let Some(command) = h.machine.poll_command(at(round)) {
+            match command {
+                Command::Claim(request) => {
+                    let claim = h.claim(&request);
+                    h.machine.handle_claimed(at(round), &request, claim);
+                }
+                Command::Send(request) => {
+                    let seqs = seqs_in(&request.body);
+                    sent += seqs.len();
+                    h.in_flight.push((request, seqs));
+                }
+                // The store never finishes a write.
+                other => stuck.push(other),
+            }
+        }
+        let in_flight: usize = h.in_flight.iter().map(|(_, seqs)| seqs.len()).sum();
+        let unwritten = h.machine.unwritten_acks();
+        assert!(
+            in_flight + unwritten <= bound,
+            "round {round}: {in_flight} in flight and {unwritten} acknowledged, unwritten"
+        );
+        if h.in_flight.is_empty() {
+            break;
+        }
+        h.answer(at(round), ok());
+    }
+    assert!(!stuck.is_empty(), "an outcome was handed to the store");
+    assert!(
+        sent <= bound,
+        "{sent} changes sent while no acknowledgement could be written"
+    );
+    assert!(
+        h.machine.unwritten_acks() >= 2 * 5,
+        "it stopped at the limit"
+    );
+}
