@@ -14,7 +14,7 @@ use headwater::{
 
 use crate::cli::SendArgs;
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
-use crate::input::{Changes, Input, LineRules, check};
+use crate::input::{Changes, Checked, Input, InputError, LineRules, check};
 use crate::state;
 use crate::summary::Summary;
 
@@ -114,15 +114,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             eprintln!("Prometheus metrics at http://{addr}/metrics");
         }
     }
-    let input = Input::open(&args.file)?;
-    let mapping = EventMapping::with_source(args.source.clone());
-    let checked = check(
-        &input,
-        &LineRules {
-            mapping: &mapping,
-            max_event_bytes: args.max_event_bytes,
-        },
-    )?;
+    let (input, checked) = open_checked(&args)?;
     let total = checked.changes;
 
     let state_path = args
@@ -324,9 +316,9 @@ enum CaptureStop {
     State(String),
 }
 
-/// What to say when the state fails partway through a run.
-/// `send --check`: reads the input as `send` would and sends nothing.
-fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+/// The input, opened and read once to check every line as `send` sends it (with the
+/// mapping's own headers and the event size limit).
+fn open_checked(args: &SendArgs) -> Result<(Input, Checked), InputError> {
     let input = Input::open(&args.file)?;
     let mapping = EventMapping::with_source(args.source.clone());
     let checked = check(
@@ -336,6 +328,12 @@ fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             max_event_bytes: args.max_event_bytes,
         },
     )?;
+    Ok((input, checked))
+}
+
+/// `send --check`: reads the input as `send` would and sends nothing.
+fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (_, checked) = open_checked(args)?;
     let name = if args.file.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
@@ -359,6 +357,7 @@ fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What to say when the state fails partway through a run.
 fn state_failed(path: &std::path::Path, reason: &str) -> String {
     format!(
         "error: the state at {} failed, so delivery stopped partway: {reason}. The disk may be full or read-only, or the state damaged; what Flume acknowledged is recorded. Fix the cause and run the same command again to resume, or move the state aside and run with --fresh to send every line again under new ids",
