@@ -59,14 +59,13 @@ fn resolve_relative(_url: &str) -> Result<reqwest::Url, String> {
     )
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
     /// Natively, HTTPS needs the `rustls` feature: without it an `https` endpoint is
     /// refused at start with the feature to turn on, not at the first request.
     #[test]
-    #[cfg(not(target_arch = "wasm32"))]
     fn https_is_refused_by_name_without_a_tls_backend() {
         let https = endpoint_url("https://flume.internal:5140/");
         if cfg!(feature = "rustls") {
