@@ -268,7 +268,15 @@ fn check_not_truncated(path: &Path, file: &File) -> Result<(), StateError> {
         size => u64::from(size),
     };
     let pages = u64::from(word(28));
-    if pages > 0 && word(24) == word(92) && length < pages * page_size {
+    // A process that died during a checkpoint leaves the header's new page count with
+    // the pages still to be copied in the write-ahead log: SQLite reads them from there.
+    // Only pages in neither are missing.
+    let in_log = || {
+        let held = crate::wal::committed_pages(&PathBuf::from(format!("{}-wal", path.display())));
+        (length / page_size + 1..=pages)
+            .all(|page| u32::try_from(page).is_ok_and(|page| held.contains(&page)))
+    };
+    if pages > 0 && word(24) == word(92) && length < pages * page_size && !in_log() {
         return Err(damaged(format!(
             "the file is {length} bytes, but its header says {pages} pages of {page_size} bytes ({} bytes): it was cut short",
             pages * page_size
@@ -449,5 +457,89 @@ mod tests {
             )
             .unwrap();
         assert_eq!(stored, "fp (500 lines)");
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A database whose rows are all still in its write-ahead log, copied as a crash
+    /// leaves it: the folder holds `state.db` and `state.db-wal`.
+    fn crashed_copy(rows: usize, into: &Path) {
+        let source = tempfile::tempdir().unwrap();
+        let path = source.path().join("state.db");
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE t (n INTEGER PRIMARY KEY, v TEXT);",
+            )
+            .unwrap();
+        for n in 0..rows {
+            connection
+                .execute(
+                    "INSERT INTO t (n, v) VALUES (?1, ?2)",
+                    (n as i64, "x".repeat(200)),
+                )
+                .unwrap();
+        }
+        std::fs::copy(&path, into.join("state.db")).unwrap();
+        std::fs::copy(
+            source.path().join("state.db-wal"),
+            into.join("state.db-wal"),
+        )
+        .unwrap();
+        drop(connection);
+    }
+
+    /// Copies the log's last copy of page 1 over the file's: a checkpoint that wrote
+    /// the header (and its new page count) and died before the other pages.
+    fn checkpoint_page_one_only(dir: &Path) {
+        let log = std::fs::read(dir.join("state.db-wal")).unwrap();
+        let page = u32::from_be_bytes([log[8], log[9], log[10], log[11]]) as usize;
+        let frame = 24 + page;
+        let last = (0..(log.len() - 32) / frame)
+            .rev()
+            .find(|index| {
+                let at = 32 + index * frame;
+                u32::from_be_bytes([log[at], log[at + 1], log[at + 2], log[at + 3]]) == 1
+            })
+            .expect("page 1 is in the log");
+        let mut file = std::fs::read(dir.join("state.db")).unwrap();
+        let data = &log[32 + last * frame + 24..32 + (last + 1) * frame];
+        file[..page].copy_from_slice(data);
+        std::fs::write(dir.join("state.db"), file).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_cut_short_is_recovery_and_a_file_cut_short_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        crashed_copy(300, dir.path());
+        checkpoint_page_one_only(dir.path());
+        let path = dir.path().join("state.db");
+        let file = File::open(&path).unwrap();
+        assert!(
+            check_not_truncated(&path, &file).is_ok(),
+            "the pages past the file's end are in the log"
+        );
+        let rows: i64 = rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM t", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(rows, 300, "SQLite reads every row back");
+
+        let dir = tempfile::tempdir().unwrap();
+        crashed_copy(300, dir.path());
+        checkpoint_page_one_only(dir.path());
+        std::fs::remove_file(dir.path().join("state.db-wal")).unwrap();
+        let path = dir.path().join("state.db");
+        let file = File::open(&path).unwrap();
+        assert!(matches!(
+            check_not_truncated(&path, &file),
+            Err(StateError::Damaged { .. })
+        ));
     }
 }

@@ -52,6 +52,52 @@ fn checksum(sums: (u32, u32), data: &[u8], big_endian: bool) -> (u32, u32) {
     (s1, s2)
 }
 
+/// The page numbers held by the log's committed frames (its current generation, up to
+/// the last commit before any break): the pages SQLite reads from the log rather than
+/// from the database file. Empty when there is no log or it does not check out.
+pub(crate) fn committed_pages(wal: &Path) -> std::collections::BTreeSet<u32> {
+    let Ok(bytes) = std::fs::read(wal) else {
+        return std::collections::BTreeSet::new();
+    };
+    pages_of(&bytes)
+}
+
+fn pages_of(bytes: &[u8]) -> std::collections::BTreeSet<u32> {
+    let mut committed = std::collections::BTreeSet::new();
+    if bytes.len() < HEADER {
+        return committed;
+    }
+    let magic = word(bytes, 0);
+    let big_endian = magic & 1 == 1;
+    let page_size = word(bytes, 8) as usize;
+    let mut sums = checksum((0, 0), &bytes[..24], big_endian);
+    if magic & !1 != MAGIC
+        || !page_size.is_power_of_two()
+        || !(MIN_PAGE..=65_536).contains(&page_size)
+        || sums != (word(bytes, 24), word(bytes, 28))
+    {
+        return committed;
+    }
+    let salts = (word(bytes, 16), word(bytes, 20));
+    let frame_size = FRAME_HEADER + page_size;
+    let mut transaction = Vec::new();
+    for frame in bytes[HEADER..].chunks_exact(frame_size) {
+        if (word(frame, 8), word(frame, 12)) != salts {
+            break;
+        }
+        sums = checksum(sums, &frame[..8], big_endian);
+        sums = checksum(sums, &frame[FRAME_HEADER..], big_endian);
+        if sums != (word(frame, 16), word(frame, 20)) {
+            break;
+        }
+        transaction.push(word(frame, 0));
+        if word(frame, 4) != 0 {
+            committed.extend(transaction.drain(..));
+        }
+    }
+    committed
+}
+
 fn check_bytes(bytes: &[u8]) -> Result<(), String> {
     if bytes.len() < HEADER {
         return Ok(());
