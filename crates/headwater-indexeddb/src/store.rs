@@ -198,6 +198,34 @@ impl IdbStore {
         crate::markers::merge(log.as_sys(), &self.keys, &rows).await?;
         tx.commit().await.map_err(store_error)
     }
+
+    /// The first half of `record` and `record_then_claim`: a transaction over the
+    /// stores an outcome touches, the lease read in it, and the outcome's writes.
+    /// Returns the open transaction, the lease request, whether `owner` held the lease,
+    /// and the bytes the outcome removed.
+    async fn outcome_tx(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<(Transaction<'_>, web_sys::IdbRequest, Option<bool>, u64), StoreError> {
+        let tx = self.write_tx(
+            &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
+            Durability::Relaxed,
+        )?;
+        let lease = crate::lease::ask(&tx)?;
+        let (held, removed) = write_outcome(
+            &tx,
+            &self.keys,
+            &self.log_watch,
+            owner,
+            now,
+            outcome,
+            &lease,
+        )
+        .await?;
+        Ok((tx, lease, held, removed))
+    }
 }
 
 #[async_trait::async_trait(?Send)]
@@ -231,21 +259,7 @@ impl ChangeStore for IdbStore {
         now: DateTime<Utc>,
         outcome: &Outcome,
     ) -> Result<Recorded, StoreError> {
-        let tx = self.write_tx(
-            &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
-            Durability::Relaxed,
-        )?;
-        let lease = crate::lease::ask(&tx)?;
-        let (held, removed) = write_outcome(
-            &tx,
-            &self.keys,
-            &self.log_watch,
-            owner,
-            now,
-            outcome,
-            &lease,
-        )
-        .await?;
+        let (tx, lease, held, removed) = self.outcome_tx(owner, now, outcome).await?;
         let state = tx.object_store(STATE).map_err(store_error)?;
         crate::pending_bytes::add(state.as_sys(), &self.keys, -(removed as f64))?;
         tx.commit().await.map_err(store_error)?;
@@ -262,21 +276,7 @@ impl ChangeStore for IdbStore {
         outcome: &Outcome,
         request: &ClaimRequest,
     ) -> Result<(Recorded, Result<Claim, StoreError>), StoreError> {
-        let tx = self.write_tx(
-            &[CHANGES, RETRIES, DEAD, MARKER_LOG, STATE],
-            Durability::Relaxed,
-        )?;
-        let lease = crate::lease::ask(&tx)?;
-        let (held, removed) = write_outcome(
-            &tx,
-            &self.keys,
-            &self.log_watch,
-            owner,
-            now,
-            outcome,
-            &lease,
-        )
-        .await?;
+        let (tx, lease, held, removed) = self.outcome_tx(owner, now, outcome).await?;
         // The claim takes the removed bytes off the count it reads and writes back (a
         // delta row for them would be one request more, and another to fold it).
         let (claim, _, merge) =
