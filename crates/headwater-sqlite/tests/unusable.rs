@@ -55,12 +55,15 @@ fn a_damaged_database_stops_delivery_with_the_cause() {
         let mut syncer =
             Syncer::new(store, SimFlume::new(), SyncConfig::new("unusable", 1)).unwrap();
         // Without the stop the syncer retries without end: a bounded number of sleeps
-        // turns that into a failure instead of a hang.
+        // turns that into a failure instead of a hang. Each sleep takes a little real
+        // time, because the loop also sleeps while the store's thread works, and on a
+        // loaded machine that thread may take a while to answer.
         let sleeps = std::cell::Cell::new(0u32);
         let result = syncer
             .run(
                 || now,
                 |_| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                     sleeps.set(sleeps.get() + 1);
                     assert!(
                         sleeps.get() < 1000,
