@@ -11,6 +11,8 @@
 //!
 //! - [`model`]: changes, their idempotency ids (UUIDv7) and delivery bookkeeping;
 //! - [`flume`]: the change → Flume event mapping and the JSON codec of Flume's HTTP source;
+//! - `otlp` (feature `otlp`): the second protocol, OTLP/HTTP logs, and [`protocol`],
+//!   the seam that picks one;
 //! - [`policy`]: backoff, `Retry-After`, outcome classification, batch size, concurrency;
 //! - [`store`] and [`transport`]: the two traits adapters implement;
 //! - [`engine`]: the sans-IO [`DeliveryMachine`](engine::DeliveryMachine), the
@@ -49,6 +51,8 @@
 //!
 //! - `decode`: the decoder of Flume's JSON batches (`flume::decode_batch`), for servers,
 //!   fuzzers and tests; a client only encodes.
+//! - `otlp`: OTLP/HTTP logs as a second protocol (`headwater_core::otlp`,
+//!   `Protocol::Otlp`).
 //! - `testing`: the store conformance suite, a simulated Flume and whole-engine
 //!   scenarios (`headwater_core::testing`), for adapters' tests. Implies `decode`.
 #![forbid(unsafe_code)]
@@ -58,7 +62,11 @@
 pub mod engine;
 pub mod flume;
 pub mod model;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub mod otlp;
 pub mod policy;
+pub mod protocol;
 pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

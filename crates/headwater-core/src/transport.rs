@@ -3,8 +3,31 @@
 use crate::flume::EncodedBatch;
 use crate::policy::RetryAfter;
 
+/// What a request body is, so that a transport labels it (`Content-Type`) and reads the
+/// answer as its protocol defines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyFormat {
+    /// A JSON array of Flume events (Flume's HTTP source, `JSONHandler`).
+    #[default]
+    FlumeJson,
+    /// An OTLP `ExportLogsServiceRequest` in protobuf (`POST /v1/logs`).
+    OtlpProtobuf,
+}
+
+impl BodyFormat {
+    /// The `Content-Type` of such a body.
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::FlumeJson => "application/json; charset=UTF-8",
+            Self::OtlpProtobuf => "application/x-protobuf",
+        }
+    }
+}
+
 /// An HTTP answer, as far as delivery cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response {
     /// The status code.
     pub status: u16,
@@ -12,6 +35,20 @@ pub struct Response {
     pub retry_after: Option<RetryAfter>,
     /// The response text (Flume puts the exception message there), bounded by the
     /// transport.
+    pub message: String,
+    /// Records the server says it dropped although it answered 2xx (an OTLP partial
+    /// success). The batch is not sent again, as the protocol requires; the machine
+    /// counts and reports the rejection.
+    pub partially_rejected: Option<PartialRejection>,
+}
+
+/// Part of an accepted batch that the server dropped, by its own account: OTLP's
+/// `partial_success`, which gives a count and a message but not which records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialRejection {
+    /// How many records were dropped.
+    pub count: u64,
+    /// The server's reason.
     pub message: String,
 }
 
@@ -22,6 +59,7 @@ impl Response {
             status,
             retry_after: None,
             message: String::new(),
+            partially_rejected: None,
         }
     }
 
@@ -31,7 +69,20 @@ impl Response {
             status,
             retry_after: None,
             message: message.into(),
+            partially_rejected: None,
         }
+    }
+
+    /// The same response, with `Retry-After` set.
+    pub fn with_retry_after(mut self, retry_after: Option<RetryAfter>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// The same response, with records the server says it dropped.
+    pub fn with_partial_rejection(mut self, rejection: Option<PartialRejection>) -> Self {
+        self.partially_rejected = rejection;
+        self
     }
 }
 

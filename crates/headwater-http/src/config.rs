@@ -41,6 +41,10 @@ pub struct HttpConfig {
     /// online, report the endpoint as refusing (most often missing CORS headers), which
     /// blocks the outbox with the reason instead of retrying fast.
     pub browser_refused_after: u32,
+    /// Compress OTLP bodies with gzip (`Content-Encoding: gzip`), as every OTLP receiver
+    /// reads them. Flume bodies are never compressed: Flume's HTTP source cannot read
+    /// them.
+    pub gzip: bool,
 }
 
 impl HttpConfig {
@@ -61,6 +65,7 @@ impl HttpConfig {
             endpoint_rest: Endpoints::DEFAULT_REST,
             endpoint_rest_cap: Endpoints::DEFAULT_REST_CAP,
             browser_refused_after: 3,
+            gzip: true,
         }
     }
 }
@@ -94,6 +99,7 @@ impl fmt::Debug for HttpConfig {
             .field("endpoint_rest", &self.endpoint_rest)
             .field("endpoint_rest_cap", &self.endpoint_rest_cap)
             .field("browser_refused_after", &self.browser_refused_after)
+            .field("gzip", &self.gzip)
             .finish()
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flume::{EventMapping, MappingError};
 use crate::policy::{Backoff, BatchLimits, Pacing, RetryLimits};
+use crate::protocol::Protocol;
 
 /// Everything a [`Syncer`](super::Syncer) can be told. Start from
 /// [`SyncConfig::new`] (or [`Default`]) and change what you need;
@@ -32,7 +33,11 @@ use crate::policy::{Backoff, BatchLimits, Pacing, RetryLimits};
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SyncConfig {
+    /// The wire protocol: Flume's HTTP source (the default), or OTLP/HTTP logs.
+    pub protocol: Protocol,
     /// How changes become Flume events (header names, static headers, body, source id).
+    /// Under OTLP its source is the resource's `service.instance.id` and its static
+    /// headers are resource attributes.
     pub mapping: EventMapping,
     /// Upper bounds of a batch.
     pub batch: BatchLimits,
@@ -162,6 +167,7 @@ impl SyncConfig {
     /// random source of the caller's.
     pub fn new(source: impl Into<String>, seed: u64) -> Self {
         Self {
+            protocol: Protocol::Flume,
             mapping: EventMapping::with_source(source),
             batch: BatchLimits::default(),
             max_in_flight: 4,

@@ -14,5 +14,5 @@ mod wake;
 pub use config::{ConfigError, IsolationRules, OutboxLimits, SyncConfig};
 pub use machine::{Command, DeliveryMachine, RequestId, SendRequest};
 pub use outbox::{CaptureError, Outbox};
-pub use status::{AnswerCounts, SyncCounters, SyncStatus};
+pub use status::{AnswerCounts, PartialRejectionReport, SyncCounters, SyncStatus};
 pub use syncer::{DeliveryObserver, RunError, SyncReport, Syncer};

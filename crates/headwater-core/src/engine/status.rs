@@ -25,6 +25,10 @@ pub struct SyncCounters {
     pub probes: u64,
     /// Outbox rows that did not decode and were moved to the dead letters.
     pub quarantined: u64,
+    /// Records the server dropped from batches it accepted, by its own count (an OTLP
+    /// partial success). They are not sent again, as the protocol requires:
+    /// [`SyncStatus::last_partial_rejection`] says which batch and why.
+    pub rejected_by_server: u64,
     /// Answers to requests, by kind.
     pub answers: AnswerCounts,
 }
@@ -101,8 +105,31 @@ pub struct SyncStatus {
     /// longer than `stall_after`. `last_error` and `oldest_pending_at` say more. A Flume
     /// that takes connections but never answers looks like this.
     pub stalled_since: Option<DateTime<Utc>>,
+    /// The last batch the server accepted but dropped records of (an OTLP partial
+    /// success): which changes it held, how many records were dropped and why.
+    pub last_partial_rejection: Option<PartialRejectionReport>,
     /// Totals since the syncer started.
     pub counters: SyncCounters,
+}
+
+/// A batch the server accepted while dropping some of its records (OTLP's
+/// `partial_success`). The server says how many, not which: any of `first`..=`last`
+/// may be among them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PartialRejectionReport {
+    /// When the answer came.
+    pub at: DateTime<Utc>,
+    /// The lowest seq in the batch.
+    pub first: Seq,
+    /// The highest seq in the batch.
+    pub last: Seq,
+    /// How many changes the batch held.
+    pub changes: usize,
+    /// How many records the server dropped.
+    pub rejected: u64,
+    /// The server's reason.
+    pub message: String,
 }
 
 impl SyncStatus {

@@ -436,7 +436,11 @@ async fn send<T: Transport>(
     request: SendRequest,
 ) -> (RequestId, Vec<u8>, SendOutcome) {
     let outcome = transport
-        .send(EncodedBatch::new(&request.body, request.events).on_route(request.route))
+        .send(
+            EncodedBatch::new(&request.body, request.events)
+                .on_route(request.route)
+                .in_format(request.format),
+        )
         .await;
     (request.id, request.body, outcome)
 }

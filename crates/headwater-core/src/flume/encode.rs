@@ -1,4 +1,5 @@
 use crate::model::Change;
+use crate::transport::BodyFormat;
 
 use super::mapping::{BodyShape, EventMapping};
 use super::{FlumeEvent, write};
@@ -17,7 +18,8 @@ pub enum Fit {
     },
 }
 
-/// A request body ready to send: a JSON array of Flume events.
+/// A request body ready to send: a JSON array of Flume events, or another protocol's
+/// batch (its [`format`](Self::format) says which).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EncodedBatch<'a> {
@@ -29,16 +31,25 @@ pub struct EncodedBatch<'a> {
     /// ([`SyncConfig::routes`](crate::engine::SyncConfig::routes)): a transport that
     /// routes by key sends it to that route's endpoint.
     pub route: Option<usize>,
+    /// What the body is.
+    pub format: BodyFormat,
 }
 
 impl<'a> EncodedBatch<'a> {
-    /// A batch of `events` events encoded in `body`, on no particular route.
+    /// A batch of `events` Flume events encoded in `body`, on no particular route.
     pub const fn new(body: &'a [u8], events: usize) -> Self {
         EncodedBatch {
             body,
             events,
             route: None,
+            format: BodyFormat::FlumeJson,
         }
+    }
+
+    /// The same batch, in `format`.
+    pub const fn in_format(mut self, format: BodyFormat) -> Self {
+        self.format = format;
+        self
     }
 
     /// The same batch on route `route`.

@@ -102,6 +102,7 @@ pub fn classify(outcome: &SendOutcome) -> Verdict {
         status,
         retry_after,
         message,
+        ..
     } = response;
     let reason = describe(*status, message);
     match status {

@@ -6,9 +6,10 @@
 use chrono::{DateTime, Utc};
 use rand_core::RngCore;
 
+use crate::engine::PartialRejectionReport;
 use crate::model::Seq;
 use crate::policy::{Overload, Rejection, RetryAfter, Verdict, classify};
-use crate::transport::SendOutcome;
+use crate::transport::{PartialRejection, SendOutcome};
 
 use super::isolation::{IsoAnswer, IsoEffect, IsoRequest, Isolation};
 use super::timers::Timer;
@@ -115,6 +116,12 @@ impl DeliveryMachine {
                 }
             }
         }
+        if accepted
+            && let SendOutcome::Response(response) = &outcome
+            && let Some(rejection) = &response.partially_rejected
+        {
+            self.note_partial_rejection(now, &request.purpose, rejection);
+        }
         match request.purpose {
             Purpose::Batch { seqs, superseded } => {
                 self.handle_batch_answer(now, seqs, superseded, request.body_len, verdict);
@@ -123,6 +130,40 @@ impl DeliveryMachine {
                 self.handle_isolation_answer(now, index, request, verdict);
             }
         }
+    }
+
+    /// The server accepted a request but says it dropped `rejection.count` of its
+    /// records. They are acknowledged with the rest (the protocol forbids sending them
+    /// again), and the rejection is counted, logged and shown in the status.
+    fn note_partial_rejection(
+        &mut self,
+        now: DateTime<Utc>,
+        purpose: &Purpose,
+        rejection: &PartialRejection,
+    ) {
+        let seqs = match purpose {
+            Purpose::Batch { seqs, .. } => seqs.clone(),
+            Purpose::Isolation { request, .. } => request.seqs(),
+        };
+        let (Some(first), Some(last)) = (seqs.iter().min(), seqs.iter().max()) else {
+            return;
+        };
+        self.counters.rejected_by_server += rejection.count;
+        tracing::warn!(
+            first = first.get(),
+            last = last.get(),
+            rejected = rejection.count,
+            reason = %rejection.message,
+            "the server accepted a batch but dropped some of its records; they are not sent again"
+        );
+        self.last_partial_rejection = Some(PartialRejectionReport {
+            at: now,
+            first: *first,
+            last: *last,
+            changes: seqs.len(),
+            rejected: rejection.count,
+            message: rejection.message.clone(),
+        });
     }
 
     fn on_success(&mut self) {

@@ -91,7 +91,7 @@ impl DeliveryMachine {
         let isolation = self.isolations.get_mut(index)?.as_mut()?;
         let request = isolation.next_request(now, &self.health, &self.window, &rules)?;
         let mut body = self.allocate_body();
-        self.encoder.start(&mut body);
+        self.encoder.start(&mut body, now);
         let mut events = 0;
         for seq in &request.seqs() {
             if let Some(slot) = self.window.get(*seq) {
@@ -147,6 +147,7 @@ impl DeliveryMachine {
             body,
             events,
             route,
+            format: self.encoder.format(),
         }
     }
 
@@ -206,7 +207,7 @@ impl DeliveryMachine {
                 continue;
             }
             let mut body = self.allocate_body();
-            self.encoder.start(&mut body);
+            self.encoder.start(&mut body, now);
             let mut sent = Vec::with_capacity(picked.send.len());
             let max_bytes = self.sizer.max_bytes();
             for seq in &picked.send {
@@ -233,7 +234,7 @@ impl DeliveryMachine {
                 let alone = self.encoder.encoded_len(&change);
                 let configured = self.sizer.configured().max_bytes;
                 if alone <= configured {
-                    self.encoder.start(&mut body);
+                    self.encoder.start(&mut body, now);
                     let _ = self.encoder.push(&mut body, 0, &change, usize::MAX);
                     sent.push(first);
                 } else {

@@ -36,11 +36,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::flume::BatchEncoder;
+use crate::engine::PartialRejectionReport;
 use crate::model::Seq;
 use crate::policy::{BatchSizer, ConcurrencyLimit, Pacer};
+use crate::protocol::Codec;
 use crate::store::ClaimRequest;
 use crate::store::Outcome;
+use crate::transport::BodyFormat;
 
 use super::status::{SyncCounters, SyncStatus};
 use super::{ConfigError, SyncConfig};
@@ -60,13 +62,15 @@ pub struct RequestId(u64);
 pub struct SendRequest {
     /// Give this back with the answer.
     pub id: RequestId,
-    /// The JSON array to POST.
+    /// The body to POST: a JSON array of Flume events, or the configured protocol's.
     pub body: Vec<u8>,
     /// How many events it holds (zero for an empty probe).
     pub events: usize,
     /// The route of every change it holds, when batches are cut by route
     /// ([`SyncConfig::routes`]); `None` otherwise, and for probes.
     pub route: Option<usize>,
+    /// What the body is (the configured protocol's format).
+    pub format: BodyFormat,
 }
 
 /// What the machine asks its driver to do.
@@ -127,7 +131,7 @@ enum Lifecycle {
 pub struct DeliveryMachine {
     config: SyncConfig,
     owner: String,
-    encoder: BatchEncoder,
+    encoder: Codec,
     sizer: BatchSizer,
     concurrency: ConcurrencyLimit,
     pacer: Pacer,
@@ -155,6 +159,7 @@ pub struct DeliveryMachine {
     health: Health,
     last_error: Option<String>,
     counters: SyncCounters,
+    last_partial_rejection: Option<PartialRejectionReport>,
     /// The latest `now` seen, to notice a wall clock set back.
     last_now: Option<DateTime<Utc>>,
     watchdog: Watchdog,
@@ -178,7 +183,7 @@ impl DeliveryMachine {
         let capacity = (config.max_in_flight * config.batch.max_events * 2).max(256);
         Ok(Self {
             owner: config.owner_name(),
-            encoder: BatchEncoder::new(config.mapping.clone()),
+            encoder: Codec::new(&config.protocol, &config.mapping),
             concurrency: ConcurrencyLimit::new(config.max_in_flight, config.adaptive_concurrency),
             pacer: Pacer::new(config.pacing).with_spread(
                 // A draw of its own, so that the jitter's stream stays as it was.
@@ -202,6 +207,7 @@ impl DeliveryMachine {
             health: Health::default(),
             last_error: None,
             counters: SyncCounters::default(),
+            last_partial_rejection: None,
             last_now: None,
             watchdog: Watchdog::default(),
             latencies: None,
@@ -304,6 +310,7 @@ impl DeliveryMachine {
             batch_size: self.sizer.max_events(),
             in_flight_limit: self.concurrency.limit(),
             counters: self.counters,
+            last_partial_rejection: self.last_partial_rejection.clone(),
             ..SyncStatus::default()
         }
     }

@@ -1,0 +1,29 @@
+use serde::{Deserialize, Serialize};
+
+/// What OTLP adds to the shared [`EventMapping`](crate::flume::EventMapping) (whose
+/// source becomes `service.instance.id` and whose static headers become resource
+/// attributes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OtlpMapping {
+    /// The resource's `service.name`: the application that captured the changes.
+    pub service_name: String,
+}
+
+impl Default for OtlpMapping {
+    fn default() -> Self {
+        Self {
+            service_name: "headwater".into(),
+        }
+    }
+}
+
+impl OtlpMapping {
+    /// The default mapping with `service_name` as the resource's `service.name`.
+    pub fn with_service_name(service_name: impl Into<String>) -> Self {
+        Self {
+            service_name: service_name.into(),
+        }
+    }
+}
