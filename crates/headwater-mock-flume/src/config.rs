@@ -94,6 +94,10 @@ pub struct MockConfig {
     /// a poison change (one a strict proxy or validator in front of Flume refuses), for
     /// tests of isolation and dead letters.
     pub refuse_containing: Option<String>,
+    /// OTLP only: accept a batch but drop every record whose body or attributes contain
+    /// this text, and say so in the answer's `partial_success` (as a Collector's
+    /// processor that filters records does): for tests of partial rejections.
+    pub drop_containing: Option<String>,
     /// Serve HTTPS (Flume's `ssl = true`), and ask for client certificates if set.
     pub tls: Option<MockTls>,
 }
@@ -138,6 +142,7 @@ impl Default for MockConfig {
             count_distinct_ids: true,
             random_faults: None,
             max_request_bytes: 64 * 1024 * 1024,
+            drop_containing: None,
             refuse_containing: None,
             tls: None,
         }

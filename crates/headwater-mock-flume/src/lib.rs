@@ -12,6 +12,12 @@
 //! connections dropped before or after the commit), a JSON-lines sink file, `/metrics`,
 //! a request size cap. It binds 127.0.0.1 with a free port unless told otherwise.
 //!
+//! It also speaks OTLP/HTTP logs at `POST /v1/logs` (protobuf, gzip or not), as an
+//! OpenTelemetry Collector's receiver answers (`ExportLogsServiceResponse`, errors as
+//! `google.rpc.Status`), into the same channel and sink: a log record is kept as an
+//! event whose `id` is its `log.record.uid` ([`MockFlume::otlp_url`]). The same faults
+//! apply, and [`MockConfig::drop_containing`] answers with a partial success.
+//!
 //! ```
 //! use headwater_mock_flume::{MockConfig, MockFlume};
 //!
@@ -40,6 +46,7 @@ mod config;
 mod faults;
 pub mod jetty;
 mod metrics;
+mod otlp;
 mod server;
 mod sink;
 mod source;
@@ -131,6 +138,11 @@ impl MockFlume {
     /// The URL to POST to (`http://127.0.0.1:PORT/`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The URL of its OTLP/HTTP logs receiver (`…/v1/logs`).
+    pub fn otlp_url(&self) -> String {
+        format!("{}{}", self.url.trim_end_matches('/'), otlp::LOGS_PATH)
     }
 
     /// The bound address.

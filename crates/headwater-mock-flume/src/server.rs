@@ -107,6 +107,10 @@ async fn route(State(state): State<ConnectionState>, request: Request) -> Respon
                 Err(infallible) => match infallible {},
             }
         }
+        Method::POST if path == crate::otlp::LOGS_PATH => {
+            let (parts, body) = request.into_parts();
+            crate::otlp::handle(shared, &state.kill, &parts.headers, body).await
+        }
         // Flume's servlet handles GET (and so HEAD) exactly like POST.
         Method::POST | Method::GET | Method::HEAD => {
             let (parts, body) = request.into_parts();

@@ -1,0 +1,238 @@
+//! An OpenTelemetry Collector's OTLP/HTTP logs receiver (`POST /v1/logs`, protobuf,
+//! gzip or not), in front of the same channel and sink as the Flume source: each log
+//! record is kept as an event whose `id` header is its `log.record.uid`, so counts,
+//! distinct ids and the sink file read the same for both protocols.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use headwater_core::flume::FlumeEvent;
+use headwater_core::otlp::proto::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use headwater_core::otlp::proto::logs::v1::LogRecord;
+use headwater_core::otlp::{
+    COLLECTION_ATTRIBUTE, KEY_ATTRIBUTE, OP_ATTRIBUTE, PROTOBUF_CONTENT_TYPE, SEQ_ATTRIBUTE,
+    UID_ATTRIBUTE, json_value,
+};
+use prost::Message;
+
+use crate::config::MockFault;
+use crate::metrics::add;
+use crate::state::{ConnectionKill, Shared};
+
+/// The path of OTLP/HTTP logs.
+pub(crate) const LOGS_PATH: &str = "/v1/logs";
+
+/// `google.rpc.Status`, the body of an OTLP error.
+#[derive(Clone, PartialEq, Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn protobuf(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PROTOBUF_CONTENT_TYPE),
+    );
+    response
+}
+
+/// An error answer as the Collector gives it: a `google.rpc.Status` (gRPC code 3,
+/// invalid argument, for a 400; 14, unavailable, otherwise).
+fn error(status: StatusCode, message: &str) -> Response {
+    let code = if status == StatusCode::BAD_REQUEST {
+        3
+    } else {
+        14
+    };
+    let body = Status {
+        code,
+        message: message.to_owned(),
+    }
+    .encode_to_vec();
+    let mut response = protobuf(status, body);
+    // As the Flume side: only a 429 says when to come back.
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Waits for ever: the connection is closed around it, or the server shuts down.
+async fn never() -> Response {
+    std::future::pending::<()>().await;
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    kill: &ConnectionKill,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    add(&shared.counters.requests, 1);
+    let Ok(body) = axum::body::to_bytes(body, shared.config.max_request_bytes).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let fault = shared.faults().next();
+    match &fault {
+        Some(MockFault::Status(code)) => {
+            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(
+                status,
+                status.canonical_reason().unwrap_or("injected fault"),
+            );
+        }
+        Some(MockFault::Delay(delay)) => tokio::time::sleep(*delay).await,
+        Some(MockFault::Hang) => return never().await,
+        Some(MockFault::DropBeforeCommit) => {
+            kill.fire();
+            return never().await;
+        }
+        Some(MockFault::DropAfterCommit) | None => {}
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(PROTOBUF_CONTENT_TYPE))
+    {
+        let mut response = (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported media type, supported: [application/x-protobuf]",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return response;
+    }
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("gzip"));
+    let bytes = if gzipped {
+        let mut plain = Vec::new();
+        let limit = shared.config.max_request_bytes as u64;
+        match flate2::read::GzDecoder::new(&body[..])
+            .take(limit + 1)
+            .read_to_end(&mut plain)
+        {
+            Ok(_) if plain.len() as u64 <= limit => plain,
+            Ok(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            Err(cause) => return error(StatusCode::BAD_REQUEST, &format!("gzip: {cause}")),
+        }
+    } else {
+        body.to_vec()
+    };
+    if let Some(poison) = &shared.config.refuse_containing
+        && bytes
+            .windows(poison.len().max(1))
+            .any(|window| window == poison.as_bytes())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the request holds a refused record",
+        );
+    }
+    let request = match ExportLogsServiceRequest::decode(&bytes[..]) {
+        Ok(request) => request,
+        Err(cause) => return error(StatusCode::BAD_REQUEST, &format!("proto: {cause}")),
+    };
+    let mut events = Vec::new();
+    let mut dropped = 0i64;
+    for record in request
+        .resource_logs
+        .iter()
+        .flat_map(|resource| &resource.scope_logs)
+        .flat_map(|scope| &scope.log_records)
+    {
+        let event = event_of(record);
+        let drop = shared.config.drop_containing.as_ref().is_some_and(|text| {
+            event.body.contains(text.as_str())
+                || event.headers.values().any(|v| v.contains(text.as_str()))
+        });
+        if drop {
+            dropped += 1;
+        } else {
+            events.push(event);
+        }
+    }
+    let count = events.len();
+    add(&shared.counters.batches_received, 1);
+    add(&shared.counters.events_received, count);
+    add(&shared.counters.put_attempts, count);
+    if let Err(message) = shared.channel.put(count).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &message);
+    }
+    add(&shared.counters.put_successes, count);
+    if shared.config.drain_rate.is_none() {
+        add(&shared.counters.takes, count);
+    }
+    shared.sink().record(events);
+    add(&shared.counters.batches_accepted, 1);
+    add(&shared.counters.events_accepted, count);
+    if fault == Some(MockFault::DropAfterCommit) {
+        kill.fire();
+        return never().await;
+    }
+    let answer = ExportLogsServiceResponse {
+        partial_success: (dropped > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: dropped,
+            error_message: format!(
+                "{dropped} log record(s) dropped by the mock's drop_containing filter"
+            ),
+        }),
+    };
+    protobuf(StatusCode::OK, answer.encode_to_vec())
+}
+
+/// A log record as a Flume event: headwater's attributes under Flume's header names
+/// (`id`, `collection`, `key`, `op`, `seq`), others under their own, and the body as
+/// JSON.
+fn event_of(record: &LogRecord) -> FlumeEvent {
+    let mut headers = BTreeMap::new();
+    for attribute in &record.attributes {
+        let name = match attribute.key.as_str() {
+            UID_ATTRIBUTE => "id",
+            COLLECTION_ATTRIBUTE => "collection",
+            KEY_ATTRIBUTE => "key",
+            OP_ATTRIBUTE => "op",
+            SEQ_ATTRIBUTE => "seq",
+            other => other,
+        };
+        let value = attribute.value.as_ref().map(json_value).unwrap_or_default();
+        let text = match value {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        headers.insert(name.to_owned(), text);
+    }
+    headers.insert(
+        "timestamp".into(),
+        (record.time_unix_nano / 1_000_000).to_string(),
+    );
+    FlumeEvent {
+        headers,
+        null_headers: BTreeSet::new(),
+        body: record
+            .body
+            .as_ref()
+            .map(|body| json_value(body).to_string())
+            .unwrap_or_default(),
+    }
+}
