@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Delivers captured changes to Apache Flume, durably and in order.
 #[derive(Debug, Parser)]
@@ -24,6 +24,17 @@ pub(crate) enum Command {
     Send(SendArgs),
     /// List, requeue or discard the changes `send` set aside in a state.
     DeadLetters(DeadLettersArgs),
+}
+
+/// The protocol the tier speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WireProtocol {
+    /// Flume's HTTP source: a JSON array of events.
+    #[default]
+    Flume,
+    /// OTLP/HTTP logs (`…/v1/logs`, gzip-compressed protobuf), for an OpenTelemetry
+    /// Collector, Vector or Fluent Bit.
+    Otlp,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +96,10 @@ pub(crate) struct DemoArgs {
     /// The mock channel's transactionCapacity.
     #[arg(long, default_value_t = 100)]
     pub transaction_capacity: usize,
+    /// The protocol to deliver in: to the mock's Flume source, or to its OTLP/HTTP
+    /// logs receiver.
+    #[arg(long, value_enum, default_value_t = WireProtocol::Flume)]
+    pub protocol: WireProtocol,
     /// Print one JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -188,9 +203,17 @@ pub(crate) struct SendArgs {
     /// are never printed.
     #[arg(long = "header", value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
-    /// The source header: which client sent the events.
+    /// The source header: which client sent the events (with OTLP, the resource's
+    /// `service.instance.id`).
     #[arg(long, default_value = "headwater-cli")]
     pub source: String,
+    /// The protocol the URLs speak: Flume's HTTP source, or OTLP/HTTP logs (give the
+    /// full URL, `http://host:4318/v1/logs`).
+    #[arg(long, value_enum, default_value_t = WireProtocol::Flume)]
+    pub protocol: WireProtocol,
+    /// With `--protocol otlp`: the resource's `service.name`.
+    #[arg(long, default_value = "headwater", value_name = "NAME")]
+    pub service_name: String,
     /// Trust this CA (PEM) for HTTPS endpoints, in addition to the system's roots: the
     /// private CA that signed Flume's keystore.
     #[arg(long, value_name = "FILE")]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use headwater::{ChangeData, Headwater};
 use headwater_mock_flume::{MockConfig, MockFlume, RandomFaults};
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, WireProtocol};
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
 use crate::summary::Summary;
 
@@ -44,8 +44,11 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::
         ..MockConfig::default()
     })
     .await?;
-    let headwater = Headwater::builder()
-        .flume([flume.url()])
+    let builder = match args.protocol {
+        WireProtocol::Flume => Headwater::builder().flume([flume.url()]),
+        WireProtocol::Otlp => Headwater::builder().otlp([flume.otlp_url()], "headwater-demo"),
+    };
+    let headwater = builder
         .timeout(Duration::from_secs(2))
         .source("headwater-demo")
         .seed(args.seed)
@@ -62,9 +65,16 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::
 
     if !args.json {
         eprintln!(
-            "headwater demo: {} changes → mock Flume at {} (fault rate {}, batch size {}, up to {} in flight)",
+            "headwater demo: {} changes → mock {} at {} (fault rate {}, batch size {}, up to {} in flight)",
             args.changes,
-            flume.url(),
+            match args.protocol {
+                WireProtocol::Flume => "Flume",
+                WireProtocol::Otlp => "OTLP receiver",
+            },
+            match args.protocol {
+                WireProtocol::Flume => flume.url().to_owned(),
+                WireProtocol::Otlp => flume.otlp_url(),
+            },
             args.fault_rate,
             args.batch_size,
             args.max_in_flight
@@ -107,6 +117,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::
         dead_lettered: status.dead_lettered as u64,
         requests: status.counters.requests,
         retries: status.counters.retries,
+        rejected_by_server: status.counters.rejected_by_server,
         elapsed_ms: elapsed.as_millis() as u64,
         events_per_sec: rate(flume.unique_ids() as u64, elapsed),
     };

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
 use headwater::{
-    ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, Selection, TlsConfig,
+    ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, OtlpMapping, Protocol,
+    Selection, TlsConfig,
 };
 
-use crate::cli::SendArgs;
+use crate::cli::{SendArgs, WireProtocol};
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
 use crate::input::{Changes, Checked, Input, InputError, LineRules, check};
 use crate::state;
@@ -155,6 +156,10 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         .max_in_flight(args.max_in_flight)
         .store(SqliteStore::open_with(&state.path, &options)?)
         .configure(|config| {
+            if args.protocol == WireProtocol::Otlp {
+                config.protocol =
+                    Protocol::Otlp(OtlpMapping::with_service_name(args.service_name.clone()));
+            }
             config.owner = Some(OWNER.into());
             config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
             config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
@@ -250,6 +255,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         dead_lettered: status.dead_lettered as u64,
         requests: status.counters.requests,
         retries: status.counters.retries,
+        rejected_by_server: status.counters.rejected_by_server,
         elapsed_ms: elapsed.as_millis() as u64,
         events_per_sec: rate(settled, elapsed),
     };

@@ -17,6 +17,9 @@ pub(crate) struct Summary {
     pub dead_lettered: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Records the server accepted batches of but said it dropped (OTLP partial
+    /// success): acknowledged, not sent again.
+    pub rejected_by_server: u64,
     pub elapsed_ms: u64,
     pub events_per_sec: f64,
 }
@@ -55,6 +58,12 @@ impl Summary {
             self.elapsed_ms,
             self.events_per_sec
         ));
+        if self.rejected_by_server > 0 {
+            out.push_str(&format!(
+                "rejected by server {} (in batches it accepted; they are not sent again: see the warnings above)\n",
+                self.rejected_by_server
+            ));
+        }
         out
     }
 

@@ -1199,3 +1199,74 @@ async fn the_documented_sample_inputs_are_delivered() {
         assert_eq!(flume.unique_ids(), lines, "{name}: every line delivered");
     }
 }
+
+#[tokio::test]
+async fn send_delivers_over_otlp_and_reports_a_partial_success() {
+    let collector = MockFlume::start(MockConfig {
+        drop_containing: Some("poison".into()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let lines: String = (0..300)
+        .map(|i| {
+            let value = if i == 77 {
+                "\"poison\"".to_owned()
+            } else {
+                format!("{{\"n\":{i}}}")
+            };
+            format!(
+                "{{\"collection\":\"todos\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{value}}}\n"
+            )
+        })
+        .collect();
+    let url = collector.otlp_url();
+    let output = send(
+        &url,
+        &["--protocol", "otlp", "--service-name", "todo-app", "--json"],
+        "otlp.jsonl",
+        &lines,
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        summary["delivered_unique"], 300,
+        "acknowledged, the dropped one too"
+    );
+    assert_eq!(summary["rejected_by_server"], 1);
+    assert_eq!(collector.unique_ids(), 299);
+    assert_eq!(collector.duplicates(), 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("dropped some of its records"),
+        "the rejection is logged: {stderr}"
+    );
+    let first = collector
+        .events()
+        .into_iter()
+        .find(|event| event.headers["key"] == "0")
+        .unwrap();
+    assert_eq!(first.body, r#"{"n":0}"#);
+    assert_eq!(first.headers["op"], "insert");
+}
+
+#[test]
+fn demo_over_otlp_delivers_everything() {
+    let output = headwater()
+        .args(["demo", "--protocol", "otlp", "--changes", "3000", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["delivered_unique"], 3000);
+    assert_eq!(summary["rejected_by_server"], 0);
+}

@@ -97,6 +97,35 @@ impl Builder {
         self
     }
 
+    /// Delivers to OpenTelemetry Collector OTLP/HTTP logs endpoints instead of Flume
+    /// (the full URL, `http://host:4318/v1/logs`), tried in order (failover) unless
+    /// [`round_robin`](Self::round_robin): each change becomes a log record with its id
+    /// as `log.record.uid`, in gzip-compressed protobuf (docs/otlp.md). The
+    /// [`source`](Self::source) is the resource's `service.instance.id`; `service_name`
+    /// its `service.name`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let headwater = headwater::Headwater::builder()
+    ///     .otlp(["http://127.0.0.1:4318/v1/logs"], "todo-app")
+    ///     .source("laptop-7")
+    ///     .start()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "otlp")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+    pub fn otlp<I, S>(mut self, urls: I, service_name: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.http.endpoints = urls.into_iter().map(Into::into).collect();
+        self.config.protocol = headwater_core::protocol::Protocol::Otlp(
+            headwater_core::otlp::OtlpMapping::with_service_name(service_name),
+        );
+        self
+    }
+
     /// Spreads requests over the Flume URLs in turn instead of failing over. Changes
     /// of one record may then reach the final sink out of order across agents
     /// (docs/fleet.md); [`route_by_key`](Self::route_by_key) keeps them on one agent.

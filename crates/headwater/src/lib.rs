@@ -79,15 +79,19 @@ pub use runtime::{Clock, SystemClock};
 pub use start_error::StartError;
 
 pub use headwater_core::engine::{
-    CaptureError, ConfigError, IsolationRules, Outbox, OutboxLimits, SyncConfig, SyncCounters,
-    SyncStatus,
+    CaptureError, ConfigError, IsolationRules, Outbox, OutboxLimits, PartialRejectionReport,
+    SyncConfig, SyncCounters, SyncStatus,
 };
 pub use headwater_core::flume::{BodyShape, EventMapping, HeaderNames};
 pub use headwater_core::model::{
     Change, ChangeData, ChangeId, DeadContent, DeadLetter, InvalidChange, JsonText, Op, OpKind,
     Seq, SyncMarker,
 };
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use headwater_core::otlp::OtlpMapping;
 pub use headwater_core::policy::{Backoff, BatchLimits, RetryLimits};
+pub use headwater_core::protocol::Protocol;
 pub use headwater_core::store::{ChangeStore, StoreError};
 pub use headwater_core::transport::Transport;
 pub use headwater_memory::MemoryStore;
@@ -133,7 +137,9 @@ pub mod store {
 pub mod transport {
     pub use headwater_core::flume::EncodedBatch;
     pub use headwater_core::policy::RetryAfter;
-    pub use headwater_core::transport::{Response, SendOutcome, Transport};
+    pub use headwater_core::transport::{
+        BodyFormat, PartialRejection, Response, SendOutcome, Transport,
+    };
 }
 
 /// The attribute that implements [`ChangeStore`] and [`Transport`] (their methods are
@@ -155,3 +161,8 @@ struct NativeExamples;
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/configuration.md")]
 struct ConfigurationExamples;
+
+/// docs/otlp.md's Rust examples, compiled as doc tests.
+#[cfg(all(doctest, feature = "otlp"))]
+#[doc = include_str!("../../../docs/otlp.md")]
+struct OtlpExamples;

@@ -55,6 +55,10 @@ pub(crate) fn publish(source: &str, status: &SyncStatus, now: chrono::DateTime<c
     counter("headwater_retries_total", counters.retries);
     counter("headwater_bisections_total", counters.bisections);
     counter("headwater_quarantined_total", counters.quarantined);
+    counter(
+        "headwater_rejected_by_server_total",
+        counters.rejected_by_server,
+    );
     let answers = &counters.answers;
     for (outcome, value) in [
         ("accepted", answers.accepted),
