@@ -22,6 +22,7 @@ scratch=$(mktemp -d)
 background_pids=()
 cleanup() {
   if declare -F flume_stop >/dev/null; then flume_stop; fi
+  if declare -F otelcol_stop >/dev/null; then otelcol_stop; fi
   for pid in "${background_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$scratch"
 }
@@ -79,6 +80,18 @@ else
   echo "SKIPPED: the real-Flume conformance tests need java, mvn and python3 on PATH" \
        "(java: $(command -v java || echo missing), mvn: $(command -v mvn || echo missing)," \
        "python3: $(command -v python3 || echo missing))"
+fi
+
+step "OTLP/HTTP logs into a real OpenTelemetry Collector (v0.161.0, built from the Go module proxy)"
+if command -v go >/dev/null && command -v python3 >/dev/null; then
+  # shellcheck source=scripts/otel-collector.sh
+  source scripts/otel-collector.sh
+  otelcol_start "$scratch/otelcol"
+  cargo test -p headwater --features otlp --test real_otelcol -- --ignored --nocapture --test-threads 1
+  otelcol_stop
+else
+  echo "SKIPPED: the real-Collector tests need go and python3 on PATH" \
+       "(go: $(command -v go || echo missing), python3: $(command -v python3 || echo missing))"
 fi
 
 step "a real tier, really failing: Flume agents killed with SIGKILL while headwater sends"
@@ -148,12 +161,12 @@ WEB_DEMO_PROFILE=dev bash scripts/web-demo.sh --build
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   cargo test -p todo-web --test e2e -- --ignored --nocapture
 
-step "fuzzing the decoder, the codec round trip and the engine (${FUZZ_SECONDS:-60}s each)"
+step "fuzzing the decoder, the codec round trip, the engine and the OTLP codec (${FUZZ_SECONDS:-60}s each)"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1
 if [ ! -x "$tools/bin/cargo-fuzz" ]; then
   cargo install cargo-fuzz --version 0.13.2 --root "$tools"
 fi
-for target in decode roundtrip engine; do
+for target in decode roundtrip engine otlp; do
   log="$scratch/fuzz-$target.log"
   if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-60}" >"$log" 2>&1); then
     echo "fuzz $target: $(grep -E '^Done' "$log" | tail -n 1)"
@@ -171,6 +184,7 @@ cargo test -p headwater-http --no-default-features --lib
 step "the core, the stores, the HTTP transport and the facade build for wasm32"
 cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memory -p headwater-http -p headwater-indexeddb
 cargo check --target wasm32-unknown-unknown -p headwater --features browser
+cargo check --target wasm32-unknown-unknown -p headwater --features browser,otlp
 
 step "no import cycles between the files of a crate"
 if command -v python3 >/dev/null; then
@@ -180,8 +194,9 @@ else
 fi
 
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
-forbidden=$(cargo tree -p headwater-core -e normal --prefix none --target all \
-  | grep -E '^(tokio|reqwest|web-sys|getrandom) ' || true)
+forbidden=$( (cargo tree -p headwater-core -e normal --prefix none --target all;
+  cargo tree -p headwater-core --features otlp -e normal --prefix none --target all) \
+  | grep -E '^(tokio|reqwest|web-sys|getrandom) ' | sort -u || true)
 if [ -n "$forbidden" ]; then
   echo "headwater-core must stay pure, but depends on:" >&2
   echo "$forbidden" >&2
