@@ -1,5 +1,5 @@
 //! The protocol seam: which wire format a machine's batches take. The delivery machine,
-//! the stores and the policies do not know which one runs; they see a [`Codec`] that
+//! the stores and the policies do not know which one runs; they see a codec that
 //! builds request bodies under a byte limit, and answers classified the same way.
 
 use chrono::{DateTime, Utc};

@@ -4,10 +4,9 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use super::mapping::OtlpMapping;
 use super::proto::common::v1::InstrumentationScope;
-use super::proto::common::v1::any_value;
-use super::proto::logs::v1::LogRecord;
 use super::proto::resource::v1::Resource;
-use super::value::{attribute, string_attribute};
+use super::protobuf::{self, key};
+use super::value::string_attribute;
 use super::{COLLECTION_ATTRIBUTE, KEY_ATTRIBUTE, OP_ATTRIBUTE, SEQ_ATTRIBUTE, UID_ATTRIBUTE};
 use crate::flume::{EventMapping, Push};
 use crate::model::Change;
@@ -16,7 +15,8 @@ use crate::model::Change;
 /// `ScopeLogs.log_records`: the fields that nest a batch's records (each key one byte).
 const RESOURCE_LOGS: u32 = 1;
 const SCOPE_LOGS: u32 = 2;
-const LOG_RECORDS: u32 = 2;
+/// `ScopeLogs.log_records`, a `LogRecord`: field 2, length-delimited.
+const LOG_RECORD_KEY: u8 = 2 << 3 | 2;
 /// The most bytes the two lengths that depend on the records take (two varints of a
 /// `u32`): a batch's size is checked against its limit with them counted in full.
 const LENGTHS: usize = 10;
@@ -25,8 +25,9 @@ const LENGTHS: usize = 10;
 /// protobuf, a record at a time, as the engine builds batches: [`start`](Self::start),
 /// [`push`](Self::push) each change, [`finish`](Self::finish).
 ///
-/// The records are written as they come; `finish` puts the resource and scope in front,
-/// whose lengths are only known then. Sizes are checked on the finished message.
+/// The records are written as they come, straight into the body (no message structs);
+/// `finish` puts the resource and scope in front, whose lengths are only known then.
+/// Sizes are checked on the finished message.
 #[derive(Debug, Clone)]
 pub struct OtlpEncoder {
     /// `ResourceLogs.resource` and `ScopeLogs.scope`, each with its key and length.
@@ -34,7 +35,8 @@ pub struct OtlpEncoder {
     scope_field: Vec<u8>,
     /// `observed_time_unix_nano` of the batch being built.
     observed: u64,
-    record: LogRecord,
+    /// Where [`encoded_len`](Self::encoded_len) writes.
+    scratch: Vec<u8>,
 }
 
 /// Nanoseconds since the epoch; times before it are 0 (unset in OTLP).
@@ -79,7 +81,7 @@ impl OtlpEncoder {
             resource_field: field(1, &resource),
             scope_field: field(1, &scope),
             observed: 0,
-            record: LogRecord::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -105,15 +107,14 @@ impl OtlpEncoder {
         change: &Change,
         max_bytes: usize,
     ) -> Push {
-        self.fill(change);
-        let len = self.record.encoded_len();
-        let added = 1 + encoded_len_varint(len as u64) + len;
-        if body.len() + added + self.overhead() > max_bytes {
+        let mark = body.len();
+        let start = protobuf::open(body, LOG_RECORD_KEY);
+        self.write_record(body, change);
+        protobuf::close(body, start);
+        if body.len() + self.overhead() > max_bytes {
+            body.truncate(mark);
             return Push::Full;
         }
-        encode_key(LOG_RECORDS, WireType::LengthDelimited, body);
-        encode_varint(len as u64, body);
-        self.record.encode_raw(body);
         Push::Added
     }
 
@@ -138,51 +139,60 @@ impl OtlpEncoder {
 
     /// The size of a request that holds `change` alone.
     pub fn encoded_len(&mut self, change: &Change) -> usize {
-        self.fill(change);
-        let len = self.record.encoded_len();
-        1 + encoded_len_varint(len as u64) + len + self.overhead()
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let start = protobuf::open(&mut scratch, LOG_RECORD_KEY);
+        self.write_record(&mut scratch, change);
+        protobuf::close(&mut scratch, start);
+        let len = scratch.len() + self.overhead();
+        self.scratch = scratch;
+        len
     }
 
-    /// The log record of `change`, as the batch being built holds it.
-    pub fn log_record(&mut self, change: &Change) -> LogRecord {
-        self.fill(change);
-        self.record.clone()
-    }
-
-    /// Fills the encoder's record (its buffers reused) with `change`.
-    fn fill(&mut self, change: &Change) {
+    /// Writes the fields of `change`'s log record.
+    fn write_record(&self, out: &mut Vec<u8>, change: &Change) {
         let data = change.data();
-        let record = &mut self.record;
-        record.time_unix_nano = nanos(change.captured_at());
-        record.observed_time_unix_nano = self.observed;
-        record.body = data
-            .value_json()
-            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-            .map(|value| super::value::any_value(&value));
-        record.attributes.clear();
-        record
-            .attributes
-            .push(string_attribute(UID_ATTRIBUTE, &change.id().to_string()));
-        record
-            .attributes
-            .push(string_attribute(COLLECTION_ATTRIBUTE, data.collection()));
-        record
-            .attributes
-            .push(string_attribute(KEY_ATTRIBUTE, data.key()));
-        record
-            .attributes
-            .push(string_attribute(OP_ATTRIBUTE, data.kind().as_str()));
-        record.attributes.push(attribute(
+        let captured = nanos(change.captured_at());
+        // Zero is "unset" in OTLP, and left out as prost leaves it out.
+        if captured != 0 {
+            protobuf::fixed64_field(out, key::TIME, captured);
+        }
+        if let Some(json) = data.value_json() {
+            let start = protobuf::open(out, key::BODY);
+            let mut deserializer = serde_json::Deserializer::from_str(json);
+            let written = serde::de::DeserializeSeed::deserialize(
+                protobuf::AnyValue(&mut *out),
+                &mut deserializer,
+            );
+            if written.is_err() {
+                // Values are checked JSON from capture; should a stored one not be, it
+                // goes as the text it is rather than not at all.
+                out.truncate(start);
+                protobuf::bytes_field(out, key::STRING, json.as_bytes());
+            }
+            protobuf::close(out, start);
+        }
+        let mut uid = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let uid = change.id().as_uuid().hyphenated().encode_lower(&mut uid);
+        protobuf::string_attribute(out, UID_ATTRIBUTE, uid);
+        protobuf::string_attribute(out, COLLECTION_ATTRIBUTE, data.collection());
+        protobuf::string_attribute(out, KEY_ATTRIBUTE, data.key());
+        protobuf::string_attribute(out, OP_ATTRIBUTE, data.kind().as_str());
+        protobuf::int_attribute(
+            out,
             SEQ_ATTRIBUTE,
-            any_value::Value::IntValue(i64::try_from(change.seq().get()).unwrap_or(i64::MAX)),
-        ));
+            i64::try_from(change.seq().get()).unwrap_or(i64::MAX),
+        );
         for (name, value) in data.headers() {
             if !matches!(
                 name.as_str(),
                 UID_ATTRIBUTE | COLLECTION_ATTRIBUTE | KEY_ATTRIBUTE | OP_ATTRIBUTE | SEQ_ATTRIBUTE
             ) {
-                record.attributes.push(string_attribute(name, value));
+                protobuf::string_attribute(out, name, value);
             }
+        }
+        if self.observed != 0 {
+            protobuf::fixed64_field(out, key::OBSERVED_TIME, self.observed);
         }
     }
 }

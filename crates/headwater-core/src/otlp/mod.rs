@@ -41,12 +41,13 @@
 mod answer;
 mod encode;
 mod mapping;
+mod protobuf;
 mod value;
 
 pub use answer::{OtlpAnswer, read_answer};
 pub use encode::OtlpEncoder;
 pub use mapping::OtlpMapping;
-pub use value::{any_value, json_value};
+pub use value::json_value;
 
 /// The OTLP message types (prost), from `opentelemetry-proto`: what a server or a test
 /// decodes requests with.
