@@ -134,6 +134,11 @@ fn cases(transaction_capacity: usize) -> Vec<Case> {
             "[]",
         ),
         case("empty array", JSON_UTF8, "[]"),
+        case(
+            "UTF-8 byte order mark before the array",
+            JSON_UTF8,
+            b"\xEF\xBB\xBF[{\"headers\":{\"case\":\"bom\"},\"body\":\"x\"}]".to_vec(),
+        ),
         case("empty body", JSON_UTF8, ""),
         case("whitespace body", JSON_UTF8, "  \n"),
         case("null document", JSON_UTF8, "null"),

@@ -198,6 +198,9 @@ pub fn decode_batch_with_replacement(
             offset: 0,
         });
     }
+    // Gson's JsonReader skips one byte order mark at the very start of the document
+    // (`fillBuffer`), so Flume takes `EF BB BF [...]` sent as UTF-8 as the array after it.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
     let mut handler = Handler {
         reader: Reader::new(body, limits),
         limits,

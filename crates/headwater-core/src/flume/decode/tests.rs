@@ -278,3 +278,13 @@ fn limits_are_enforced() {
         Err(DecodeErrorKind::TooDeep { .. })
     ));
 }
+
+#[test]
+fn one_byte_order_mark_before_the_document_is_skipped_as_gson_does() {
+    assert_eq!(decode("\u{feff}[]"), Ok(Vec::new()));
+    let events = decode("\u{feff}[{\"headers\":{\"a\":\"1\"},\"body\":\"x\"}]").unwrap();
+    assert_eq!(events[0].body, "x");
+    // Only one, and only at the start: anywhere else it is not JSON.
+    assert!(decode("\u{feff}\u{feff}[]").is_err());
+    assert!(decode(" \u{feff}[]").is_err());
+}
