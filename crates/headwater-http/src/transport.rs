@@ -18,6 +18,11 @@ use crate::failure::{
 };
 use crate::fixed_headers::fixed_headers;
 
+/// How much of an OTLP success answer is read: an `ExportLogsServiceResponse` is a few
+/// bytes, with a message at most a few kilobytes.
+#[cfg(feature = "otlp")]
+const OTLP_SUCCESS_BYTES: usize = 64 * 1024;
+
 /// Where the transport reads wall time.
 struct WallClock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
 
@@ -233,8 +238,15 @@ impl HttpTransport {
                 .get(CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
-            let mut bytes = read_bounded(response, self.max_message_bytes).await;
-            bytes.truncate(self.max_message_bytes);
+            // A 2xx body is read whole up to a generous bound: a partial success cut
+            // short would no longer decode, and its rejection would go unseen.
+            let limit = if (200..300).contains(&status) {
+                self.max_message_bytes.max(OTLP_SUCCESS_BYTES)
+            } else {
+                self.max_message_bytes
+            };
+            let mut bytes = read_bounded(response, limit).await;
+            bytes.truncate(limit);
             let answer = headwater_core::otlp::read_answer(status, content_type.as_deref(), &bytes);
             return Response::with_message(status, answer.message)
                 .with_retry_after(retry_after)
