@@ -1,7 +1,9 @@
 //! Delivers changes from the memory store to the bench mock in another process, for
 //! profiling (`perf record`): `cargo run --release -p headwater-benches --example
 //! deliver -- COUNT IN_FLIGHT`; `RAW=1` sends prebuilt bodies instead, `SQLITE=1`
-//! delivers from a SQLite store.
+//! delivers from a SQLite store. `OTLP=URL` delivers OTLP/HTTP logs to that receiver (a
+//! real Collector from `scripts/otel-collector.sh`) instead of Flume JSON to the bench
+//! mock; with `RAW=1`, prebuilt gzipped bodies go there at the same concurrency.
 
 use std::time::Instant;
 
@@ -23,6 +25,11 @@ async fn main() {
         .ok()
         .and_then(|b| b.parse().ok())
         .unwrap_or(100);
+    let otlp = std::env::var("OTLP").ok();
+    if let Some(url) = &otlp {
+        deliver_otlp(url, count, in_flight, batch).await;
+        return;
+    }
     let mock = MockProcess::start();
     if std::env::var_os("RAW").is_some() {
         let mut encoder = BatchEncoder::new(realistic_mapping());
@@ -82,6 +89,87 @@ async fn main() {
     let elapsed = started.elapsed();
     println!(
         "{count} changes, {in_flight} in flight: {:.0} events/s",
+        count as f64 / elapsed.as_secs_f64()
+    );
+    headwater.shutdown().await;
+}
+
+/// OTLP/HTTP logs to `url`: prebuilt gzipped bodies (`RAW=1`), or through the facade
+/// from the memory store.
+async fn deliver_otlp(url: &str, count: usize, in_flight: usize, batch: usize) {
+    use std::io::Write;
+
+    use headwater::transport::BodyFormat;
+    use headwater_core::otlp::{OtlpEncoder, OtlpMapping};
+
+    if std::env::var_os("RAW").is_some() {
+        let now = chrono::Utc::now();
+        let mut encoder = OtlpEncoder::new(&realistic_mapping(), &OtlpMapping::default());
+        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+            realistic_changes(count)
+                .chunks(batch)
+                .map(|chunk| {
+                    let mut body = Vec::new();
+                    encoder.start(&mut body, now);
+                    for (events, change) in chunk.iter().enumerate() {
+                        encoder.push(&mut body, events, change, usize::MAX);
+                    }
+                    encoder.finish(&mut body);
+                    let mut gzip =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    gzip.write_all(&body).unwrap();
+                    gzip.finish().unwrap()
+                })
+                .collect(),
+        );
+        let mut config = HttpConfig::new([url.to_owned()]);
+        config.gzip = false;
+        config
+            .headers
+            .push(("content-encoding".into(), "gzip".into()));
+        let transport = Arc::new(HttpTransport::new(config).unwrap());
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..in_flight)
+            .map(|sender| {
+                let (bodies, transport) = (Arc::clone(&bodies), Arc::clone(&transport));
+                tokio::spawn(async move {
+                    for index in (sender..bodies.len()).step_by(in_flight) {
+                        transport
+                            .send(
+                                EncodedBatch::new(&bodies[index], batch)
+                                    .in_format(BodyFormat::OtlpProtobuf),
+                            )
+                            .await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        println!(
+            "raw OTLP {count} events, {in_flight} in flight: {:.0} events/s",
+            count as f64 / started.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    let store = Arc::new(MemoryStore::new());
+    let now = chrono::Utc::now();
+    for chunk in realistic_captured(count, 1, now).chunks(1000) {
+        store.append(chunk.to_vec()).await.unwrap();
+    }
+    let started = Instant::now();
+    let headwater = Headwater::builder()
+        .otlp([url.to_owned()], "bench")
+        .max_in_flight(in_flight)
+        .batch_size(batch)
+        .store(Arc::clone(&store))
+        .start()
+        .unwrap();
+    headwater.flush().await.unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "OTLP {count} changes, {in_flight} in flight: {:.0} events/s",
         count as f64 / elapsed.as_secs_f64()
     );
     headwater.shutdown().await;
