@@ -141,7 +141,7 @@ echo "mock Flume with CORS at $HEADWATER_MOCK_CORS_URL, strict at $HEADWATER_MOC
 CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
   WASM_BINDGEN_TEST_TIMEOUT=120 WASM_BINDGEN_TEST_NO_ORIGIN_ISOLATION=1 \
   cargo test --target wasm32-unknown-unknown -p headwater-http -p headwater-indexeddb --tests \
-  -- --nocapture
+  --features headwater-http/otlp -- --nocapture
 
 step "the browser benchmark, release build"
 # Against a release build of the mock: a debug server would spend this 2-core machine's

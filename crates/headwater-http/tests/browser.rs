@@ -137,6 +137,39 @@ async fn the_engine_syncs_from_the_browser_with_flumes_answers_intact() {
     assert_eq!(status.counters.requests, 3);
 }
 
+/// OTLP/HTTP logs from the browser: gzip-compressed protobuf through fetch (the
+/// `Content-Encoding` header passes the CORS preflight the proxy answers), and the
+/// receiver's protobuf answer read back.
+#[cfg(feature = "otlp")]
+#[wasm_bindgen_test]
+async fn the_engine_delivers_otlp_logs_from_the_browser() {
+    use headwater_core::otlp::OtlpMapping;
+    use headwater_core::protocol::Protocol;
+
+    let otlp_url = format!("{}/v1/logs", cors_url().trim_end_matches('/'));
+    let mut config = SyncConfig::new("browser-test", 9);
+    config.protocol = Protocol::Otlp(OtlpMapping::with_service_name("browser-app"));
+    let mut syncer = Syncer::new(MemoryStore::new(), transport(&otlp_url), config).unwrap();
+    let outbox = syncer.outbox();
+    let changes = (0..250)
+        .map(|i| {
+            ChangeData::update(
+                "todos",
+                format!("k{i}"),
+                &serde_json::json!({"n": i, "é": true}),
+            )
+            .unwrap()
+        })
+        .collect();
+    outbox.capture_all(Utc::now(), changes).await.unwrap();
+    syncer.sync_once(Utc::now()).await.unwrap();
+    let status = outbox.status(Utc::now()).await.unwrap();
+    assert!(status.is_synced(), "{status:?}");
+    assert_eq!(status.counters.delivered, 250);
+    assert_eq!(status.counters.requests, 3);
+    assert_eq!(status.counters.rejected_by_server, 0);
+}
+
 #[wasm_bindgen_test]
 async fn without_cors_the_outbox_is_blocked_with_the_reason_and_keeps_every_change() {
     // Flume answers the preflight with 403 and sends no CORS headers: fetch fails before
