@@ -64,7 +64,7 @@ impl Codec {
         match self {
             Self::Flume(_) => BodyFormat::FlumeJson,
             #[cfg(feature = "otlp")]
-            Self::Otlp(_) => BodyFormat::OtlpProtobuf,
+            Self::Otlp(encoder) => encoder.format(),
         }
     }
 

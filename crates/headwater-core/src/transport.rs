@@ -13,6 +13,8 @@ pub enum BodyFormat {
     FlumeJson,
     /// An OTLP `ExportLogsServiceRequest` in protobuf (`POST /v1/logs`).
     OtlpProtobuf,
+    /// The same in OTLP's JSON encoding.
+    OtlpJson,
 }
 
 impl BodyFormat {
@@ -21,7 +23,14 @@ impl BodyFormat {
         match self {
             Self::FlumeJson => "application/json; charset=UTF-8",
             Self::OtlpProtobuf => "application/x-protobuf",
+            Self::OtlpJson => "application/json",
         }
+    }
+
+    /// Whether it is an OTLP body (compressed with gzip if the transport is set to, and
+    /// answered as OTLP answers).
+    pub const fn is_otlp(self) -> bool {
+        matches!(self, Self::OtlpProtobuf | Self::OtlpJson)
     }
 }
 

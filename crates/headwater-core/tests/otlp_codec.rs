@@ -1,5 +1,6 @@
-//! The OTLP codec's properties: any batch of changes the encoder builds decodes with
-//! the OTLP protobuf types into the same changes (ids, times, record, op, seq, headers,
+//! The OTLP codec's properties: any batch of changes the encoder builds, in protobuf or
+//! in JSON, decodes with the OTLP message types (prost, and their serde for JSON) into
+//! the same changes (ids, times, record, op, seq, headers,
 //! the value as a structured body), stays within its byte limit, and its size of one
 //! change alone bounds the real one; the answer reader takes any bytes without panicking.
 
@@ -9,7 +10,7 @@ use headwater_core::flume::{EventMapping, Push};
 use headwater_core::model::{Captured, Change, ChangeData, ChangeIdGenerator, Seq};
 use headwater_core::otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use headwater_core::otlp::proto::common::v1::{AnyValue, any_value};
-use headwater_core::otlp::{OtlpEncoder, OtlpMapping, json_value, read_answer};
+use headwater_core::otlp::{OtlpEncoder, OtlpEncoding, OtlpMapping, json_value, read_answer};
 use proptest::prelude::*;
 use prost::Message;
 use serde_json::Value;
@@ -80,6 +81,7 @@ proptest! {
         sent_millis in 1i64..4_000_000_000_000,
         max_bytes in 64usize..4096,
         first_seq in 1u64..1_000_000,
+        json in any::<bool>(),
     ) {
         let captured_at = chrono::DateTime::from_timestamp_millis(captured_millis).unwrap();
         let now = chrono::DateTime::from_timestamp_millis(sent_millis).unwrap();
@@ -103,7 +105,11 @@ proptest! {
                 )
             })
             .collect();
-        let mut encoder = OtlpEncoder::new(&EventMapping::with_source("phone-7"), &OtlpMapping::with_service_name("app"));
+        let mut otlp = OtlpMapping::with_service_name("app");
+        if json {
+            otlp.encoding = OtlpEncoding::Json;
+        }
+        let mut encoder = OtlpEncoder::new(&EventMapping::with_source("phone-7"), &otlp);
         let mut body = Vec::new();
         encoder.start(&mut body, now);
         let mut pushed = 0;
@@ -116,7 +122,13 @@ proptest! {
         encoder.finish(&mut body);
         prop_assert!(body.len() <= max_bytes || pushed == 0, "{} bytes over {max_bytes}", body.len());
 
-        let request = ExportLogsServiceRequest::decode(&body[..]).unwrap();
+        let request: ExportLogsServiceRequest = if json {
+            serde_json::from_slice(&body).unwrap_or_else(|error| {
+                panic!("{error}: {}", String::from_utf8_lossy(&body))
+            })
+        } else {
+            ExportLogsServiceRequest::decode(&body[..]).unwrap()
+        };
         let records: Vec<_> = request
             .resource_logs
             .iter()
@@ -158,6 +170,9 @@ proptest! {
         let _ = encoder.push(&mut single, 0, first, usize::MAX);
         encoder.finish(&mut single);
         prop_assert!(single.len() <= alone && alone <= single.len() + 10, "{} vs {alone}", single.len());
+        if json {
+            prop_assert_eq!(single.len(), alone, "JSON sizes are exact");
+        }
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl HttpTransport {
     #[cfg(feature = "otlp")]
     fn compressed(&self, batch: &EncodedBatch<'_>) -> Option<Vec<u8>> {
         use std::io::Write;
-        if !self.gzip || batch.format != BodyFormat::OtlpProtobuf || batch.body.is_empty() {
+        if !self.gzip || !batch.format.is_otlp() || batch.body.is_empty() {
             return None;
         }
         // The fast level: most of gzip's gain on repetitive records, at a fraction of
@@ -232,7 +232,7 @@ impl HttpTransport {
             .and_then(|value| value.to_str().ok())
             .and_then(RetryAfter::parse);
         #[cfg(feature = "otlp")]
-        if format == BodyFormat::OtlpProtobuf {
+        if format.is_otlp() {
             let content_type = response
                 .headers()
                 .get(CONTENT_TYPE)

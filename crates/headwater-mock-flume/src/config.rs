@@ -88,7 +88,9 @@ pub struct MockConfig {
     pub count_distinct_ids: bool,
     /// Faults drawn at random.
     pub random_faults: Option<RandomFaults>,
-    /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would).
+    /// Largest request body; larger ones get 413 (Flume has no limit; a proxy would), or
+    /// at the OTLP receiver 400, as a Collector answers one over its
+    /// `max_request_body_size`.
     pub max_request_bytes: usize,
     /// Answer 400, committing nothing, to every request whose body contains this text:
     /// a poison change (one a strict proxy or validator in front of Flume refuses), for

@@ -16,14 +16,17 @@ use headwater_core::otlp::proto::collector::logs::v1::{
 };
 use headwater_core::otlp::proto::logs::v1::LogRecord;
 use headwater_core::otlp::{
-    COLLECTION_ATTRIBUTE, KEY_ATTRIBUTE, OP_ATTRIBUTE, PROTOBUF_CONTENT_TYPE, SEQ_ATTRIBUTE,
-    UID_ATTRIBUTE, json_value,
+    COLLECTION_ATTRIBUTE, JSON_CONTENT_TYPE, KEY_ATTRIBUTE, OP_ATTRIBUTE, PROTOBUF_CONTENT_TYPE,
+    SEQ_ATTRIBUTE, UID_ATTRIBUTE, json_value,
 };
 use prost::Message;
 
 use crate::config::MockFault;
 use crate::metrics::add;
 use crate::state::{ConnectionKill, Shared};
+
+/// What a Collector says to a body over its limit.
+const TOO_LARGE: &str = "http: request body too large";
 
 /// The path of OTLP/HTTP logs.
 pub(crate) const LOGS_PATH: &str = "/v1/logs";
@@ -37,36 +40,91 @@ struct Status {
     message: String,
 }
 
-fn protobuf(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(PROTOBUF_CONTENT_TYPE),
-    );
-    response
+/// The encoding of a request, which its answer takes too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
 }
 
-/// An error answer as the Collector gives it: a `google.rpc.Status` (gRPC code 3,
-/// invalid argument, for a 400; 14, unavailable, otherwise).
-fn error(status: StatusCode, message: &str) -> Response {
-    let code = if status == StatusCode::BAD_REQUEST {
-        3
-    } else {
-        14
-    };
-    let body = Status {
-        code,
-        message: message.to_owned(),
+impl Encoding {
+    /// The encoding a `Content-Type` names, if OTLP has it.
+    fn of(headers: &HeaderMap) -> Option<Self> {
+        let mime = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(str::trim)
+            .unwrap_or("");
+        if mime.eq_ignore_ascii_case(PROTOBUF_CONTENT_TYPE) {
+            Some(Self::Protobuf)
+        } else if mime.eq_ignore_ascii_case(JSON_CONTENT_TYPE) {
+            Some(Self::Json)
+        } else {
+            None
+        }
     }
-    .encode_to_vec();
-    let mut response = protobuf(status, body);
-    // As the Flume side: only a 429 says when to come back.
-    if status == StatusCode::TOO_MANY_REQUESTS {
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Protobuf => PROTOBUF_CONTENT_TYPE,
+            Self::Json => JSON_CONTENT_TYPE,
+        }
+    }
+
+    /// An answer with `body` in this encoding.
+    fn answer(self, status: StatusCode, body: Vec<u8>) -> Response {
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type()),
+        );
         response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    response
+
+    /// An error answer as the Collector gives it: a `google.rpc.Status` (gRPC code 3,
+    /// invalid argument, for a 400; 14, unavailable, otherwise).
+    fn error(self, status: StatusCode, message: &str) -> Response {
+        let code = if status == StatusCode::BAD_REQUEST {
+            3
+        } else {
+            14
+        };
+        let body = match self {
+            Self::Protobuf => Status {
+                code,
+                message: message.to_owned(),
+            }
+            .encode_to_vec(),
+            Self::Json => serde_json::json!({"code": code, "message": message})
+                .to_string()
+                .into_bytes(),
+        };
+        let mut response = self.answer(status, body);
+        // As the Flume side: only a 429 says when to come back.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+
+    fn decode(self, bytes: &[u8]) -> Result<ExportLogsServiceRequest, String> {
+        match self {
+            Self::Protobuf => {
+                ExportLogsServiceRequest::decode(bytes).map_err(|cause| format!("proto: {cause}"))
+            }
+            Self::Json => serde_json::from_slice(bytes).map_err(|cause| format!("json: {cause}")),
+        }
+    }
+
+    fn encode(self, answer: &ExportLogsServiceResponse) -> Vec<u8> {
+        match self {
+            Self::Protobuf => answer.encode_to_vec(),
+            Self::Json => serde_json::to_vec(answer).unwrap_or_default(),
+        }
+    }
 }
 
 /// Waits for ever: the connection is closed around it, or the server shuts down.
@@ -82,14 +140,27 @@ pub(crate) async fn handle(
     body: Body,
 ) -> Response {
     add(&shared.counters.requests, 1);
+    let Some(encoding) = Encoding::of(headers) else {
+        let mut response = (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported media type, supported: [application/json, application/x-protobuf]",
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return response;
+    };
+    // A Collector answers 400 to a body over its max_request_body_size, before or after
+    // inflating it.
     let Ok(body) = axum::body::to_bytes(body, shared.config.max_request_bytes).await else {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return encoding.error(StatusCode::BAD_REQUEST, TOO_LARGE);
     };
     let fault = shared.faults().next();
     match &fault {
         Some(MockFault::Status(code)) => {
             let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(
+            return encoding.error(
                 status,
                 status.canonical_reason().unwrap_or("injected fault"),
             );
@@ -101,25 +172,6 @@ pub(crate) async fn handle(
             return never().await;
         }
         Some(MockFault::DropAfterCommit) | None => {}
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(PROTOBUF_CONTENT_TYPE))
-    {
-        let mut response = (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported media type, supported: [application/x-protobuf]",
-        )
-            .into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return response;
     }
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
@@ -133,8 +185,10 @@ pub(crate) async fn handle(
             .read_to_end(&mut plain)
         {
             Ok(_) if plain.len() as u64 <= limit => plain,
-            Ok(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-            Err(cause) => return error(StatusCode::BAD_REQUEST, &format!("gzip: {cause}")),
+            Ok(_) => return encoding.error(StatusCode::BAD_REQUEST, TOO_LARGE),
+            Err(cause) => {
+                return encoding.error(StatusCode::BAD_REQUEST, &format!("gzip: {cause}"));
+            }
         }
     } else {
         body.to_vec()
@@ -144,14 +198,14 @@ pub(crate) async fn handle(
             .windows(poison.len().max(1))
             .any(|window| window == poison.as_bytes())
     {
-        return error(
+        return encoding.error(
             StatusCode::BAD_REQUEST,
             "the request holds a refused record",
         );
     }
-    let request = match ExportLogsServiceRequest::decode(&bytes[..]) {
+    let request = match encoding.decode(&bytes) {
         Ok(request) => request,
-        Err(cause) => return error(StatusCode::BAD_REQUEST, &format!("proto: {cause}")),
+        Err(message) => return encoding.error(StatusCode::BAD_REQUEST, &message),
     };
     let mut events = Vec::new();
     let mut dropped = 0i64;
@@ -164,7 +218,10 @@ pub(crate) async fn handle(
         let event = event_of(record);
         let drop = shared.config.drop_containing.as_ref().is_some_and(|text| {
             event.body.contains(text.as_str())
-                || event.headers.values().any(|v| v.contains(text.as_str()))
+                || event
+                    .headers
+                    .values()
+                    .any(|value| value.contains(text.as_str()))
         });
         if drop {
             dropped += 1;
@@ -177,7 +234,7 @@ pub(crate) async fn handle(
     add(&shared.counters.events_received, count);
     add(&shared.counters.put_attempts, count);
     if let Err(message) = shared.channel.put(count).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, &message);
+        return encoding.error(StatusCode::SERVICE_UNAVAILABLE, &message);
     }
     add(&shared.counters.put_successes, count);
     if shared.config.drain_rate.is_none() {
@@ -198,7 +255,7 @@ pub(crate) async fn handle(
             ),
         }),
     };
-    protobuf(StatusCode::OK, answer.encode_to_vec())
+    encoding.answer(StatusCode::OK, encoding.encode(&answer))
 }
 
 /// A log record as a Flume event: headwater's attributes under Flume's header names

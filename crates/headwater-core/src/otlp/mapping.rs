@@ -9,12 +9,28 @@ use serde::{Deserialize, Serialize};
 pub struct OtlpMapping {
     /// The resource's `service.name`: the application that captured the changes.
     pub service_name: String,
+    /// Protobuf (the default, what every receiver reads, and the smaller) or JSON.
+    pub encoding: OtlpEncoding,
+}
+
+/// How an OTLP request body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OtlpEncoding {
+    /// `application/x-protobuf`.
+    #[default]
+    Protobuf,
+    /// `application/json`: OTLP's JSON encoding of the same messages, for receivers or
+    /// proxies that only take JSON, or to read requests on the wire.
+    Json,
 }
 
 impl Default for OtlpMapping {
     fn default() -> Self {
         Self {
             service_name: "headwater".into(),
+            encoding: OtlpEncoding::Protobuf,
         }
     }
 }
@@ -24,6 +40,7 @@ impl OtlpMapping {
     pub fn with_service_name(service_name: impl Into<String>) -> Self {
         Self {
             service_name: service_name.into(),
+            ..Self::default()
         }
     }
 }

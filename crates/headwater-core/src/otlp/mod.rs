@@ -40,13 +40,14 @@
 
 mod answer;
 mod encode;
+mod json;
 mod mapping;
 mod protobuf;
 mod value;
 
 pub use answer::{OtlpAnswer, read_answer};
 pub use encode::OtlpEncoder;
-pub use mapping::OtlpMapping;
+pub use mapping::{OtlpEncoding, OtlpMapping};
 pub use value::json_value;
 
 /// The OTLP message types (prost), from `opentelemetry-proto`: what a server or a test
@@ -65,3 +66,5 @@ pub const OP_ATTRIBUTE: &str = "headwater.op";
 pub const SEQ_ATTRIBUTE: &str = "headwater.seq";
 /// The content type of protobuf OTLP requests.
 pub const PROTOBUF_CONTENT_TYPE: &str = "application/x-protobuf";
+/// The content type of JSON OTLP requests.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
