@@ -44,6 +44,8 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:$port
+        # Small enough that the conformance suite's oversized request meets it.
+        max_request_body_size: 1048576
 exporters:
   file:
     path: $dir/logs.jsonl

@@ -10,7 +10,7 @@ use std::io::Write;
 use criterion::{Criterion, criterion_group, criterion_main};
 use headwater_benches::{realistic_changes, realistic_mapping};
 use headwater_core::flume::BatchEncoder;
-use headwater_core::otlp::{OtlpEncoder, OtlpMapping};
+use headwater_core::otlp::{OtlpEncoder, OtlpEncoding, OtlpMapping};
 
 fn otlp_body(encoder: &mut OtlpEncoder, changes: &[headwater_core::model::Change]) -> Vec<u8> {
     let now = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
@@ -37,14 +37,23 @@ fn otlp(c: &mut Criterion) {
     let mut encoder = OtlpEncoder::new(&realistic_mapping(), &OtlpMapping::default());
     let body = otlp_body(&mut encoder, &changes);
     let gzipped = gzip(&body);
+    let mut json_mapping = OtlpMapping::default();
+    json_mapping.encoding = OtlpEncoding::Json;
+    let mut json_encoder = OtlpEncoder::new(&realistic_mapping(), &json_mapping);
+    let json = otlp_body(&mut json_encoder, &changes);
     let per = |bytes: usize| bytes as f64 / changes.len() as f64;
+    let share = |bytes: usize| 100.0 * bytes as f64 / flume_len as f64;
     println!(
-        "bytes per event: Flume JSON {:.0}, OTLP protobuf {:.0} ({:.0} %), OTLP protobuf + gzip {:.0} ({:.0} % of Flume JSON)",
+        "bytes per event: Flume JSON {:.0}; OTLP protobuf {:.0} ({:.0} %), gzipped {:.0} ({:.0} %); OTLP JSON {:.0} ({:.0} %), gzipped {:.0} ({:.0} %)",
         per(flume_len),
         per(body.len()),
-        100.0 * body.len() as f64 / flume_len as f64,
+        share(body.len()),
         per(gzipped.len()),
-        100.0 * gzipped.len() as f64 / flume_len as f64,
+        share(gzipped.len()),
+        per(json.len()),
+        share(json.len()),
+        per(gzip(&json).len()),
+        share(gzip(&json).len()),
     );
 
     let mut group = c.benchmark_group("otlp_100_events");
@@ -56,6 +65,9 @@ fn otlp(c: &mut Criterion) {
     });
     group.bench_function("otlp_protobuf_encode", |b| {
         b.iter(|| black_box(otlp_body(&mut encoder, black_box(&changes)).len()));
+    });
+    group.bench_function("otlp_json_encode", |b| {
+        b.iter(|| black_box(otlp_body(&mut json_encoder, black_box(&changes)).len()));
     });
     group.bench_function("otlp_gzip_fast", |b| {
         b.iter(|| black_box(gzip(black_box(&body)).len()));

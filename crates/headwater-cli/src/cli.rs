@@ -37,6 +37,16 @@ pub(crate) enum WireProtocol {
     Otlp,
 }
 
+/// How OTLP bodies are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OtlpBodyEncoding {
+    /// `application/x-protobuf`.
+    #[default]
+    Protobuf,
+    /// `application/json`.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct DeadLettersArgs {
     /// The state `send` kept (its path is printed when `send` starts).
@@ -214,6 +224,10 @@ pub(crate) struct SendArgs {
     /// With `--protocol otlp`: the resource's `service.name`.
     #[arg(long, default_value = "headwater", value_name = "NAME")]
     pub service_name: String,
+    /// With `--protocol otlp`: the body's encoding, protobuf (smaller, read by every
+    /// receiver) or OTLP's JSON.
+    #[arg(long, value_enum, default_value_t = OtlpBodyEncoding::Protobuf)]
+    pub otlp_encoding: OtlpBodyEncoding,
     /// Trust this CA (PEM) for HTTPS endpoints, in addition to the system's roots: the
     /// private CA that signed Flume's keystore.
     #[arg(long, value_name = "FILE")]

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
 use headwater::{
-    ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, OtlpMapping, Protocol,
-    Selection, TlsConfig,
+    ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, OtlpEncoding, OtlpMapping,
+    Protocol, Selection, TlsConfig,
 };
 
-use crate::cli::{SendArgs, WireProtocol};
+use crate::cli::{OtlpBodyEncoding, SendArgs, WireProtocol};
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
 use crate::input::{Changes, Checked, Input, InputError, LineRules, check};
 use crate::state;
@@ -157,8 +157,12 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         .store(SqliteStore::open_with(&state.path, &options)?)
         .configure(|config| {
             if args.protocol == WireProtocol::Otlp {
-                config.protocol =
-                    Protocol::Otlp(OtlpMapping::with_service_name(args.service_name.clone()));
+                let mut otlp = OtlpMapping::with_service_name(args.service_name.clone());
+                otlp.encoding = match args.otlp_encoding {
+                    OtlpBodyEncoding::Protobuf => OtlpEncoding::Protobuf,
+                    OtlpBodyEncoding::Json => OtlpEncoding::Json,
+                };
+                config.protocol = Protocol::Otlp(otlp);
             }
             config.owner = Some(OWNER.into());
             config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);

@@ -1223,7 +1223,15 @@ async fn send_delivers_over_otlp_and_reports_a_partial_success() {
     let url = collector.otlp_url();
     let output = send(
         &url,
-        &["--protocol", "otlp", "--service-name", "todo-app", "--json"],
+        &[
+            "--protocol",
+            "otlp",
+            "--service-name",
+            "todo-app",
+            "--otlp-encoding",
+            "json",
+            "--json",
+        ],
         "otlp.jsonl",
         &lines,
     )

@@ -89,7 +89,7 @@ pub use headwater_core::model::{
 };
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-pub use headwater_core::otlp::OtlpMapping;
+pub use headwater_core::otlp::{OtlpEncoding, OtlpMapping};
 pub use headwater_core::policy::{Backoff, BatchLimits, RetryLimits};
 pub use headwater_core::protocol::Protocol;
 pub use headwater_core::store::{ChangeStore, StoreError};

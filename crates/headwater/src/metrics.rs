@@ -147,4 +147,26 @@ mod tests {
             assert!(section.contains(&format!("`{outcome}`")), "{outcome}");
         }
     }
+
+    /// A partial success counted in the status reaches its counter: the drop an OTLP
+    /// receiver reports is never silent.
+    #[test]
+    fn records_a_server_dropped_are_published() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let mut status = crate::SyncStatus::default();
+        status.counters.rejected_by_server = 3;
+        metrics::with_local_recorder(&recorder, || {
+            super::publish("phone-7", &status, chrono::Utc::now());
+        });
+        let published = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .find(|(key, ..)| key.key().name() == "headwater_rejected_by_server_total")
+            .map(|(.., value)| value);
+        assert_eq!(published, Some(DebugValue::Counter(3)));
+    }
 }

@@ -3,7 +3,7 @@
 //! a structured body; faults are retried as with Flume; a partial success is counted
 //! and shown, and its batch is not sent again.
 
-use headwater::{ChangeData, Headwater};
+use headwater::{ChangeData, Headwater, OtlpEncoding, OtlpMapping, Protocol};
 use headwater_mock_flume::{MockConfig, MockFault, MockFlume};
 
 fn todo(n: usize) -> ChangeData {
@@ -117,5 +117,43 @@ async fn a_partial_success_is_counted_shown_and_not_sent_again() {
         report.message.contains("drop_containing"),
         "{}",
         report.message
+    );
+}
+
+#[tokio::test]
+async fn the_json_encoding_delivers_the_same_records() {
+    let collector = MockFlume::start(MockConfig::default()).await.unwrap();
+    collector.push_fault(MockFault::Status(503));
+    let mut otlp = OtlpMapping::with_service_name("todo-app");
+    otlp.encoding = OtlpEncoding::Json;
+    let headwater = Headwater::builder()
+        .otlp([collector.otlp_url()], "todo-app")
+        .configure(|config| {
+            config.protocol = Protocol::Otlp(otlp);
+            config.backoff.base = std::time::Duration::from_millis(5);
+        })
+        .batch_size(50)
+        .start()
+        .unwrap();
+    headwater
+        .capture_all((0..500).map(todo).collect())
+        .await
+        .unwrap();
+    headwater.flush().await.unwrap();
+    let status = headwater.status().await.unwrap();
+    headwater.shutdown().await;
+
+    assert_eq!(collector.unique_ids(), 500);
+    assert_eq!(status.counters.delivered, 500);
+    assert!(status.counters.retries >= 1);
+    let first = collector
+        .events()
+        .into_iter()
+        .find(|event| event.headers["seq"] == "1")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"n": 0, "title": "buy milk", "tags": ["a", "b"], "done": true})
     );
 }

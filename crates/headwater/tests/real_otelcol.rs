@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use headwater::{ChangeData, EventMapping, Headwater};
+use headwater::{ChangeData, EventMapping, Headwater, OtlpEncoding, Protocol};
 use headwater_core::flume::Push;
 use headwater_core::model::{Captured, Change, ChangeIdGenerator, Seq};
 use headwater_core::otlp::{OtlpEncoder, OtlpMapping, UID_ATTRIBUTE, read_answer};
@@ -107,6 +107,9 @@ async fn the_collector_answers_as_the_otlp_spec_says() {
     let (url, file) = collector();
     let client = reqwest::Client::new();
     let valid = body_of(&["a", "b", "c"]);
+    // A field of 2 MiB of zeros: over the 1 MiB scripts/otel-collector.sh configures.
+    let mut oversized = vec![0x0a, 0x80, 0x80, 0x80, 0x01];
+    oversized.resize(5 + (2 << 20), 0);
     let rows: Vec<Row> = vec![
         (
             "valid, identity",
@@ -156,6 +159,22 @@ async fn the_collector_answers_as_the_otlp_spec_says() {
             415,
             0,
         ),
+        (
+            "2 MiB, over max_request_body_size (1 MiB)",
+            "application/x-protobuf",
+            None,
+            oversized.clone(),
+            400,
+            0,
+        ),
+        (
+            "gzip that inflates past max_request_body_size",
+            "application/x-protobuf",
+            Some("gzip"),
+            gzip(&oversized),
+            400,
+            0,
+        ),
     ];
     let mut table =
         String::from("| request | status | records stored | message |\n|---|---|---|---|\n");
@@ -193,14 +212,29 @@ async fn the_collector_answers_as_the_otlp_spec_says() {
 #[tokio::test]
 #[ignore = "needs a running OpenTelemetry Collector: scripts/test.sh starts one"]
 async fn ten_thousand_changes_arrive_exactly_once_by_uid() {
+    exactly_once(10_000, OtlpEncoding::Protobuf).await;
+}
+
+#[tokio::test]
+#[ignore = "needs a running OpenTelemetry Collector: scripts/test.sh starts one"]
+async fn the_json_encoding_arrives_exactly_once_too() {
+    exactly_once(2_000, OtlpEncoding::Json).await;
+}
+
+async fn exactly_once(count: u32, encoding: OtlpEncoding) {
     let (url, file) = collector();
     let before: std::collections::HashSet<String> = settled_uids(&file).await.into_iter().collect();
     let headwater = Headwater::builder()
         .otlp([url], "headwater-test")
         .source("real-collector")
+        .configure(|config| {
+            if let Protocol::Otlp(otlp) = &mut config.protocol {
+                otlp.encoding = encoding;
+            }
+        })
         .start()
         .unwrap();
-    let changes = (0..10_000u32)
+    let changes = (0..count)
         .map(|n| {
             ChangeData::update(
                 "todos",
@@ -223,12 +257,12 @@ async fn ten_thousand_changes_arrive_exactly_once_by_uid() {
     }
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     println!(
-        "10,000 changes into the Collector: {} distinct uids stored, {duplicates} duplicates, {} requests",
+        "{count} changes into the Collector ({encoding:?}): {} distinct uids stored, {duplicates} duplicates, {} requests",
         counts.len(),
         status.counters.requests
     );
-    assert_eq!(counts.len(), 10_000);
+    assert_eq!(counts.len(), count as usize);
     assert_eq!(duplicates, 0);
-    assert_eq!(status.counters.delivered, 10_000);
+    assert_eq!(status.counters.delivered, u64::from(count));
     assert_eq!(status.counters.rejected_by_server, 0);
 }
