@@ -49,6 +49,11 @@ cargo build -q --release -p headwater-sim
 "$target_dir/release/headwater-sim" outage --clients 2000 --seed 7 --check \
   --expect crates/headwater-sim/tests/outage-2000-seed-7.json
 "$target_dir/release/headwater-sim" brownout --clients 2000 --seed 7 --check
+# The delivery machine does not know which protocol runs: the same fleet speaking OTLP
+# gives the same report.
+echo '{"protocol": {"otlp": {"service_name": "fleet"}}}' >"$scratch/otlp-fleet.json"
+"$target_dir/release/headwater-sim" outage --clients 2000 --seed 7 --check \
+  --expect crates/headwater-sim/tests/outage-2000-seed-7.json --config "$scratch/otlp-fleet.json"
 
 step "the headwater command installs as docs/cli.md says"
 # Into a scratch root, reusing the release build above (the same target folder).
