@@ -17,7 +17,7 @@ use headwater_core::otlp::proto::collector::logs::v1::{
 use headwater_core::otlp::proto::logs::v1::LogRecord;
 use headwater_core::otlp::{
     COLLECTION_ATTRIBUTE, JSON_CONTENT_TYPE, KEY_ATTRIBUTE, OP_ATTRIBUTE, PROTOBUF_CONTENT_TYPE,
-    SEQ_ATTRIBUTE, UID_ATTRIBUTE, json_value,
+    RpcStatus, SEQ_ATTRIBUTE, UID_ATTRIBUTE, json_value,
 };
 use prost::Message;
 
@@ -30,15 +30,6 @@ const TOO_LARGE: &str = "http: request body too large";
 
 /// The path of OTLP/HTTP logs.
 pub(crate) const LOGS_PATH: &str = "/v1/logs";
-
-/// `google.rpc.Status`, the body of an OTLP error.
-#[derive(Clone, PartialEq, Message)]
-struct Status {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
 
 /// The encoding of a request, which its answer takes too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +82,7 @@ impl Encoding {
             14
         };
         let body = match self {
-            Self::Protobuf => Status {
+            Self::Protobuf => RpcStatus {
                 code,
                 message: message.to_owned(),
             }
@@ -229,20 +220,9 @@ pub(crate) async fn handle(
             events.push(event);
         }
     }
-    let count = events.len();
-    add(&shared.counters.batches_received, 1);
-    add(&shared.counters.events_received, count);
-    add(&shared.counters.put_attempts, count);
-    if let Err(message) = shared.channel.put(count).await {
+    if let Err(message) = shared.commit(events).await {
         return encoding.error(StatusCode::SERVICE_UNAVAILABLE, &message);
     }
-    add(&shared.counters.put_successes, count);
-    if shared.config.drain_rate.is_none() {
-        add(&shared.counters.takes, count);
-    }
-    shared.sink().record(events);
-    add(&shared.counters.batches_accepted, 1);
-    add(&shared.counters.events_accepted, count);
     if fault == Some(MockFault::DropAfterCommit) {
         kill.fire();
         return never().await;

@@ -85,24 +85,13 @@ pub(crate) async fn handle(
             };
         }
     };
-    let count = events.len();
-    add(&shared.counters.batches_received, 1);
-    add(&shared.counters.events_received, count);
-    add(&shared.counters.put_attempts, count);
-    if let Err(message) = shared.channel.put(count).await {
+    if let Err(message) = shared.commit(events).await {
         return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("{}{message}", jetty::CHANNEL_FULL),
             path,
         );
     }
-    add(&shared.counters.put_successes, count);
-    if shared.config.drain_rate.is_none() {
-        add(&shared.counters.takes, count);
-    }
-    shared.sink().record(events);
-    add(&shared.counters.batches_accepted, 1);
-    add(&shared.counters.events_accepted, count);
     if fault == Some(MockFault::DropAfterCommit) {
         kill.fire();
         return never().await;

@@ -3,12 +3,13 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use headwater_core::flume::FlumeEvent;
 use tokio::sync::Notify;
 
 use crate::channel::Channel;
 use crate::config::MockConfig;
 use crate::faults::Faults;
-use crate::metrics::Counters;
+use crate::metrics::{Counters, add};
 use crate::sink::Sink;
 
 /// What every connection shares.
@@ -43,6 +44,25 @@ impl Shared {
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `events` in the channel in one transaction and hands them to the sink,
+    /// counting as Flume's monitoring does; `Err` with the channel's reason when it has
+    /// no room (nothing committed). Either source, Flume's or OTLP's, commits this way.
+    pub(crate) async fn commit(&self, events: Vec<FlumeEvent>) -> Result<(), String> {
+        let count = events.len();
+        add(&self.counters.batches_received, 1);
+        add(&self.counters.events_received, count);
+        add(&self.counters.put_attempts, count);
+        self.channel.put(count).await?;
+        add(&self.counters.put_successes, count);
+        if self.config.drain_rate.is_none() {
+            add(&self.counters.takes, count);
+        }
+        self.sink().record(events);
+        add(&self.counters.batches_accepted, 1);
+        add(&self.counters.events_accepted, count);
+        Ok(())
     }
 }
 

@@ -6,13 +6,17 @@ use crate::transport::PartialRejection;
 /// How much of an answer's text is kept.
 const MESSAGE_LIMIT: usize = 1024;
 
-/// `google.rpc.Status`, the body of an OTLP error answer (its details are not read).
-#[derive(Clone, PartialEq, Message)]
-struct Status {
+/// `google.rpc.Status`, the body of an OTLP error answer (its `details` are left out):
+/// what [`read_answer`] reads, and what a server answers with.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct RpcStatus {
+    /// The gRPC status code (3, invalid argument, for a bad request; 14, unavailable,
+    /// for one to retry).
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub code: i32,
+    /// What went wrong, for a person.
     #[prost(string, tag = "2")]
-    message: String,
+    pub message: String,
 }
 
 /// What an OTLP answer's body says.
@@ -115,7 +119,7 @@ pub fn read_answer(status: u16, content_type: Option<&str>, body: &[u8]) -> Otlp
             Err(_) => (0, String::from_utf8_lossy(body).into_owned()),
         }
     } else {
-        match Status::decode(body) {
+        match RpcStatus::decode(body) {
             Ok(status) if !status.message.is_empty() => (0, status.message),
             _ => (0, String::from_utf8_lossy(body).into_owned()),
         }
@@ -178,7 +182,7 @@ mod tests {
 
     #[test]
     fn an_error_status_gives_its_message() {
-        let body = Status {
+        let body = RpcStatus {
             code: 3,
             message: "proto: cannot parse invalid wire-format data".into(),
         }

@@ -45,7 +45,7 @@ mod mapping;
 mod protobuf;
 mod value;
 
-pub use answer::{OtlpAnswer, read_answer};
+pub use answer::{OtlpAnswer, RpcStatus, read_answer};
 pub use encode::OtlpEncoder;
 pub use mapping::{OtlpEncoding, OtlpMapping};
 pub use value::json_value;
