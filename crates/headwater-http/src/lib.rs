@@ -12,6 +12,11 @@
 //! Every answer becomes a [`SendOutcome`] with the status, `Retry-After` and the
 //! response text (bounded).
 //!
+//! With the `otlp` feature it also carries OTLP/HTTP logs bodies (the batch's
+//! `BodyFormat` says which): their content type, gzip (`HttpConfig::gzip`, on by
+//! default), and the answer read as OTLP defines it (a partial success, a
+//! `google.rpc.Status` message) through `headwater_core::otlp::read_answer`.
+//!
 //! With several endpoints it fails over or balances round-robin like Flume's own
 //! `default_failover` and `default_loadbalance` clients, and rests an endpoint that
 //! could not be reached with a growing backoff.
