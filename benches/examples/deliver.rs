@@ -10,6 +10,7 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use headwater::sqlite::SqliteStore;
+use headwater::transport::BodyFormat;
 use headwater::{ChangeStore, Headwater, HttpConfig, HttpTransport, MemoryStore, Transport};
 use headwater_benches::{
     MockProcess, realistic_captured, realistic_changes, realistic_mapping, sqlite_options_from_env,
@@ -42,27 +43,17 @@ async fn main() {
                 })
                 .collect(),
         );
-        let transport = Arc::new(HttpTransport::new(HttpConfig::new([mock.url.clone()])).unwrap());
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..in_flight)
-            .map(|sender| {
-                let (bodies, transport) = (Arc::clone(&bodies), Arc::clone(&transport));
-                tokio::spawn(async move {
-                    for index in (sender..bodies.len()).step_by(in_flight) {
-                        transport
-                            .send(EncodedBatch::new(&bodies[index], batch))
-                            .await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        println!(
-            "raw {count} events, {in_flight} in flight: {:.0} events/s",
-            count as f64 / started.elapsed().as_secs_f64()
-        );
+        let transport = HttpTransport::new(HttpConfig::new([mock.url.clone()])).unwrap();
+        let rate = send_raw(
+            count,
+            transport,
+            bodies,
+            in_flight,
+            batch,
+            BodyFormat::FlumeJson,
+        )
+        .await;
+        println!("raw {count} events, {in_flight} in flight: {rate:.0} events/s");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -94,12 +85,41 @@ async fn main() {
     headwater.shutdown().await;
 }
 
+/// Sends every prebuilt body (`count` events in all) with `in_flight` senders, each
+/// taking every `in_flight`-th body; events per second.
+async fn send_raw(
+    count: usize,
+    transport: HttpTransport,
+    bodies: Arc<Vec<Vec<u8>>>,
+    in_flight: usize,
+    batch: usize,
+    format: BodyFormat,
+) -> f64 {
+    let transport = Arc::new(transport);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|sender| {
+            let (bodies, transport) = (Arc::clone(&bodies), Arc::clone(&transport));
+            tokio::spawn(async move {
+                for index in (sender..bodies.len()).step_by(in_flight) {
+                    transport
+                        .send(EncodedBatch::new(&bodies[index], batch).in_format(format))
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
 /// OTLP/HTTP logs to `url`: prebuilt gzipped bodies (`RAW=1`), or through the facade
 /// from the memory store.
 async fn deliver_otlp(url: &str, count: usize, in_flight: usize, batch: usize) {
     use std::io::Write;
 
-    use headwater::transport::BodyFormat;
     use headwater_core::otlp::{OtlpEncoder, OtlpMapping};
 
     if std::env::var_os("RAW").is_some() {
@@ -127,30 +147,17 @@ async fn deliver_otlp(url: &str, count: usize, in_flight: usize, batch: usize) {
         config
             .headers
             .push(("content-encoding".into(), "gzip".into()));
-        let transport = Arc::new(HttpTransport::new(config).unwrap());
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..in_flight)
-            .map(|sender| {
-                let (bodies, transport) = (Arc::clone(&bodies), Arc::clone(&transport));
-                tokio::spawn(async move {
-                    for index in (sender..bodies.len()).step_by(in_flight) {
-                        transport
-                            .send(
-                                EncodedBatch::new(&bodies[index], batch)
-                                    .in_format(BodyFormat::OtlpProtobuf),
-                            )
-                            .await;
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        println!(
-            "raw OTLP {count} events, {in_flight} in flight: {:.0} events/s",
-            count as f64 / started.elapsed().as_secs_f64()
-        );
+        let transport = HttpTransport::new(config).unwrap();
+        let rate = send_raw(
+            count,
+            transport,
+            bodies,
+            in_flight,
+            batch,
+            BodyFormat::OtlpProtobuf,
+        )
+        .await;
+        println!("raw OTLP {count} events, {in_flight} in flight: {rate:.0} events/s");
         return;
     }
     let store = Arc::new(MemoryStore::new());

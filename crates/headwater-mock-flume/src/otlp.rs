@@ -21,7 +21,6 @@ use headwater_core::otlp::{
 };
 use prost::Message;
 
-use crate::config::MockFault;
 use crate::metrics::add;
 use crate::state::{ConnectionKill, Shared};
 
@@ -118,12 +117,6 @@ impl Encoding {
     }
 }
 
-/// Waits for ever: the connection is closed around it, or the server shuts down.
-async fn never() -> Response {
-    std::future::pending::<()>().await;
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
-
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     kill: &ConnectionKill,
@@ -147,23 +140,16 @@ pub(crate) async fn handle(
     let Ok(body) = axum::body::to_bytes(body, shared.config.max_request_bytes).await else {
         return encoding.error(StatusCode::BAD_REQUEST, TOO_LARGE);
     };
-    let fault = shared.faults().next();
-    match &fault {
-        Some(MockFault::Status(code)) => {
-            let status = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let drop_after_commit = match shared.fault_before_commit(kill).await {
+        Ok(drop) => drop,
+        Err(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return encoding.error(
                 status,
                 status.canonical_reason().unwrap_or("injected fault"),
             );
         }
-        Some(MockFault::Delay(delay)) => tokio::time::sleep(*delay).await,
-        Some(MockFault::Hang) => return never().await,
-        Some(MockFault::DropBeforeCommit) => {
-            kill.fire();
-            return never().await;
-        }
-        Some(MockFault::DropAfterCommit) | None => {}
-    }
+    };
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
@@ -223,10 +209,7 @@ pub(crate) async fn handle(
     if let Err(message) = shared.commit(events).await {
         return encoding.error(StatusCode::SERVICE_UNAVAILABLE, &message);
     }
-    if fault == Some(MockFault::DropAfterCommit) {
-        kill.fire();
-        return never().await;
-    }
+    shared.after_commit(kill, drop_after_commit).await;
     let answer = ExportLogsServiceResponse {
         partial_success: (dropped > 0).then(|| ExportLogsPartialSuccess {
             rejected_log_records: dropped,

@@ -9,16 +9,9 @@ use axum::response::{IntoResponse, Response};
 use headwater_core::flume::{DecodeErrorKind, DecodeLimits, decode_batch_with_replacement};
 
 use crate::charset::request_text;
-use crate::config::MockFault;
 use crate::jetty::{self, error_page};
 use crate::metrics::add;
 use crate::state::{ConnectionKill, Shared};
-
-/// Waits for ever: the connection is closed around it, or the server shuts down.
-async fn never() -> Response {
-    std::future::pending::<()>().await;
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
-}
 
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
@@ -38,17 +31,10 @@ pub(crate) async fn handle(
             path,
         );
     };
-    let fault = shared.faults().next();
-    match &fault {
-        Some(MockFault::Status(code)) => return fault_status(*code, path),
-        Some(MockFault::Delay(delay)) => tokio::time::sleep(*delay).await,
-        Some(MockFault::Hang) => return never().await,
-        Some(MockFault::DropBeforeCommit) => {
-            kill.fire();
-            return never().await;
-        }
-        Some(MockFault::DropAfterCommit) | None => {}
-    }
+    let drop_after_commit = match shared.fault_before_commit(kill).await {
+        Ok(drop) => drop,
+        Err(code) => return fault_status(code, path),
+    };
     if let Some(poison) = &shared.config.refuse_containing
         && body
             .windows(poison.len().max(1))
@@ -92,10 +78,7 @@ pub(crate) async fn handle(
             path,
         );
     }
-    if fault == Some(MockFault::DropAfterCommit) {
-        kill.fire();
-        return never().await;
-    }
+    shared.after_commit(kill, drop_after_commit).await;
     StatusCode::OK.into_response()
 }
 

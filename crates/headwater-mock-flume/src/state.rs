@@ -7,7 +7,7 @@ use headwater_core::flume::FlumeEvent;
 use tokio::sync::Notify;
 
 use crate::channel::Channel;
-use crate::config::MockConfig;
+use crate::config::{MockConfig, MockFault};
 use crate::faults::Faults;
 use crate::metrics::{Counters, add};
 use crate::sink::Sink;
@@ -44,6 +44,38 @@ impl Shared {
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Draws this request's fault and plays the part that comes before the commit: a
+    /// delay, a hang, a connection dropped before the commit (the last two never
+    /// return). `Err(status)` when the fault is an answer to give at once; otherwise
+    /// whether the connection is to be dropped after the commit
+    /// ([`after_commit`](Self::after_commit)).
+    pub(crate) async fn fault_before_commit(&self, kill: &ConnectionKill) -> Result<bool, u16> {
+        let fault = self.faults().next();
+        match fault {
+            Some(MockFault::Status(code)) => Err(code),
+            Some(MockFault::Delay(delay)) => {
+                tokio::time::sleep(delay).await;
+                Ok(false)
+            }
+            Some(MockFault::Hang) => std::future::pending().await,
+            Some(MockFault::DropBeforeCommit) => {
+                kill.fire();
+                std::future::pending().await
+            }
+            Some(MockFault::DropAfterCommit) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// After a commit: drops the connection without an answer (never returning) if the
+    /// fault said so.
+    pub(crate) async fn after_commit(&self, kill: &ConnectionKill, drop_connection: bool) {
+        if drop_connection {
+            kill.fire();
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Puts `events` in the channel in one transaction and hands them to the sink,
