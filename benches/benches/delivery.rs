@@ -52,7 +52,7 @@ fn raw(runtime: &tokio::runtime::Runtime, url: &str, bodies: usize, in_flight: u
             })
             .collect(),
     );
-    let transport = Arc::new(HttpTransport::new(http(url)).unwrap());
+    let transport = Arc::new(HttpTransport::new(http(url), chrono::Utc::now).unwrap());
     runtime.block_on(async move {
         let started = Instant::now();
         let senders: Vec<_> = (0..in_flight)

@@ -43,7 +43,8 @@ async fn main() {
                 })
                 .collect(),
         );
-        let transport = HttpTransport::new(HttpConfig::new([mock.url.clone()])).unwrap();
+        let transport =
+            HttpTransport::new(HttpConfig::new([mock.url.clone()]), chrono::Utc::now).unwrap();
         let rate = send_raw(
             count,
             transport,
@@ -147,7 +148,7 @@ async fn deliver_otlp(url: &str, count: usize, in_flight: usize, batch: usize) {
         config
             .headers
             .push(("content-encoding".into(), "gzip".into()));
-        let transport = HttpTransport::new(config).unwrap();
+        let transport = HttpTransport::new(config, chrono::Utc::now).unwrap();
         let rate = send_raw(
             count,
             transport,

@@ -101,7 +101,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
     // A wrong URL or header is reported before any state is made (with --check, URLs
     // are checked when given).
     if !(args.check && args.to.is_empty()) {
-        HttpTransport::new(http.clone())?;
+        HttpTransport::new(http.clone(), chrono::Utc::now)?;
     }
     if args.check {
         return check_only(&args);

@@ -44,7 +44,7 @@
 //! use headwater_http::{HttpConfig, HttpTransport, Selection};
 //! let mut config = HttpConfig::new(["http://flume-a:5140/", "http://flume-b:5140/"]);
 //! config.selection = Selection::RoundRobin;
-//! let transport = HttpTransport::new(config).unwrap();
+//! let transport = HttpTransport::new(config, chrono::Utc::now).unwrap();
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -60,8 +60,14 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport for `config`, if it is valid.
-    pub fn new(config: HttpConfig) -> Result<Self, HttpConfigError> {
+    /// A transport for `config`, if it is valid, reading wall time (for how long a
+    /// failed endpoint rests) from `clock`: the application's clock, the same one its
+    /// delivery machine reads (the facade passes its own). The transport never reads
+    /// the system clock itself; give `chrono::Utc::now` for wall time.
+    pub fn new(
+        config: HttpConfig,
+        clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
+    ) -> Result<Self, HttpConfigError> {
         if config.endpoints.is_empty() {
             return Err(HttpConfigError::NoEndpoints);
         }
@@ -88,7 +94,7 @@ impl HttpTransport {
             urls,
             headers,
             provider: None,
-            clock: WallClock(Arc::new(Utc::now)),
+            clock: WallClock(Arc::new(clock)),
             timeout: config.timeout,
             max_message_bytes: config.max_message_bytes,
             gzip: config.gzip,
@@ -155,15 +161,6 @@ impl HttpTransport {
     #[must_use]
     pub fn with_header_provider(mut self, provider: Arc<dyn crate::HeaderProvider>) -> Self {
         self.provider = Some(Provider(provider));
-        self
-    }
-
-    /// Reads wall time (for how long a failed endpoint rests) from `clock` instead of
-    /// the system clock, so that the transport and the delivery machine agree on the
-    /// time (a test's clock, an application's own). The facade passes its clock.
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
-        self.clock = WallClock(Arc::new(clock));
         self
     }
 
@@ -403,19 +400,19 @@ mod tests {
     #[test]
     fn misconfigurations_are_named() {
         assert!(matches!(
-            HttpTransport::new(HttpConfig::new(Vec::<String>::new())),
+            HttpTransport::new(HttpConfig::new(Vec::<String>::new()), Utc::now),
             Err(HttpConfigError::NoEndpoints)
         ));
         assert!(matches!(
-            HttpTransport::new(HttpConfig::new(["flume:5140"])),
+            HttpTransport::new(HttpConfig::new(["flume:5140"]), Utc::now),
             Err(HttpConfigError::InvalidUrl { .. })
         ));
         assert!(matches!(
-            HttpTransport::new(HttpConfig::new(["ftp://flume/"])),
+            HttpTransport::new(HttpConfig::new(["ftp://flume/"]), Utc::now),
             Err(HttpConfigError::InvalidUrl { .. })
         ));
         assert!(matches!(
-            HttpTransport::new(HttpConfig::new(["/flume/"])),
+            HttpTransport::new(HttpConfig::new(["/flume/"]), Utc::now),
             Err(HttpConfigError::InvalidUrl { reason, .. }) if reason.contains("only in a browser")
         ));
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
@@ -423,7 +420,7 @@ mod tests {
             .headers
             .push(("content-type".into(), "text/plain".into()));
         assert!(matches!(
-            HttpTransport::new(config),
+            HttpTransport::new(config, Utc::now),
             Err(HttpConfigError::InvalidHeader { .. })
         ));
         for name in [
@@ -437,7 +434,7 @@ mod tests {
             config.headers.push((name.into(), "5".into()));
             assert!(
                 matches!(
-                    HttpTransport::new(config),
+                    HttpTransport::new(config, Utc::now),
                     Err(HttpConfigError::InvalidHeader { reason, .. }) if reason.contains("HTTP layer")
                 ),
                 "{name}"
@@ -446,17 +443,17 @@ mod tests {
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
         config.headers.push(("bad header".into(), "x".into()));
         assert!(matches!(
-            HttpTransport::new(config),
+            HttpTransport::new(config, Utc::now),
             Err(HttpConfigError::InvalidHeader { .. })
         ));
         assert!(matches!(
-            HttpTransport::new(HttpConfig::new(["http://[::1]:0/"])),
+            HttpTransport::new(HttpConfig::new(["http://[::1]:0/"]), Utc::now),
             Err(HttpConfigError::InvalidUrl { reason, .. }) if reason.contains("port 0")
         ));
         let mut config = HttpConfig::new(["http://127.0.0.1:1/"]);
         config.timeout = std::time::Duration::ZERO;
         assert!(matches!(
-            HttpTransport::new(config),
+            HttpTransport::new(config, Utc::now),
             Err(HttpConfigError::ZeroTimeout)
         ));
     }

@@ -99,7 +99,7 @@ async fn next_attempt(
 fn transport(url: &str) -> HttpTransport {
     let mut config = HttpConfig::new([url]);
     config.timeout = Duration::from_secs(5);
-    HttpTransport::new(config).unwrap()
+    HttpTransport::new(config, Utc::now).unwrap()
 }
 
 #[wasm_bindgen_test]

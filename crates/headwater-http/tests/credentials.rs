@@ -89,7 +89,7 @@ impl HeaderProvider for Rotating {
 fn transport(url: &str, provider: Arc<Rotating>) -> HttpTransport {
     let mut config = HttpConfig::new([url]);
     config.timeout = Duration::from_secs(5);
-    HttpTransport::new(config)
+    HttpTransport::new(config, chrono::Utc::now)
         .unwrap()
         .with_header_provider(provider)
 }

@@ -23,7 +23,7 @@ fn config(configure: impl FnOnce(&mut SyncConfig)) -> SyncConfig {
 fn transport(flume: &MockFlume) -> HttpTransport {
     let mut http = HttpConfig::new([flume.url()]);
     http.timeout = Duration::from_millis(500);
-    HttpTransport::new(http).unwrap()
+    HttpTransport::new(http, Utc::now).unwrap()
 }
 
 fn changes(count: usize) -> Vec<ChangeData> {

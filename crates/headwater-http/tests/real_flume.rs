@@ -506,7 +506,7 @@ async fn deliver_10000(url: &str) -> (Duration, usize, Vec<String>) {
     let run = format!("run-{}", std::process::id());
     let mut syncer = Syncer::new(
         MemoryStore::new(),
-        HttpTransport::new(http).unwrap(),
+        HttpTransport::new(http, Utc::now).unwrap(),
         config,
     )
     .unwrap();

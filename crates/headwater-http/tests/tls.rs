@@ -59,7 +59,7 @@ fn transport(url: &str, tls: TlsConfig) -> HttpTransport {
     let mut config = HttpConfig::new([url]);
     config.timeout = Duration::from_secs(5);
     config.tls = tls;
-    HttpTransport::new(config).unwrap()
+    HttpTransport::new(config, chrono::Utc::now).unwrap()
 }
 
 const BATCH: EncodedBatch<'static> =
@@ -199,12 +199,12 @@ fn bad_pem_is_a_named_misconfiguration() {
     let mut config = HttpConfig::new(["https://127.0.0.1:1/"]);
     config.tls.ca_certs_pem = b"not a certificate".to_vec();
     assert!(matches!(
-        HttpTransport::new(config),
+        HttpTransport::new(config, chrono::Utc::now),
         Err(headwater_http::HttpConfigError::InvalidCaCert { .. })
     ));
     let mut config = HttpConfig::new(["https://127.0.0.1:1/"]);
     config.tls.client_identity = Some(ClientIdentity::from_pem("nope", "s3cret-key"));
-    let error = HttpTransport::new(config).unwrap_err();
+    let error = HttpTransport::new(config, chrono::Utc::now).unwrap_err();
     assert!(
         matches!(
             error,
@@ -227,7 +227,7 @@ fn header_values_and_keys_never_show_in_debug_output() {
     assert!(shown.contains("authorization"), "{shown}");
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
-    let transport = HttpTransport::new(config).unwrap();
+    let transport = HttpTransport::new(config, chrono::Utc::now).unwrap();
     let shown = format!("{transport:?}");
     assert!(!shown.contains("s3cret"), "{shown}");
     assert!(
@@ -263,7 +263,10 @@ async fn an_endless_answer_is_read_only_as_far_as_the_message_limit() {
     });
     let mut config = HttpConfig::new([url.as_str()]);
     config.timeout = Duration::from_secs(5);
-    let outcome = HttpTransport::new(config).unwrap().send(BATCH).await;
+    let outcome = HttpTransport::new(config, chrono::Utc::now)
+        .unwrap()
+        .send(BATCH)
+        .await;
     let SendOutcome::Response(response) = &outcome else {
         panic!("{outcome:?}");
     };
@@ -299,7 +302,10 @@ async fn a_trickling_answer_meets_the_timeout() {
     config.timeout = Duration::from_secs(1);
     config.max_message_bytes = 1_000_000;
     let started = std::time::Instant::now();
-    let outcome = HttpTransport::new(config).unwrap().send(BATCH).await;
+    let outcome = HttpTransport::new(config, chrono::Utc::now)
+        .unwrap()
+        .send(BATCH)
+        .await;
     assert!(started.elapsed() < Duration::from_secs(4), "{outcome:?}");
     assert!(
         matches!(

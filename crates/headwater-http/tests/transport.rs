@@ -20,7 +20,7 @@ fn transport(urls: &[&str], configure: impl FnOnce(&mut HttpConfig)) -> HttpTran
     let mut config = HttpConfig::new(urls.iter().copied());
     config.timeout = Duration::from_millis(500);
     configure(&mut config);
-    HttpTransport::new(config).unwrap()
+    HttpTransport::new(config, chrono::Utc::now).unwrap()
 }
 
 fn response(outcome: SendOutcome) -> headwater_core::transport::Response {
@@ -241,9 +241,12 @@ async fn endpoint_rests_are_timed_by_the_clock_the_transport_is_given() {
     let healthy = MockFlume::start(MockConfig::default()).await.unwrap();
     let millis = Arc::new(AtomicI64::new(1_700_000_000_000));
     let clock = Arc::clone(&millis);
-    let http = transport(&[refusing.url(), healthy.url()], |_| {}).with_clock(move || {
+    let mut config = HttpConfig::new([refusing.url(), healthy.url()]);
+    config.timeout = Duration::from_millis(500);
+    let http = HttpTransport::new(config, move || {
         chrono::DateTime::from_timestamp_millis(clock.load(Ordering::SeqCst)).unwrap()
-    });
+    })
+    .unwrap();
     assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
     assert_eq!(response(http.send(batch(ONE_EVENT)).await).status, 200);
     assert_eq!(refusing.requests(), 1, "it rests while the clock stands");

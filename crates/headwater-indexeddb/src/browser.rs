@@ -40,20 +40,12 @@ pub struct BrowserSync<S: ChangeStore> {
 impl<S: ChangeStore + Clone + 'static> BrowserSync<S> {
     /// Starts `syncer` on the page's event loop: it sends whenever there is work, sleeps
     /// on `setTimeout` until the next retry, and wakes at once on capture and when the
-    /// browser fires `online`. `on_stop` receives the run loop's result.
-    pub fn start<T: Transport + 'static>(
-        syncer: Syncer<S, T>,
-        on_stop: impl FnOnce(Result<(), RunError>) + 'static,
-    ) -> Self {
-        Self::start_with_clock(syncer, Utc::now, on_stop)
-    }
-
-    /// [`start`](Self::start) with wall time read from `clock` instead of `Date`: the
-    /// one source of time for the delivery machine (give an [`HttpTransport`] the same
-    /// clock with its `with_clock`).
+    /// browser fires `online`. Wall time comes from `clock`, the one source of time for
+    /// the delivery machine (give an [`HttpTransport`] the same clock; `chrono::Utc::now`
+    /// reads the browser's `Date`). `on_stop` receives the run loop's result.
     ///
     /// [`HttpTransport`]: https://docs.rs/headwater-http
-    pub fn start_with_clock<T: Transport + 'static>(
+    pub fn start<T: Transport + 'static>(
         syncer: Syncer<S, T>,
         clock: impl Fn() -> DateTime<Utc> + 'static,
         on_stop: impl FnOnce(Result<(), RunError>) + 'static,

@@ -30,7 +30,7 @@ fn syncer(store: &IdbStore, url: &str, seed: u64) -> Syncer<IdbStore, HttpTransp
     http.timeout = Duration::from_secs(5);
     Syncer::new(
         store.clone(),
-        HttpTransport::new(http).unwrap(),
+        HttpTransport::new(http, Utc::now).unwrap(),
         SyncConfig::new(format!("tab-{seed}"), seed),
     )
     .unwrap()
@@ -79,7 +79,7 @@ async fn wait_for(
 #[wasm_bindgen_test]
 async fn writes_in_indexeddb_reach_flume_through_a_cors_proxy() {
     let store = fresh("e2e").await;
-    let running = BrowserSync::start(cors_syncer(&store, 1), |_| {});
+    let running = BrowserSync::start(cors_syncer(&store, 1), Utc::now, |_| {});
     let written = store
         .write(running.outbox(), Utc::now(), writes(300))
         .await
@@ -113,6 +113,7 @@ async fn against_flume_without_cors_the_outbox_reports_blocked_and_keeps_everyth
             ),
             2,
         ),
+        Utc::now,
         |_| {},
     );
     store
@@ -144,7 +145,7 @@ async fn timed_sync(
     count: usize,
     now: &impl Fn() -> f64,
 ) -> f64 {
-    let running = BrowserSync::start(sync, |_| {});
+    let running = BrowserSync::start(sync, Utc::now, |_| {});
     let started = now();
     // Acknowledged first (counted as answers arrive), then recorded in the store.
     loop {

@@ -389,8 +389,7 @@ impl Builder {
             });
         }
         let wall = Arc::clone(clock);
-        let mut transport =
-            headwater_http::HttpTransport::new(http)?.with_clock(move || wall.now());
+        let mut transport = headwater_http::HttpTransport::new(http, move || wall.now())?;
         if let Some(provider) = header_provider {
             transport = transport.with_header_provider(provider);
         }
