@@ -191,11 +191,12 @@ cargo check --target wasm32-unknown-unknown -p headwater-core -p headwater-memor
 cargo check --target wasm32-unknown-unknown -p headwater --features browser
 cargo check --target wasm32-unknown-unknown -p headwater --features browser,otlp
 
-step "no import cycles between the files of a crate"
+step "no import cycles between the files of a crate; no wall-clock read under the facade"
 if command -v python3 >/dev/null; then
   python3 scripts/import-cycles.py crates/*/src
+  python3 scripts/wall-clock-reads.py
 else
-  echo "SKIPPED: the import-cycle check needs python3 on PATH"
+  echo "SKIPPED: the import-cycle and wall-clock checks need python3 on PATH"
 fi
 
 step "the core depends on no runtime, HTTP client, browser API or OS randomness"
