@@ -99,31 +99,44 @@ pub(crate) async fn append_in(
     seen: &SeenSeq,
     captured: Vec<Captured>,
 ) -> Result<Appending, StoreError> {
-    if captured.is_empty() {
-        return Ok(Appending::default());
-    }
     let changes = tx.object_store(CHANGES).map_err(store_error)?;
+    let appending = add_all(changes.as_sys(), captured)?;
+    guard_the_end(tx.as_sys(), seen, &appending).await?;
+    Ok(appending)
+}
+
+/// Issues one add per change on `changes` at once, without waiting for any.
+pub(crate) fn add_all(
+    changes: &web_sys::IdbObjectStore,
+    captured: Vec<Captured>,
+) -> Result<Appending, StoreError> {
     let mut adds = Vec::with_capacity(captured.len());
     for item in captured {
         let text = serde_json::to_string(&item).map_err(crate::error::unstorable)?;
-        let add = changes
-            .as_sys()
-            .add(&JsValue::from_str(&text))
-            .map_err(js_error)?;
+        let add = changes.add(&JsValue::from_str(&text)).map_err(js_error)?;
         adds.push((add, item));
     }
-    let appending = Appending { adds };
+    Ok(Appending { adds })
+}
+
+/// Near the end of the seqs (or before this connection has seen one), waits for the
+/// last add's seq and aborts `tx` if it passed [`MAX_SEQ`].
+pub(crate) async fn guard_the_end(
+    tx: &web_sys::IdbTransaction,
+    seen: &SeenSeq,
+    appending: &Appending,
+) -> Result<(), StoreError> {
     if seen.far_from_the_end() {
-        return Ok(appending);
+        return Ok(());
     }
     if let Some((last, _)) = appending.adds.last() {
         if let Err(error) = wait(last).await {
             return Err(appending.failure().unwrap_or(error));
         }
         if key_number(last)? > MAX_SEQ {
-            let _ = tx.as_sys().abort();
+            let _ = tx.abort();
             return Err(StoreError::SeqExhausted);
         }
     }
-    Ok(appending)
+    Ok(())
 }

@@ -56,6 +56,8 @@ mod dead_letters;
 #[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
+mod foreign_transaction;
+#[cfg(target_arch = "wasm32")]
 mod layout;
 #[cfg(target_arch = "wasm32")]
 mod lease;
@@ -84,6 +86,8 @@ mod upgrade;
 
 #[cfg(target_arch = "wasm32")]
 pub use error::{IdbError, UpgradeError};
+#[cfg(target_arch = "wasm32")]
+pub use foreign_transaction::AppendInFlight;
 /// The IndexedDB bindings this store is built on, for the application's own
 /// transactions (`indexed_db_futures::prelude::*` brings `.primitive()` and the rest):
 /// the same version the store uses, with nothing more to add to `Cargo.toml`.
@@ -98,4 +102,4 @@ pub use schema::Schema;
 #[cfg(target_arch = "wasm32")]
 pub use store::IdbStore;
 #[cfg(target_arch = "wasm32")]
-pub use upgrade::{Upgrade, open_database};
+pub use upgrade::{Upgrade, install_headwater, open_database};

@@ -118,7 +118,7 @@ impl IdbStore {
     }
 
     /// Fails with [`StoreError::Closed`] once the connection is closed.
-    fn open_check(&self) -> Result<(), StoreError> {
+    pub(crate) fn open_check(&self) -> Result<(), StoreError> {
         if self.closed.get() {
             return Err(StoreError::Closed {
                 reason: format!(

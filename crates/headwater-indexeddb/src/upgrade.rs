@@ -104,6 +104,13 @@ impl Upgrade {
     }
 }
 
+/// Installs headwater's stores on `db` inside an upgrade the application runs itself
+/// (its own `onupgradeneeded`, from JavaScript or web-sys): what
+/// [`Upgrade::install_headwater`] does for [`open_database`]. Idempotent.
+pub fn install_headwater(db: &IdbDatabase) -> Result<(), UpgradeError> {
+    crate::layout::install(db)
+}
+
 type Handler = Box<dyn FnMut(&Upgrade) -> Result<(), UpgradeError>>;
 
 /// Opens `name` at `version`, running `upgrade` if the database is older (or new), and
