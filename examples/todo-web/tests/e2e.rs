@@ -1,11 +1,14 @@
 //! The page in headless Chromium, driven through WebDriver: todos added while Flume is
 //! down show as pending, are delivered once it is back (each id once in the sink), and
-//! survive a reload. Flume is the mock serving the page too (`--static`), so the page
-//! sends to the relative URL `/` on its own origin.
+//! survive a reload; a second window does not send until the first closes. Flume is the
+//! mock serving the page too (`--static`), so the page sends to the relative URL `/` on
+//! its own origin.
 //!
-//! Needs the page built (`bash scripts/web-demo.sh --build`) and chromedriver;
-//! `scripts/test.sh` does both and runs this with `--ignored`. Screenshots of the
-//! pending and synced moments go to `target/web-demo/`.
+//! One scenario, two pages: this crate's Rust page (built by `bash scripts/web-demo.sh
+//! --build`) and examples/todo-ts, the same app in TypeScript on the npm package
+//! (built with Vite from the packed tarball). `scripts/test.sh` builds both, starts
+//! chromedriver and runs these with `--ignored`. Screenshots of the pending and synced
+//! moments go to `target/web-demo/`.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashMap;
@@ -20,13 +23,27 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn site() -> PathBuf {
+/// The Rust page's folder.
+fn rust_site() -> PathBuf {
     let site = std::env::var_os("HEADWATER_WEB_DEMO_SITE")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/web-demo/site"));
     assert!(
         site.join("pkg/todo_web.js").exists(),
         "{} has no built page: run `bash scripts/web-demo.sh --build`",
+        site.display()
+    );
+    site
+}
+
+/// The TypeScript page's Vite build.
+fn typescript_site() -> PathBuf {
+    let site = std::env::var_os("HEADWATER_TODO_TS_SITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("examples/todo-ts/dist"));
+    assert!(
+        site.join("index.html").exists(),
+        "{} has no built page: run `bash scripts/js-package.sh`, then `npm install` and `npm run build` in examples/todo-ts",
         site.display()
     );
     site
@@ -171,21 +188,33 @@ async fn wait_for_status(client: &Client, text: &str) {
     }
 }
 
-async fn screenshot(client: &Client, name: &str) {
+async fn screenshot(client: &Client, page: &str, name: &str) {
     let dir = workspace().join("target/web-demo");
     std::fs::create_dir_all(&dir).unwrap();
     let png = client.screenshot().await.unwrap();
-    std::fs::write(dir.join(name), png).unwrap();
+    std::fs::write(dir.join(format!("{page}-{name}")), png).unwrap();
 }
 
 #[tokio::test]
 #[ignore = "needs the page built and chromedriver: scripts/test.sh runs it with --ignored"]
 async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_reload() {
-    let scratch = std::env::temp_dir().join(format!("todo-web-e2e-{}", std::process::id()));
+    offline_todos_reach_flume_once("rust", rust_site()).await;
+}
+
+#[tokio::test]
+#[ignore = "needs the npm package packed and the TypeScript app built with Vite, and chromedriver: scripts/test.sh runs it with --ignored"]
+async fn the_typescript_app_on_the_npm_package_does_the_same() {
+    offline_todos_reach_flume_once("typescript", typescript_site()).await;
+}
+
+/// The scenario, on the page in `site`.
+async fn offline_todos_reach_flume_once(page: &str, site: PathBuf) {
+    let scratch =
+        std::env::temp_dir().join(format!("todo-e2e-{page}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let sink = scratch.join("sink.jsonl");
     let flume = MockFlume::start(MockConfig {
-        static_dir: Some(site()),
+        static_dir: Some(site),
         sink_file: Some(sink.clone()),
         ..MockConfig::default()
     })
@@ -219,7 +248,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         pending.values().all(|class| class == "pending"),
         "Flume is down: every row is pending: {pending:?}"
     );
-    screenshot(&client, "pending.png").await;
+    screenshot(&client, page, "pending.png").await;
     assert_eq!(flume.unique_ids(), 0);
 
     // Flume is back.
@@ -236,7 +265,7 @@ async fn todos_added_while_flume_is_down_are_pending_then_synced_and_survive_a_r
         &format!("pending 0 · in flight 0 · delivered {TODOS} "),
     )
     .await;
-    screenshot(&client, "synced.png").await;
+    screenshot(&client, page, "synced.png").await;
 
     let ids = ids_in_sink(&sink);
     assert_eq!(ids.len(), TODOS, "each todo's change arrived");

@@ -1,0 +1,10 @@
+import { defineConfig } from "vite";
+
+export default defineConfig({
+  // Served from wherever the built folder lands (the mock Flume's --static).
+  base: "./",
+  // The package loads its wasm with `new URL(..., import.meta.url)`: Vite copies it in a
+  // build; the dev server must serve it from the package unbundled.
+  optimizeDeps: { exclude: ["headwater-browser"] },
+  build: { target: "es2022" },
+});
