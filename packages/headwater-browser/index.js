@@ -75,6 +75,26 @@ function guarded(body) {
   }
 }
 
+/** Calls `body`, which gives a promise: every error, even one thrown before the
+ * promise exists, comes as its rejection. */
+function guardedAsync(body) {
+  try {
+    ensureReady();
+    return body().catch(rethrow);
+  } catch (error) {
+    return Promise.reject(wrap(error));
+  }
+}
+
+/** A stored change's value comes as JSON text (it keeps the app's key order). */
+function parsed(change) {
+  if (change) {
+    const { valueJson, ...rest } = change;
+    return { ...rest, value: valueJson == null ? null : JSON.parse(valueJson) };
+  }
+  return change;
+}
+
 /**
  * Installs headwater's object stores. Call it inside the app's own `onupgradeneeded`,
  * with the database being upgraded, in the version that adds headwater (idempotent).
@@ -120,8 +140,7 @@ export class Headwater {
    * was stored).
    */
   capture(tx, change) {
-    try {
-      ensureReady();
+    return guardedAsync(() => {
       const { collection, key, op, value, headers } = change ?? {};
       let json;
       if (value !== undefined) {
@@ -131,17 +150,13 @@ export class Headwater {
           throw new HeadwaterError("INVALID_CHANGE", `the value of ${collection}/${key} is not JSON: ${error.message}`);
         }
       }
-      return this.#bindings
-        .capture(tx, String(collection ?? ""), String(key ?? ""), String(op ?? ""), json, headers)
-        .catch(rethrow);
-    } catch (error) {
-      return Promise.reject(wrap(error));
-    }
+      return this.#bindings.capture(tx, String(collection ?? ""), String(key ?? ""), String(op ?? ""), json, headers);
+    });
   }
 
   /** The outbox at a glance. */
   status() {
-    return guarded(() => this.#bindings.status().catch(rethrow));
+    return guardedAsync(() => this.#bindings.status());
   }
 
   /** Whether this tab sends (holds the leader lock, or no lock was asked for). */
@@ -189,32 +204,36 @@ export class Headwater {
 
   /** The last acknowledged change of `collection`/`key`, or null. */
   syncMarker(collection, key) {
-    return guarded(() => this.#bindings.syncMarker(String(collection), String(key)).catch(rethrow));
+    return guardedAsync(() => this.#bindings.syncMarker(String(collection), String(key)));
   }
 
   /** Resolves once every change captured so far is delivered or dead-lettered. */
   flush() {
-    return guarded(() => this.#bindings.flush().catch(rethrow));
+    return guardedAsync(() => this.#bindings.flush());
   }
 
   /** Pending changes, oldest first: up to `limit` (100) after seq `after`. */
   pending({ after, limit } = {}) {
-    return guarded(() => this.#bindings.pending(after, limit).catch(rethrow));
+    return guardedAsync(() => this.#bindings.pending(after, limit)).then((entries) =>
+      entries.map((entry) => ({ ...entry, change: parsed(entry.change) })),
+    );
   }
 
   /** Dead letters, oldest first: up to `limit` (100) after seq `after`. */
   deadLetters({ after, limit } = {}) {
-    return guarded(() => this.#bindings.deadLetters(after, limit).catch(rethrow));
+    return guardedAsync(() => this.#bindings.deadLetters(after, limit)).then((letters) =>
+      letters.map((letter) => ({ ...letter, change: parsed(letter.change) })),
+    );
   }
 
   /** Puts dead letters back in the outbox; resolves with how many were. */
   requeue(seqs) {
-    return guarded(() => this.#bindings.requeue(Float64Array.from(seqs)).catch(rethrow));
+    return guardedAsync(() => this.#bindings.requeue(Float64Array.from(seqs)));
   }
 
   /** Deletes dead letters for good; resolves with how many were. */
   discard(seqs) {
-    return guarded(() => this.#bindings.discard(Float64Array.from(seqs)).catch(rethrow));
+    return guardedAsync(() => this.#bindings.discard(Float64Array.from(seqs)));
   }
 
   /** Stops sending until resume() (captures go on). */
@@ -236,6 +255,6 @@ export class Headwater {
   async shutdown() {
     this.#stopped = true;
     this.#listeners.clear();
-    await guarded(() => this.#bindings.shutdown().catch(rethrow));
+    await guardedAsync(() => this.#bindings.shutdown());
   }
 }

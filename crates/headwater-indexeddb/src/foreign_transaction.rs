@@ -41,6 +41,15 @@ impl IdbStore {
         captured: Vec<Captured>,
     ) -> Result<AppendInFlight, StoreError> {
         self.open_check()?;
+        let (database, ours) = (tx.db().name(), self.database().name());
+        if database != ours {
+            return Err(StoreError::Unstorable(
+                format!(
+                    "the transaction is on database {database:?}; headwater's outbox is in {ours:?}"
+                )
+                .into(),
+            ));
+        }
         // Listened for before the adds, so a transaction that ends at once is seen.
         let completed = js_sys::Promise::new(&mut |resolve, reject| {
             let _ = tx.add_event_listener_with_callback("complete", &resolve);

@@ -57,12 +57,7 @@ impl Headwater {
         endpoints: Vec<String>,
         options: JsValue,
     ) -> Result<Self, JsValue> {
-        let options: StartOptions = if options.is_undefined() || options.is_null() {
-            StartOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|reason| error::argument(format!("start's options: {reason}")))?
-        };
+        let options = StartOptions::read(options)?;
         let name = database.name();
         let db = Database::open(name.as_str())
             .with_version(database.version() as u32)

@@ -1,5 +1,5 @@
 //! What JavaScript reads back: plain objects with camelCase fields, seqs as numbers
-//! (they stay below 2^53), times as ISO 8601 strings, values parsed from their JSON.
+//! (they stay below 2^53), times as ISO 8601 strings, values as their JSON text.
 
 use headwater::store::StoredEntry;
 use headwater::{Change, DeadContent, DeadLetter, SyncMarker, SyncStatus};
@@ -64,7 +64,9 @@ pub(crate) struct ChangeView {
     collection: String,
     key: String,
     op: &'static str,
-    value: Option<serde_json::Value>,
+    /// The value's JSON text, parsed by the package's module (so the app's key order
+    /// stays, and no tree is built in wasm).
+    value_json: Option<String>,
     headers: std::collections::BTreeMap<String, String>,
 }
 
@@ -78,9 +80,7 @@ impl ChangeView {
             collection: data.collection().to_owned(),
             key: data.key().to_owned(),
             op: data.kind().as_str(),
-            value: data
-                .value_json()
-                .and_then(|text| serde_json::from_str(text).ok()),
+            value_json: data.value_json().map(str::to_owned),
             headers: data.headers().clone(),
         }
     }
