@@ -161,10 +161,34 @@ HEADWATER_MOCK_CORS_URL=$(head -n 1 "$scratch/mocks/fast") \
   cargo test --release --target wasm32-unknown-unknown -p headwater-indexeddb --test end_to_end \
   -- --nocapture browser_benchmark 2>&1 | grep -E "browser benchmark|test result"
 
-step "the todo-web example in headless Chromium through WebDriver"
+step "the npm package: packed, installed from its tarball into examples/todo-ts, type-checked, built with Vite and with esbuild"
+if ! command -v npm >/dev/null; then
+  echo "installing Node.js and npm (Debian's)"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq nodejs npm >/dev/null
+fi
+tarball=$(bash scripts/js-package.sh | tail -n 1)
+echo "packed $tarball"
+(
+  cd examples/todo-ts
+  rm -rf node_modules dist dist-esbuild package-lock.json
+  npm install --no-audit --no-fund --silent
+  npx tsc --noEmit
+  npx vite build --logLevel warn
+  npx esbuild src/main.ts --bundle --format=esm --minify --outdir=dist-esbuild --log-level=warning
+  echo "tsc, vite and esbuild passed; Vite's build in examples/todo-ts/dist"
+)
+
+step "the todo pages (Rust, and TypeScript on the npm package), the package's checks and benchmark, in headless Chromium through WebDriver"
 WEB_DEMO_PROFILE=dev bash scripts/web-demo.sh --build
-CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
-  cargo test -p todo-web --test e2e -- --ignored --nocapture
+# The package's benchmark against the release mock, as the Rust browser benchmark above.
+"$target_dir/release/headwater" mock-flume --bind 127.0.0.1:0 --static examples/todo-ts/dist \
+  >"$scratch/mocks/todo-ts" 2>/dev/null &
+background_pids+=($!)
+for _ in $(seq 1 100); do [ -s "$scratch/mocks/todo-ts" ] && break; sleep 0.1; done
+HEADWATER_TODO_TS_BENCH_URL=$(head -n 1 "$scratch/mocks/todo-ts") \
+  CHROMEDRIVER="$(command -v chromedriver)" TMPDIR="$scratch/chromium" \
+  cargo test -p todo-web --test e2e -- --ignored --nocapture --test-threads=1
 
 step "fuzzing the decoder, the codec round trip, the engine and the OTLP codec (${FUZZ_SECONDS:-60}s each)"
 rustup toolchain install nightly --profile minimal >/dev/null 2>&1

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { defineConfig } from "vite";
 
 export default defineConfig({
@@ -6,5 +7,14 @@ export default defineConfig({
   // The package loads its wasm with `new URL(..., import.meta.url)`: Vite copies it in a
   // build; the dev server must serve it from the package unbundled.
   optimizeDeps: { exclude: ["headwater-browser"] },
-  build: { target: "es2022" },
+  build: {
+    target: "es2022",
+    rollupOptions: {
+      // The app, and the page that checks the package's contract (and benchmarks it).
+      input: {
+        main: resolve(import.meta.dirname, "index.html"),
+        checks: resolve(import.meta.dirname, "checks.html"),
+      },
+    },
+  },
 });

@@ -207,10 +207,97 @@ async fn the_typescript_app_on_the_npm_package_does_the_same() {
     offline_todos_reach_flume_once("typescript", typescript_site()).await;
 }
 
+/// Opens `url` (a checks.html) and gives the results it writes when done.
+async fn package_checks(client: &Client, url: &str, timeout: Duration) -> serde_json::Value {
+    client.goto(url).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let done = client
+            .execute(
+                "const r = document.getElementById('results'); return r && r.dataset.done === '1' ? r.textContent : null;",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        if let Some(text) = done.as_str() {
+            let results: serde_json::Value = serde_json::from_str(text).unwrap();
+            let failed: Vec<&serde_json::Value> = results["outcomes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|outcome| outcome["ok"] != true)
+                .collect();
+            assert!(failed.is_empty(), "checks failed: {failed:#?}");
+            return results;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the checks page did not finish in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the npm package packed and the TypeScript app built with Vite, and chromedriver: scripts/test.sh runs it with --ignored"]
+async fn the_npm_package_keeps_its_contract_in_chromium() {
+    let scratch = std::env::temp_dir().join(format!("todo-checks-{}", std::process::id()));
+    let flume = MockFlume::start(MockConfig {
+        static_dir: Some(typescript_site()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let (_driver, client) = browser(&scratch.join("profile")).await;
+    let results = package_checks(
+        &client,
+        &format!("{}checks.html", flume.url()),
+        Duration::from_secs(60),
+    )
+    .await;
+    let passed = results["outcomes"].as_array().unwrap().len();
+    println!("the npm package's checks: {passed} passed");
+    assert!(passed >= 10, "every check ran: {results}");
+    assert!(
+        flume.unique_ids() >= 1,
+        "the delivered change reached Flume"
+    );
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `HEADWATER_TODO_TS_BENCH_URL`: a release build of the mock serving examples/todo-ts's
+/// build (`headwater mock-flume --static`), as the Rust browser benchmark's mock is.
+#[tokio::test]
+#[ignore = "needs the npm package built, chromedriver and a release mock in HEADWATER_TODO_TS_BENCH_URL: scripts/test.sh runs it"]
+async fn the_npm_package_benchmark() {
+    let url = std::env::var("HEADWATER_TODO_TS_BENCH_URL")
+        .expect("HEADWATER_TODO_TS_BENCH_URL: a release mock serving examples/todo-ts/dist");
+    let scratch = std::env::temp_dir().join(format!("todo-bench-{}", std::process::id()));
+    let (_driver, client) = browser(&scratch.join("profile")).await;
+    let results = package_checks(
+        &client,
+        &format!("{url}checks.html?bench"),
+        Duration::from_secs(300),
+    )
+    .await;
+    let figures = &results["figures"];
+    println!(
+        "npm package benchmark: plain record write {:.2} ms, captured write from JS (record + outbox, one transaction) {:.2} ms ({:.2}x; {:.2} ms while delivery runs); synced {} changes to the mock Flume at {:.0} changes/s",
+        figures["plainWriteMs"].as_f64().unwrap(),
+        figures["capturedWriteMs"].as_f64().unwrap(),
+        figures["captureRatio"].as_f64().unwrap(),
+        figures["capturedWhileDeliveryRunsMs"].as_f64().unwrap(),
+        figures["syncedChanges"],
+        figures["syncRate"].as_f64().unwrap(),
+    );
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
 /// The scenario, on the page in `site`.
 async fn offline_todos_reach_flume_once(page: &str, site: PathBuf) {
-    let scratch =
-        std::env::temp_dir().join(format!("todo-e2e-{page}-{}", std::process::id()));
+    let scratch = std::env::temp_dir().join(format!("todo-e2e-{page}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let sink = scratch.join("sink.jsonl");
     let flume = MockFlume::start(MockConfig {
