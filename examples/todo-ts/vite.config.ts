@@ -7,6 +7,8 @@ export default defineConfig({
   // The package loads its wasm with `new URL(..., import.meta.url)`: Vite copies it in a
   // build; the dev server must serve it from the package unbundled.
   optimizeDeps: { exclude: ["headwater-browser"] },
+  // checks.html runs headwater once in a module worker.
+  worker: { format: "es" },
   build: {
     target: "es2022",
     rollupOptions: {

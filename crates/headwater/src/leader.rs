@@ -1,4 +1,4 @@
-//! One syncing tab: the tab holding a Web Lock (`navigator.locks.request`) delivers;
+//! One syncing tab: the tab (or worker) holding a Web Lock (`navigator.locks.request`) delivers;
 //! the others capture only, and neither send nor poll. When the leader's tab closes,
 //! the browser hands the lock to a waiting tab at once.
 //!
@@ -31,7 +31,9 @@ impl Drop for Held {
 /// Waits for the Web Lock `name`; `None` if the browser has no Web Locks (then every
 /// tab syncs, kept apart by the outbox's lease as before).
 pub(crate) async fn acquire(name: &str, leading: Leading) -> Option<Held> {
-    let navigator = web_sys::window()?.navigator();
+    // The window's navigator in a page, the worker's in a dedicated worker: both have
+    // `locks`.
+    let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
     let locks = js_sys::Reflect::get(&navigator, &"locks".into()).ok()?;
     if locks.is_undefined() || locks.is_null() {
         return None;

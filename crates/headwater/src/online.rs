@@ -1,4 +1,5 @@
-//! Browser only: when the page comes back online (the window's `online` event),
+//! Browser only: when the page comes back online (the `online` event of the window, or
+//! of the worker headwater runs in),
 //! delivery tries at once instead of waiting out a backoff grown while the network was
 //! gone, after a random delay of up to [`MAX_DELAY`], so that a fleet whose network
 //! returns at the same moment (an ISP, a building's Wi-Fi) does not retry in lockstep.
@@ -21,9 +22,9 @@ pub(crate) struct OnlineWake {
 }
 
 impl OnlineWake {
-    /// Listens on the page's window; `None` where there is none (a worker).
+    /// Listens on the global scope (the page's window, or a worker's scope).
     pub(crate) fn listen(outbox: Outbox<DynStore>) -> Option<Self> {
-        let window = web_sys::window()?;
+        let scope = global_scope();
         let listener = Closure::<dyn FnMut()>::new(move || {
             let outbox = outbox.clone();
             // A random draw per event: the facade owns the randomness, as it does the
@@ -35,7 +36,7 @@ impl OnlineWake {
                 outbox.flush_now();
             });
         });
-        window
+        scope
             .add_event_listener_with_callback("online", listener.as_ref().unchecked_ref())
             .ok()?;
         Some(Self { listener })
@@ -44,11 +45,12 @@ impl OnlineWake {
 
 impl Drop for OnlineWake {
     fn drop(&mut self) {
-        if let Some(window) = web_sys::window() {
-            let _ = window.remove_event_listener_with_callback(
-                "online",
-                self.listener.as_ref().unchecked_ref(),
-            );
-        }
+        let _ = global_scope()
+            .remove_event_listener_with_callback("online", self.listener.as_ref().unchecked_ref());
     }
+}
+
+/// The global scope as an event target: a window and a worker's scope both are one.
+fn global_scope() -> web_sys::EventTarget {
+    js_sys::global().unchecked_into()
 }

@@ -10,6 +10,7 @@ import {
   installHeadwater,
   type Change,
 } from "headwater-browser";
+import type { WorkerReply, WorkerRequest } from "./worker";
 
 type Outcome = { name: string; ok: boolean; detail?: string };
 const outcomes: Outcome[] = [];
@@ -162,6 +163,19 @@ async function checks(): Promise<void> {
     assert((await headwater.discard([987654])) === 0, "nothing to discard");
     await rejectsWith("INVALID_ARGUMENT", headwater.requeue([0.5]));
     assert((await headwater.deadLetters()).length === 0, "no dead letters");
+  });
+
+  await check("headwater runs in a dedicated worker: capture, leader lock and delivery there", async () => {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const reply = await new Promise<WorkerReply>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<WorkerReply>) => resolve(event.data);
+      worker.onerror = (event) => reject(new Error(`the worker failed: ${event.message}`));
+      worker.postMessage({ database: `checks-worker-${Date.now()}`, count: 5 } satisfies WorkerRequest);
+    });
+    worker.terminate();
+    assert(reply.ok, `the worker: ${JSON.stringify(reply)}`);
+    assert(reply.delivered === 5 && reply.pending === 0, `delivered there: ${JSON.stringify(reply)}`);
+    assert(reply.leader && reply.lockHeld, `the worker held the Web Lock: ${JSON.stringify(reply)}`);
   });
 
   unsubscribe();
