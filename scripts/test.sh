@@ -64,6 +64,9 @@ CARGO_TARGET_DIR="$target_dir" cargo install --quiet --locked --path crates/head
 step "the docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "the apps docs/native.md and docs/browser.md describe, built outside the repository from their snippets"
+bash scripts/doc-apps.sh "$scratch/doc-apps"
+
 step "conformance against a real Apache Flume 1.11.0 agent"
 if command -v java >/dev/null && command -v mvn >/dev/null && command -v python3 >/dev/null; then
   # shellcheck source=scripts/flume-agent.sh
