@@ -163,6 +163,16 @@ export interface Status {
   leader: boolean;
 }
 
+/** This tab's running totals since start. */
+export interface Counters {
+  requests: number;
+  retries: number;
+  delivered: number;
+  deadLettered: number;
+  /** Events the server said it rejected in an answer that accepted the rest. */
+  rejectedByServer: number;
+}
+
 /** A captured change as stored. */
 export interface StoredChange {
   seq: number;
@@ -222,6 +232,11 @@ export class Headwater {
    */
   capture(tx: IDBTransaction, change: Change): Promise<Receipt>;
   status(): Promise<Status>;
+  /**
+   * This tab's running totals as delivery last published them: read from memory,
+   * cheap enough for every onChange (status() reads the database).
+   */
+  counters(): Counters;
   /** Whether this tab sends. */
   readonly isLeader: boolean;
   /** Calls `listener` whenever this tab's outbox moves; returns an unsubscribe function. */

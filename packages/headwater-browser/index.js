@@ -159,6 +159,15 @@ export class Headwater {
     return guardedAsync(() => this.#bindings.status());
   }
 
+  /**
+   * This tab's running totals (requests, retries, delivered, deadLettered,
+   * rejectedByServer) as delivery last published them: read from memory, cheap enough
+   * for every onChange (status() reads the database).
+   */
+  counters() {
+    return guarded(() => this.#bindings.counters());
+  }
+
   /** Whether this tab sends (holds the leader lock, or no lock was asked for). */
   get isLeader() {
     return guarded(() => this.#bindings.isLeader);

@@ -12,7 +12,9 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::change::change_data;
 use crate::error;
 use crate::options::StartOptions;
-use crate::views::{DeadLetterView, MarkerView, PendingView, ReceiptView, Status, to_js};
+use crate::views::{
+    CountersView, DeadLetterView, MarkerView, PendingView, ReceiptView, Status, to_js,
+};
 
 /// Installs headwater's object stores; call it inside the app's own
 /// `onupgradeneeded`, with the database being upgraded (`request.result`), in the
@@ -30,20 +32,46 @@ pub struct Headwater {
     store: IdbStore,
 }
 
+/// A seq as JavaScript gives it: a whole number from 1 to 2^53 - 1.
+fn seq(number: f64) -> Result<Seq, JsValue> {
+    (number.fract() == 0.0 && number >= 1.0)
+        .then_some(number as u64)
+        .and_then(Seq::new)
+        .ok_or_else(|| error::argument(format!("{number} is not a seq")))
+}
+
 fn seqs(numbers: Vec<f64>) -> Result<Vec<Seq>, JsValue> {
-    numbers
-        .into_iter()
-        .map(|number| {
-            (number.fract() == 0.0 && number >= 1.0)
-                .then_some(number as u64)
-                .and_then(Seq::new)
-                .ok_or_else(|| error::argument(format!("{number} is not a seq")))
-        })
-        .collect()
+    numbers.into_iter().map(seq).collect()
 }
 
 fn limit(limit: Option<u32>) -> usize {
     limit.map_or(100, |limit| limit as usize)
+}
+
+/// What `requeue` and `discard` do to the dead letters they name.
+#[derive(Clone, Copy)]
+enum DeadLetterAction {
+    Requeue,
+    Discard,
+}
+
+impl Headwater {
+    fn on_dead_letters(
+        &self,
+        numbers: Vec<f64>,
+        action: DeadLetterAction,
+    ) -> Result<Promise, JsValue> {
+        let seqs = seqs(numbers)?;
+        let headwater = self.headwater.clone();
+        Ok(future_to_promise(async move {
+            let count = match action {
+                DeadLetterAction::Requeue => headwater.requeue(&seqs).await,
+                DeadLetterAction::Discard => headwater.discard(&seqs).await,
+            }
+            .map_err(error::store)?;
+            Ok(JsValue::from(count as f64))
+        }))
+    }
 }
 
 #[wasm_bindgen]
@@ -139,6 +167,12 @@ impl Headwater {
         })
     }
 
+    /// This tab's running totals, as delivery last published them: read from memory,
+    /// cheap enough for every `changed()` (`status()` reads the database).
+    pub fn counters(&self) -> JsValue {
+        to_js(&CountersView::new(&self.headwater.outbox().counters()))
+    }
+
     /// Resolves at the next change of the outbox (a capture, a delivery, a retry, a
     /// dead letter, a pause); read `status()` after it.
     pub fn changed(&self) -> Promise {
@@ -179,10 +213,7 @@ impl Headwater {
 
     /// Up to `limit` (100 by default) pending changes with seqs after `after`.
     pub fn pending(&self, after: Option<f64>, limit_to: Option<u32>) -> Result<Promise, JsValue> {
-        let after = after
-            .map(|after| seqs(vec![after]))
-            .transpose()?
-            .map(|seqs| seqs[0]);
+        let after = after.map(seq).transpose()?;
         let headwater = self.headwater.clone();
         Ok(future_to_promise(async move {
             let entries = headwater
@@ -202,10 +233,7 @@ impl Headwater {
         after: Option<f64>,
         limit_to: Option<u32>,
     ) -> Result<Promise, JsValue> {
-        let after = after
-            .map(|after| seqs(vec![after]))
-            .transpose()?
-            .map(|seqs| seqs[0]);
+        let after = after.map(seq).transpose()?;
         let headwater = self.headwater.clone();
         Ok(future_to_promise(async move {
             let letters = headwater
@@ -220,22 +248,12 @@ impl Headwater {
 
     /// Puts dead letters back in the outbox; resolves with how many were.
     pub fn requeue(&self, seqs_to: Vec<f64>) -> Result<Promise, JsValue> {
-        let seqs = seqs(seqs_to)?;
-        let headwater = self.headwater.clone();
-        Ok(future_to_promise(async move {
-            let count = headwater.requeue(&seqs).await.map_err(error::store)?;
-            Ok(JsValue::from(count as f64))
-        }))
+        self.on_dead_letters(seqs_to, DeadLetterAction::Requeue)
     }
 
     /// Deletes dead letters for good; resolves with how many were.
     pub fn discard(&self, seqs_to: Vec<f64>) -> Result<Promise, JsValue> {
-        let seqs = seqs(seqs_to)?;
-        let headwater = self.headwater.clone();
-        Ok(future_to_promise(async move {
-            let count = headwater.discard(&seqs).await.map_err(error::store)?;
-            Ok(JsValue::from(count as f64))
-        }))
+        self.on_dead_letters(seqs_to, DeadLetterAction::Discard)
     }
 
     /// Stops sending (captures go on) until `resume`.

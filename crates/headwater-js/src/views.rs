@@ -54,6 +54,29 @@ impl Status {
     }
 }
 
+/// This tab's running totals since start, as delivery last published them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CountersView {
+    requests: u64,
+    retries: u64,
+    delivered: u64,
+    dead_lettered: u64,
+    rejected_by_server: u64,
+}
+
+impl CountersView {
+    pub(crate) fn new(counters: &headwater::SyncCounters) -> Self {
+        Self {
+            requests: counters.requests,
+            retries: counters.retries,
+            delivered: counters.delivered,
+            dead_lettered: counters.dead_lettered,
+            rejected_by_server: counters.rejected_by_server,
+        }
+    }
+}
+
 /// One captured change.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
