@@ -164,6 +164,96 @@ async fn timed_sync(
     rate
 }
 
+/// Waits for `request` and gives its result.
+async fn request_done(request: &web_sys::IdbRequest) -> wasm_bindgen::JsValue {
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        request.set_onsuccess(Some(&resolve));
+        request.set_onerror(Some(&reject));
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+    request.result().unwrap()
+}
+
+/// Waits until `tx` commits.
+async fn committed(tx: &web_sys::IdbTransaction) {
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        tx.set_oncomplete(Some(&resolve));
+        tx.set_onabort(Some(&reject));
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+/// IndexedDB's own floor for an outbox, without headwater: `count` stored texts of a
+/// captured change's size, read a hundred at a time (`getAll` from the first key left)
+/// and each hundred deleted by key range, a transaction for each read and each delete
+/// (the browser's default durability, which Chromium makes relaxed, as headwater's
+/// acknowledgements are). What any IndexedDB outbox pays to hand its rows out once;
+/// rows per second.
+async fn indexeddb_floor(count: usize, now: &impl Fn() -> f64) -> f64 {
+    use wasm_bindgen::JsCast;
+    use web_sys::{IdbDatabase, IdbKeyRange, IdbTransactionMode};
+
+    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
+    let open = factory
+        .open_with_u32(&common::fresh_name("floor"), 1)
+        .unwrap();
+    let upgrading = open.clone();
+    let upgrade = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        let db: IdbDatabase = upgrading.result().unwrap().unchecked_into();
+        let parameters = web_sys::IdbObjectStoreParameters::new();
+        parameters.set_auto_increment(true);
+        db.create_object_store_with_optional_parameters("rows", &parameters)
+            .unwrap();
+    });
+    open.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+    let db: IdbDatabase = request_done(&open).await.unchecked_into();
+    drop(upgrade);
+    let text = wasm_bindgen::JsValue::from_str(
+        r#"{"id":"0190f6d2-9a4b-7c3e-8d5f-000000000001","captured_at":"2026-12-07T07:00:00Z","collection":"todos","key":"todo-1","op":"update","value":{"n":1,"title":"oat milk é"}}"#,
+    );
+    let fill = db
+        .transaction_with_str_and_mode("rows", IdbTransactionMode::Readwrite)
+        .unwrap();
+    let rows = fill.object_store("rows").unwrap();
+    for _ in 0..count {
+        rows.add(&text).unwrap();
+    }
+    committed(&fill).await;
+
+    let started = now();
+    let mut next = 1.0;
+    loop {
+        let read = db.transaction_with_str("rows").unwrap();
+        let range = IdbKeyRange::lower_bound(&next.into()).unwrap();
+        let got: js_sys::Array = request_done(
+            &read
+                .object_store("rows")
+                .unwrap()
+                .get_all_with_key_and_limit(&range, 100)
+                .unwrap(),
+        )
+        .await
+        .unchecked_into();
+        if got.length() == 0 {
+            break;
+        }
+        let last = next + f64::from(got.length()) - 1.0;
+        let delete = db
+            .transaction_with_str_and_mode("rows", IdbTransactionMode::Readwrite)
+            .unwrap();
+        delete
+            .object_store("rows")
+            .unwrap()
+            .delete(&IdbKeyRange::bound(&next.into(), &last.into()).unwrap())
+            .unwrap();
+        committed(&delete).await;
+        next = last + 1.0;
+    }
+    let rate = count as f64 / ((now() - started) / 1000.0);
+    db.close();
+    rate
+}
+
 /// The middle value (the mean of the two middle ones for an even count).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -252,6 +342,21 @@ async fn browser_benchmark() {
     for (_store, sync) in rounds {
         rates.push(timed_sync(sync, SYNCED, &now).await);
     }
+    // IndexedDB's own floor, three times, in the same page after the syncs.
+    let mut floors = Vec::new();
+    for _ in 0..ROUNDS {
+        floors.push(indexeddb_floor(SYNCED, &now).await);
+    }
+    let floor = median(floors.clone());
+    console_log!(
+        "browser benchmark: IndexedDB's own floor for an outbox (read 100, delete their range, no headwater, no network): {floor:.0} rows/s (median of {}); headwater's sync is {:.0} % of it",
+        floors
+            .iter()
+            .map(|rate| format!("{rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        100.0 * median(rates.clone()) / floor
+    );
     console_log!(
         "browser benchmark: plain record write {plain:.2} ms, captured write (record + outbox, one transaction) {captured:.2} ms ({:.2}x); synced {} changes from IndexedDB to the mock Flume at {:.0} changes/s (median of {ROUNDS} runs after a warm-up of {WARM_UP} at {cold:.0}: {})",
         captured / plain,
