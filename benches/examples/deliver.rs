@@ -64,26 +64,30 @@ async fn main() {
     } else {
         Arc::new(MemoryStore::new())
     };
-    let now = chrono::Utc::now();
-    let captured = realistic_captured(count, 1, now);
-    for chunk in captured.chunks(1000) {
+    let builder = Headwater::builder()
+        .http(|config| *config = HttpConfig::new([mock.url.clone()]))
+        .max_in_flight(in_flight)
+        .batch_size(batch);
+    let rate = timed_delivery(count, store, builder).await;
+    println!("{count} changes, {in_flight} in flight: {rate:.0} events/s");
+}
+
+/// Fills `store` with `count` realistic changes, then starts `builder` on it and times
+/// the delivery of all of them; events per second.
+async fn timed_delivery(
+    count: usize,
+    store: Arc<dyn ChangeStore>,
+    builder: headwater::Builder,
+) -> f64 {
+    for chunk in realistic_captured(count, 1, chrono::Utc::now()).chunks(1000) {
         store.append(chunk.to_vec()).await.unwrap();
     }
     let started = Instant::now();
-    let headwater = Headwater::builder()
-        .http(|config| *config = HttpConfig::new([mock.url.clone()]))
-        .max_in_flight(in_flight)
-        .batch_size(batch)
-        .store(Arc::clone(&store))
-        .start()
-        .unwrap();
+    let headwater = builder.store(store).start().unwrap();
     headwater.flush().await.unwrap();
-    let elapsed = started.elapsed();
-    println!(
-        "{count} changes, {in_flight} in flight: {:.0} events/s",
-        count as f64 / elapsed.as_secs_f64()
-    );
+    let rate = count as f64 / started.elapsed().as_secs_f64();
     headwater.shutdown().await;
+    rate
 }
 
 /// Sends every prebuilt body (`count` events in all) with `in_flight` senders, each
@@ -161,24 +165,10 @@ async fn deliver_otlp(url: &str, count: usize, in_flight: usize, batch: usize) {
         println!("raw OTLP {count} events, {in_flight} in flight: {rate:.0} events/s");
         return;
     }
-    let store = Arc::new(MemoryStore::new());
-    let now = chrono::Utc::now();
-    for chunk in realistic_captured(count, 1, now).chunks(1000) {
-        store.append(chunk.to_vec()).await.unwrap();
-    }
-    let started = Instant::now();
-    let headwater = Headwater::builder()
+    let builder = Headwater::builder()
         .otlp([url.to_owned()], "bench")
         .max_in_flight(in_flight)
-        .batch_size(batch)
-        .store(Arc::clone(&store))
-        .start()
-        .unwrap();
-    headwater.flush().await.unwrap();
-    let elapsed = started.elapsed();
-    println!(
-        "OTLP {count} changes, {in_flight} in flight: {:.0} events/s",
-        count as f64 / elapsed.as_secs_f64()
-    );
-    headwater.shutdown().await;
+        .batch_size(batch);
+    let rate = timed_delivery(count, Arc::new(MemoryStore::new()), builder).await;
+    println!("OTLP {count} changes, {in_flight} in flight: {rate:.0} events/s");
 }
