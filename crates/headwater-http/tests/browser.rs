@@ -117,39 +117,20 @@ async fn fetch_delivers_a_batch_through_a_cors_proxy() {
 
 #[wasm_bindgen_test]
 async fn the_engine_syncs_from_the_browser_with_flumes_answers_intact() {
-    let mut syncer = Syncer::new(
+    let syncer = Syncer::new(
         MemoryStore::new(),
         transport(cors_url()),
         SyncConfig::new("browser-test", 7),
     )
     .unwrap();
-    let outbox = syncer.outbox();
-    let changes = (0..250)
-        .map(|i| {
-            ChangeData::update("todos", format!("k{i}"), &serde_json::json!({"n": i})).unwrap()
-        })
-        .collect();
-    outbox.capture_all(Utc::now(), changes).await.unwrap();
-    syncer.sync_once(Utc::now()).await.unwrap();
-    let status = outbox.status(Utc::now()).await.unwrap();
-    assert!(status.is_synced(), "{status:?}");
-    assert_eq!(status.counters.delivered, 250);
-    assert_eq!(status.counters.requests, 3);
+    syncs_250_changes_in_three_requests(syncer).await;
 }
 
-/// OTLP/HTTP logs from the browser: gzip-compressed protobuf through fetch (the
-/// `Content-Encoding` header passes the CORS preflight the proxy answers), and the
-/// receiver's protobuf answer read back.
-#[cfg(feature = "otlp")]
-#[wasm_bindgen_test]
-async fn the_engine_delivers_otlp_logs_from_the_browser() {
-    use headwater_core::otlp::OtlpMapping;
-    use headwater_core::protocol::Protocol;
-
-    let otlp_url = format!("{}/v1/logs", cors_url().trim_end_matches('/'));
-    let mut config = SyncConfig::new("browser-test", 9);
-    config.protocol = Protocol::Otlp(OtlpMapping::with_service_name("browser-app"));
-    let mut syncer = Syncer::new(MemoryStore::new(), transport(&otlp_url), config).unwrap();
+/// Captures 250 changes and syncs once: all delivered, in three requests of the
+/// default batch size. Gives the status after.
+async fn syncs_250_changes_in_three_requests(
+    mut syncer: Syncer<MemoryStore, HttpTransport>,
+) -> headwater_core::engine::SyncStatus {
     let outbox = syncer.outbox();
     let changes = (0..250)
         .map(|i| {
@@ -167,6 +148,23 @@ async fn the_engine_delivers_otlp_logs_from_the_browser() {
     assert!(status.is_synced(), "{status:?}");
     assert_eq!(status.counters.delivered, 250);
     assert_eq!(status.counters.requests, 3);
+    status
+}
+
+/// OTLP/HTTP logs from the browser: gzip-compressed protobuf through fetch (the
+/// `Content-Encoding` header passes the CORS preflight the proxy answers), and the
+/// receiver's protobuf answer read back.
+#[cfg(feature = "otlp")]
+#[wasm_bindgen_test]
+async fn the_engine_delivers_otlp_logs_from_the_browser() {
+    use headwater_core::otlp::OtlpMapping;
+    use headwater_core::protocol::Protocol;
+
+    let otlp_url = format!("{}/v1/logs", cors_url().trim_end_matches('/'));
+    let mut config = SyncConfig::new("browser-test", 9);
+    config.protocol = Protocol::Otlp(OtlpMapping::with_service_name("browser-app"));
+    let syncer = Syncer::new(MemoryStore::new(), transport(&otlp_url), config).unwrap();
+    let status = syncs_250_changes_in_three_requests(syncer).await;
     assert_eq!(status.counters.rejected_by_server, 0);
 }
 
