@@ -11,7 +11,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cache="${HEADWATER_CACHE:-$HOME/.cache/headwater}"
-export PATH="$cache/tools/bin:$PATH"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 out="$PWD/target/js-package"
 stage="$out/stage"
@@ -20,12 +19,8 @@ binaryen_version=132.0.0
 for tool in npm node; do
   command -v "$tool" >/dev/null || { echo "js-package.sh needs $tool on PATH (Node.js 18 or later)" >&2; exit 1; }
 done
-rustup target add wasm32-unknown-unknown >/dev/null
-wasm_bindgen=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen" ]; then
-  echo "installing wasm-bindgen-cli $wasm_bindgen (the version in Cargo.lock)" >&2
-  cargo install wasm-bindgen-cli --version "=$wasm_bindgen" --root "$cache/tools" >&2
-fi
+# shellcheck source=scripts/wasm-bindgen-cli.sh
+source scripts/wasm-bindgen-cli.sh
 wasm_opt="$cache/npm-tools/node_modules/.bin/wasm-opt"
 if [ ! -x "$wasm_opt" ] || [ "$("$wasm_opt" --version | grep -o 'version [0-9]*' | awk '{print $2}')" != "${binaryen_version%%.*}" ]; then
   echo "installing wasm-opt (npm's binaryen@$binaryen_version)" >&2

@@ -121,11 +121,8 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   as_root apt-get update -qq
   as_root apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-wasm_bindgen=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-if [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen" ]; then
-  echo "installing wasm-bindgen-cli $wasm_bindgen (the version in Cargo.lock)"
-  cargo install wasm-bindgen-cli --version "=$wasm_bindgen" --root "$tools"
-fi
+# shellcheck source=scripts/wasm-bindgen-cli.sh
+source scripts/wasm-bindgen-cli.sh
 cargo build -q -p headwater-cli
 mkdir -p "$scratch/mocks" "$scratch/chromium"
 "$target_dir/debug/headwater" mock-flume --bind 127.0.0.1:0 --cors >"$scratch/mocks/cors" 2>/dev/null &

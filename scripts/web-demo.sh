@@ -10,19 +10,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-cache="${HEADWATER_CACHE:-$HOME/.cache/headwater}"
-export PATH="$cache/tools/bin:$PATH"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 profile="${WEB_DEMO_PROFILE:-release}"
 out="$PWD/target/web-demo"
 site="$out/site"
 
-rustup target add wasm32-unknown-unknown >/dev/null
-wasm_bindgen=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen" ]; then
-  echo "installing wasm-bindgen-cli $wasm_bindgen (the version in Cargo.lock)"
-  cargo install wasm-bindgen-cli --version "=$wasm_bindgen" --root "$cache/tools"
-fi
+# shellcheck source=scripts/wasm-bindgen-cli.sh
+source scripts/wasm-bindgen-cli.sh
 
 started=$(date +%s)
 if [ "$profile" = release ]; then
