@@ -61,6 +61,13 @@ CARGO_TARGET_DIR="$target_dir" cargo install --quiet --locked --path crates/head
   --root "$scratch/install"
 "$scratch/install/bin/headwater" --version
 
+step "every shell command README.md and docs/cli.md show, run as they stand"
+if command -v python3 >/dev/null; then
+  python3 scripts/doc-commands.py "$scratch/install/bin" "$scratch/doc-commands"
+else
+  echo "SKIPPED: running the documented commands needs python3 on PATH"
+fi
+
 step "the docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 

@@ -144,6 +144,11 @@ pub(crate) struct MockArgs {
     /// Seeds the faults.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Answer 400, committing nothing, to every request whose body contains this text
+    /// (as a strict proxy in front of Flume refuses a poison change): to see isolation
+    /// and dead letters at work.
+    #[arg(long, value_name = "TEXT")]
+    pub refuse_containing: Option<String>,
     /// Serve Flume-style monitoring JSON at GET /metrics.
     #[arg(long)]
     pub metrics: bool,

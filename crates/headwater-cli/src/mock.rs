@@ -42,6 +42,7 @@ pub(crate) async fn run(args: MockArgs) -> Result<ExitCode, Box<dyn std::error::
         retain_events: false,
         random_faults: (args.fault_rate > 0.0)
             .then(|| RandomFaults::network(args.fault_rate, args.seed)),
+        refuse_containing: args.refuse_containing.filter(|text| !text.is_empty()),
         ..MockConfig::default()
     };
     let flume = MockFlume::start(config).await?;
