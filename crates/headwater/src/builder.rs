@@ -314,11 +314,14 @@ impl Builder {
             Some(seed) => seed,
             None => runtime::os_seed().map_err(|error| StartError::Seed(error.to_string()))?,
         };
+        #[cfg(target_arch = "wasm32")]
         if let Some(name) = &leader_lock
             && config.owner.is_none()
+            && crate::leader::available()
         {
             // One lease owner for every tab under the lock: a new leader takes the
-            // lease at once (the lock, not the lease, keeps two from running).
+            // lease at once (the lock, not the lease, keeps two from running). Without
+            // Web Locks the lease is what keeps tabs apart, so each keeps its own.
             config.owner = Some(format!("leader:{name}"));
         }
         #[cfg(feature = "http")]

@@ -179,6 +179,20 @@ async function checks(): Promise<void> {
     assert(reply.leader && reply.lockHeld, `the worker held the Web Lock: ${JSON.stringify(reply)}`);
   });
 
+  await check("without Web Locks two tabs both sync, and the lease keeps them from sending a change twice", async () => {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const reply = await new Promise<WorkerReply>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<WorkerReply>) => resolve(event.data);
+      worker.onerror = (event) => reject(new Error(`the worker failed: ${event.message}`));
+      const request = { database: `checks-no-locks-${Date.now()}`, count: 200, withoutWebLocks: true };
+      worker.postMessage(request satisfies WorkerRequest);
+    });
+    worker.terminate();
+    assert(reply.ok, `the worker: ${JSON.stringify(reply)}`);
+    assert(reply.leader, `both handles lead without Web Locks: ${JSON.stringify(reply)}`);
+    assert(reply.delivered === 200 && reply.pending === 0, `each change delivered once: ${JSON.stringify(reply)}`);
+  });
+
   unsubscribe();
   await headwater.shutdown();
   await check("after shutdown a capture is kept for the next start, and flush is STOPPED", async () => {

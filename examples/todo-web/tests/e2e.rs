@@ -262,6 +262,11 @@ async fn the_npm_package_keeps_its_contract_in_chromium() {
         flume.unique_ids() >= 1,
         "the delivered change reached Flume"
     );
+    assert_eq!(
+        flume.event_count(),
+        flume.unique_ids(),
+        "no change reached Flume twice"
+    );
     client.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
 }
