@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// deduplication, and `timestamp` in epoch milliseconds is what the HDFS sink's path
 /// escapes (`%Y/%m/%d`) read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HeaderNames {
     /// The idempotency key (UUIDv7).
@@ -99,7 +99,7 @@ pub enum MappingError {
 /// Precedence when names meet: the mapped fields win over a change's own headers, which
 /// win over static headers, so no event ever repeats a header name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EventMapping {
     /// Header names of the change's fields.
@@ -184,6 +184,22 @@ mod tests {
         );
         mapping.headers.op = None;
         assert_eq!(mapping.validate(), Ok(()));
+    }
+
+    /// A typo in a config file is an error naming the field, not a default.
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let error = serde_json::from_str::<EventMapping>(r#"{"static_header": {}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `static_header`"), "{error}");
+        let error = serde_json::from_str::<EventMapping>(r#"{"headers": {"idd": "x"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `idd`"), "{error}");
+        let mapping: EventMapping =
+            serde_json::from_str(r#"{"headers": {"id": "event-id"}}"#).unwrap();
+        assert_eq!(mapping.headers.id.as_deref(), Some("event-id"));
     }
 
     #[test]
