@@ -138,8 +138,9 @@ impl OutboxLimits {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IsolationRules {
-    /// A batch refused with 500 this many times in a row is taken apart (fewer: it is
-    /// retried whole, with backoff, as a passing 500 is most often the server's).
+    /// A batch holding a change refused with 500 this many times is taken apart (fewer:
+    /// it is retried whole, with backoff, as a passing 500 is most often the server's).
+    /// Counted per change; only an acknowledgement resets it, not a 503 or a timeout.
     pub isolate_after_server_errors: u32,
     /// A change sent alone is dead-lettered for a 500 after this many refusals, each
     /// right between two answers that show Flume taking other requests.
