@@ -228,7 +228,8 @@ export class Headwater {
    * Captures `change` inside `tx`, the app's own readwrite transaction over its stores
    * and OUTBOX_STORE. Call it in the same task as the app's writes (before any await
    * of something else). Resolves once `tx` completes; rejects if it aborts, and then
-   * neither the app's writes nor the change were stored.
+   * neither the app's writes nor the change were stored. Open `tx` with
+   * `{ durability: "strict" }` for both to be on disk when it completes.
    */
   capture(tx: IDBTransaction, change: Change): Promise<Receipt>;
   status(): Promise<Status>;

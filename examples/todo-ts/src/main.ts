@@ -63,7 +63,7 @@ class App {
 
   /** Writes `todo` (or deletes `id`) and captures the change in one transaction. */
   async write(todo: Todo | { id: string; deleted: true }): Promise<void> {
-    const tx = this.db.transaction([TODOS, OUTBOX_STORE], "readwrite");
+    const tx = this.db.transaction([TODOS, OUTBOX_STORE], "readwrite", { durability: "strict" });
     const todos = tx.objectStore(TODOS);
     let receipt;
     if ("deleted" in todo) {
