@@ -165,6 +165,8 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
                 config.protocol = Protocol::Otlp(otlp);
             }
             config.owner = Some(OWNER.into());
+            // The state's backlog was loaded at once: its age is no rate to pace by.
+            config.pacing.old_backlog = false;
             config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
             config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
         })

@@ -50,6 +50,12 @@ pub struct Pacing {
     /// A paced client may always send this many events at once: a small backlog goes in
     /// one request, however slowly it built up.
     pub min_batch: usize,
+    /// Whether a syncer that starts with a backlog older than `engage_after` paces it,
+    /// as a fleet's clients do when a release reaches them after they were offline. A
+    /// batch tool whose backlog was loaded at once, not run up over time (the CLI's
+    /// `send` resuming a state), turns it off: its backlog's age says nothing about
+    /// the rate it may send at. Failures still engage pacing either way.
+    pub old_backlog: bool,
 }
 
 impl Default for Pacing {
@@ -62,6 +68,7 @@ impl Default for Pacing {
             congested_delay: Duration::from_secs(1),
             engage_after: Duration::from_secs(30),
             min_batch: 5,
+            old_backlog: true,
         }
     }
 }
@@ -192,7 +199,7 @@ impl Pacer {
             return;
         }
         let age = (now - oldest).to_std().unwrap_or_default();
-        if self.config.enabled && age >= self.config.engage_after {
+        if self.config.enabled && self.config.old_backlog && age >= self.config.engage_after {
             self.armed = true;
         }
     }
@@ -476,6 +483,14 @@ mod tests {
         off.on_first_backlog(at(600), at(0));
         failing(&mut off, 0, 600);
         assert!(!off.is_engaged());
+        let mut loaded_at_once = Pacer::new(Pacing {
+            old_backlog: false,
+            ..Pacing::default()
+        });
+        loaded_at_once.on_first_backlog(at(600), at(0));
+        assert!(!loaded_at_once.is_engaged(), "an old backlog alone");
+        failing(&mut loaded_at_once, 600, 1200);
+        assert!(loaded_at_once.is_engaged(), "failures still engage it");
     }
 
     #[test]
