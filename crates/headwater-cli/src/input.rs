@@ -159,7 +159,14 @@ pub(crate) struct Checked {
     /// The identity as versions before 0.1's fix wrote it (one line more than the
     /// input holds): a state they made is still this input's.
     pub legacy_identity: String,
+    /// The fingerprint of the input up to its `CHUNK`th change, its `2 × CHUNK`th, …,
+    /// and its last: the second reading compares against them, so that a chunk edited
+    /// since the check is refused before it is captured.
+    pub boundaries: Vec<u64>,
 }
+
+/// The changes between two [`Checked::boundaries`]: `send`'s capture chunk.
+pub(crate) const CHUNK: usize = 1000;
 
 /// Reads the whole input once: every line must be a change that fits the rules. Gives
 /// the input's identity (the FNV-1a fingerprint of its bytes and its line count) and
@@ -174,6 +181,8 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     let mut changes = 0usize;
     let mut problems = Vec::new();
     let mut invalid = 0usize;
+    let mut boundaries = Vec::new();
+    let mut last_change_fingerprint = fingerprint.value();
     let read =
         |error: std::io::Error| InputError::Read(format!("cannot read {}: {error}", input.name));
     while let Some((number, raw)) = lines.next_line().map_err(read)? {
@@ -190,7 +199,13 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             Ok(true)
         });
         match result {
-            Ok(true) => changes += 1,
+            Ok(true) => {
+                changes += 1;
+                last_change_fingerprint = fingerprint.value();
+                if changes.is_multiple_of(CHUNK) {
+                    boundaries.push(fingerprint.value());
+                }
+            }
             Ok(false) => {}
             Err(problem) => {
                 invalid += 1;
@@ -203,7 +218,11 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     if invalid > 0 {
         return Err(InvalidInput { problems, invalid }.into());
     }
+    if !changes.is_multiple_of(CHUNK) {
+        boundaries.push(last_change_fingerprint);
+    }
     Ok(Checked {
+        boundaries,
         changes,
         identity: format!("{:016x} ({line_count} lines)", fingerprint.value()),
         // Earlier versions counted the pieces between newlines: one more than the lines
@@ -213,23 +232,46 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
 }
 
 /// The changes of a checked input, read again from its start, skipping the first
-/// `skip` (captured by an earlier run). A line that no longer parses means the input
-/// changed since [`check`]: that is an error, and the changes before it are what was
-/// read.
+/// `skip` (captured by an earlier run). The input must read as it did when it was
+/// checked: at every [`CHUNK`]th change, and at the last, the fingerprint of what was
+/// read so far must be the check's, and a line must still parse; otherwise the input
+/// changed since [`check`], which is an error (the chunk holding the change is not
+/// given out).
 pub(crate) struct Changes {
     lines: RawLines,
     skip: usize,
     name: String,
+    boundaries: Vec<u64>,
+    total: usize,
+    fingerprint: Fingerprint,
+    /// Changes read so far, skipped ones included.
+    read: usize,
 }
 
 impl Changes {
-    /// The changes of `input` after the first `skip`.
-    pub(crate) fn new(input: &Input, skip: usize) -> Result<Self, InputError> {
+    /// The changes of `input`, as `checked` found them, after the first `skip`.
+    pub(crate) fn new(input: &Input, checked: &Checked, skip: usize) -> Result<Self, InputError> {
         Ok(Self {
             lines: input.lines()?,
             skip,
             name: input.name.clone(),
+            boundaries: checked.boundaries.clone(),
+            total: checked.changes,
+            fingerprint: Fingerprint::new(),
+            read: 0,
         })
+    }
+
+    /// Whether what was read up to the `read`th change is what the check read.
+    fn as_checked(&self) -> bool {
+        let boundary = if self.read.is_multiple_of(CHUNK) {
+            self.boundaries.get(self.read / CHUNK - 1)
+        } else if self.read == self.total {
+            self.boundaries.last()
+        } else {
+            return true;
+        };
+        boundary == Some(&self.fingerprint.value())
     }
 
     /// Up to `count` more changes (fewer at the end of the input).
@@ -243,6 +285,7 @@ impl Changes {
             else {
                 break;
             };
+            self.fingerprint.update(raw);
             let changed = |problem: String| {
                 format!("the input changed while it was being sent: line {number}: {problem}")
             };
@@ -250,11 +293,19 @@ impl Changes {
             if text.trim().is_empty() {
                 continue;
             }
-            if self.skip > 0 {
+            let change = if self.skip > 0 {
                 self.skip -= 1;
-                continue;
+                None
+            } else {
+                Some(parse_line(text).map_err(changed)?)
+            };
+            self.read += 1;
+            if self.read > self.total || !self.as_checked() {
+                return Err(changed(
+                    "its changes up to this line are not what was checked".to_owned(),
+                ));
             }
-            chunk.push(parse_line(text).map_err(changed)?);
+            chunk.extend(change);
         }
         Ok(chunk)
     }
@@ -383,6 +434,60 @@ fn check_size(
 mod tests {
     use super::*;
 
+    /// An input edited between the check and the capture is refused at the chunk that
+    /// holds the edit, before that chunk is given out; one left alone reads through.
+    #[test]
+    fn an_input_edited_after_its_check_is_refused_before_the_edited_chunk() {
+        let line = |i: usize, title: &str| {
+            format!(
+                "{{\"collection\":\"c\",\"key\":\"{i}\",\"op\":\"insert\",\"value\":{{\"t\":\"{title}\"}}}}\n"
+            )
+        };
+        let text = |edited: Option<usize>| -> String {
+            (0..2500)
+                .map(|i| {
+                    line(
+                        i,
+                        if Some(i) == edited {
+                            "EDITED"
+                        } else {
+                            "as-is!"
+                        },
+                    )
+                })
+                .collect()
+        };
+        let rules = LineRules {
+            mapping: &EventMapping::default(),
+            max_event_bytes: 1 << 20,
+        };
+        for (edited, chunks_before_refusal) in [(Some(1500), 1), (Some(2400), 2), (None, 3)] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut file, text(None).as_bytes()).unwrap();
+            let input = Input::open(file.path()).unwrap();
+            let checked = check(&input, &rules).unwrap();
+            assert_eq!(
+                checked.boundaries.len(),
+                3,
+                "at 1000, 2000 and the last (2500)"
+            );
+            std::fs::write(file.path(), text(edited)).unwrap();
+            let mut changes = Changes::new(&input, &checked, 0).unwrap();
+            let mut given = 0;
+            loop {
+                match changes.next_chunk(CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => break,
+                    Ok(_) => given += 1,
+                    Err(error) => {
+                        assert!(error.contains("the input changed"), "{error}");
+                        break;
+                    }
+                }
+            }
+            assert_eq!(given, chunks_before_refusal, "edited at {edited:?}");
+        }
+    }
+
     /// Checks `text` as a file and, if it is valid, reads its changes back.
     fn parse_changes(text: &[u8], rules: &LineRules<'_>) -> Result<Vec<ChangeData>, InvalidInput> {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -390,7 +495,7 @@ mod tests {
         let input = Input::open(file.path()).unwrap();
         match check(&input, rules) {
             Ok(checked) => {
-                let changes = Changes::new(&input, 0)
+                let changes = Changes::new(&input, &checked, 0)
                     .unwrap()
                     .next_chunk(usize::MAX)
                     .unwrap();

@@ -19,9 +19,6 @@ use crate::input::{Changes, Checked, Input, InputError, LineRules, check};
 use crate::state;
 use crate::summary::Summary;
 
-/// Changes captured per transaction.
-const CAPTURE_CHUNK: usize = 1000;
-
 /// The lease is held under this name, so a run that follows a crash takes it back at
 /// once; the lock on the state's database file keeps two runs from sharing it.
 const OWNER: &str = "headwater-send";
@@ -181,10 +178,10 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         let headwater = headwater.clone();
         let captured = Arc::clone(&captured);
         let stop = Arc::clone(&stop);
-        let mut pending = Changes::new(&input, resumed)?;
+        let mut pending = Changes::new(&input, &checked, resumed)?;
         let mut done = resumed;
         let mut pace = args.max_rate.map(Pace::new);
-        let chunk_size = pace.as_ref().map_or(CAPTURE_CHUNK, Pace::chunk);
+        let chunk_size = pace.as_ref().map_or(crate::input::CHUNK, Pace::chunk);
         tokio::task::spawn_blocking(move || -> Result<(), CaptureStop> {
             // Read again a chunk at a time: only one chunk of changes is in memory.
             let _input = input;
@@ -401,7 +398,7 @@ impl Pace {
     /// Changes per capture transaction: a tenth of a second's worth, at least one, at
     /// most what an unpaced capture takes.
     fn chunk(&self) -> usize {
-        ((self.rate / 10.0) as usize).clamp(1, CAPTURE_CHUNK)
+        ((self.rate / 10.0) as usize).clamp(1, crate::input::CHUNK)
     }
 
     /// Sleeps until the changes taken so far are due at `rate`; false if `stop` was set
