@@ -68,6 +68,14 @@ else
   echo "SKIPPED: running the documented commands needs python3 on PATH"
 fi
 
+step "send on 300,000 lines: peak memory, and one id per line through SIGKILLs during the check and during delivery"
+if command -v python3 >/dev/null && [ -x /usr/bin/time ]; then
+  bash scripts/send-kill-and-memory.sh 300000 "$scratch/send-kill"
+  rm -rf "$scratch/send-kill"
+else
+  echo "SKIPPED: the send kill-and-memory run needs python3 and /usr/bin/time"
+fi
+
 step "the docs build without warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
