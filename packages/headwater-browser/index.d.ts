@@ -52,7 +52,8 @@ export type HeadwaterErrorCode =
   | "IDB_OPEN"
   /** The database has no headwater stores: call installHeadwater in an upgrade. */
   | "NOT_INSTALLED"
-  /** Bad delivery settings (batch size, in flight, timeouts). */
+  /** Bad delivery settings (batch size, in flight, idle poll, a zero timeout or one not
+   * below the lease, a header that cannot be sent). */
   | "CONFIG"
   /** No endpoint, or one that is not a valid http(s) URL. */
   | "ENDPOINTS"

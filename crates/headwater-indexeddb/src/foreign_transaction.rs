@@ -50,6 +50,12 @@ impl IdbStore {
                 .into(),
             ));
         }
+        if tx.mode().ok() == Some(web_sys::IdbTransactionMode::Readonly) {
+            return Err(StoreError::Unstorable(
+                "the transaction is readonly: open it readwrite over headwater's outbox and the application's stores"
+                    .into(),
+            ));
+        }
         // Listened for before the adds, so a transaction that ends at once is seen.
         let completed = js_sys::Promise::new(&mut |resolve, reject| {
             let _ = tx.add_event_listener_with_callback("complete", &resolve);

@@ -1,7 +1,7 @@
 //! Errors as JavaScript sees them: an `Error` whose `code` is stable (the package's
 //! `HeadwaterError` subclasses it by that code) and whose message is the Rust error's.
 
-use headwater::{FlushError, StartError, StoreError};
+use headwater::{FlushError, HttpConfigError, StartError, StoreError};
 use wasm_bindgen::JsValue;
 
 /// An `Error` with `name = "HeadwaterError"` and `code`.
@@ -43,6 +43,10 @@ pub(crate) fn flush(error: FlushError) -> JsValue {
 pub(crate) fn start(error: StartError) -> JsValue {
     let code = match &error {
         StartError::Config(_) | StartError::LeaseTooShort { .. } => "CONFIG",
+        // The request settings are options like the others; only the URLs are endpoints.
+        StartError::Http(HttpConfigError::ZeroTimeout | HttpConfigError::InvalidHeader { .. }) => {
+            "CONFIG"
+        }
         StartError::Http(_) | StartError::NoTransport => "ENDPOINTS",
         _ => "START",
     };

@@ -196,7 +196,10 @@ impl Headwater {
             ))?;
         }
         let run_clock = Arc::clone(&clock);
-        let leading = Arc::new(AtomicBool::new(false));
+        // Natively, and in a browser without a leader lock, this handle leads from the
+        // start (not only once its task first runs); with a lock, once it is granted.
+        let leads_at_once = cfg!(not(target_arch = "wasm32")) || options.leader_lock.is_none();
+        let leading = Arc::new(AtomicBool::new(leads_at_once));
         let (stop_waiting, waiting_stopped) = futures::channel::oneshot::channel::<()>();
         let task_leading = Arc::clone(&leading);
         let leader_lock = options.leader_lock;
@@ -235,6 +238,7 @@ impl Headwater {
                 task_leading.store(true, Ordering::Release);
             }
             let result = syncer.run(move || run_clock.now(), runtime::sleep).await;
+            task_leading.store(false, Ordering::Release);
             if let Err(error) = result {
                 tracing::error!(%error, "delivery stopped");
             }
@@ -275,8 +279,9 @@ impl Headwater {
         }
     }
 
-    /// Whether this handle's delivery runs. Natively always, once started. In a browser
-    /// with [`leader_lock`](crate::Builder::leader_lock), only in the tab holding the lock; the
+    /// Whether this handle's delivery runs: natively from `start` until delivery ends (a
+    /// shutdown, or a store that stopped it). In a browser with
+    /// [`leader_lock`](crate::Builder::leader_lock), only in the tab holding the lock; the
     /// others capture only, and take over when the leader's tab closes.
     pub fn is_leader(&self) -> bool {
         self.inner.leading.load(Ordering::Acquire)

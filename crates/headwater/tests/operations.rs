@@ -127,3 +127,19 @@ async fn a_receipt_of_a_blocked_outbox_fails_with_the_reason() {
     assert_eq!(headwater.status().await.unwrap().pending, 1);
     headwater.shutdown().await;
 }
+
+/// Natively a handle leads from `start`, before its delivery task has first run (on a
+/// current-thread runtime it has not run yet when `start` returns), and no longer once
+/// delivery has ended.
+#[tokio::test(flavor = "current_thread")]
+async fn a_native_handle_leads_from_start_until_shutdown() {
+    let flume = MockFlume::start(MockConfig::default()).await.unwrap();
+    let headwater = Headwater::builder()
+        .flume([flume.url()])
+        .source("leader")
+        .start()
+        .unwrap();
+    assert!(headwater.is_leader(), "leading as start returns");
+    headwater.shutdown().await;
+    assert!(!headwater.is_leader(), "delivery has ended");
+}

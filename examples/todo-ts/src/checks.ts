@@ -145,6 +145,15 @@ async function checks(): Promise<void> {
     await rejectsWith("UNSTORABLE", headwater.capture(tx, { collection: "todos", key: "1", op: "delete" }));
   });
 
+  await check("a readonly transaction is UNSTORABLE", async () => {
+    const tx = db.transaction(["todos", OUTBOX_STORE], "readonly");
+    await rejectsWith("UNSTORABLE", headwater.capture(tx, { collection: "todos", key: "1", op: "delete" }));
+  });
+
+  await check("a zero timeout is CONFIG, not ENDPOINTS", () =>
+    rejectsWith("CONFIG", Headwater.start({ database: db, flume: "/", timeoutMs: 0 })),
+  );
+
   await check("a transaction on another database is UNSTORABLE", async () => {
     const other = await open(`checks-other-${Date.now()}`);
     const tx = other.transaction(["todos", OUTBOX_STORE], "readwrite");
