@@ -85,8 +85,11 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Flume HTTP source URLs (`http://host:port/`), tried in order (failover) unless
-    /// [`round_robin`](Self::round_robin).
+    /// Flume HTTP source URLs (`http://host:port/`), with failover: a client starts at
+    /// the URL its seed draws (so that a fleet listing the same agents spreads over
+    /// them) and moves through the others in the order given; `HttpConfig::primary`
+    /// (through [`http`](Self::http)) prefers one. [`round_robin`](Self::round_robin)
+    /// and [`route_by_key`](Self::route_by_key) spread requests instead.
     #[cfg(feature = "http")]
     pub fn flume<I, S>(mut self, urls: I) -> Self
     where
@@ -98,8 +101,8 @@ impl Builder {
     }
 
     /// Delivers to OpenTelemetry Collector OTLP/HTTP logs endpoints instead of Flume
-    /// (the full URL, `http://host:4318/v1/logs`), tried in order (failover) unless
-    /// [`round_robin`](Self::round_robin): each change becomes a log record with its id
+    /// (the full URL, `http://host:4318/v1/logs`), with failover as for
+    /// [`flume`](Self::flume) unless [`round_robin`](Self::round_robin): each change becomes a log record with its id
     /// as `log.record.uid`, in gzip-compressed protobuf (docs/otlp.md). The
     /// [`source`](Self::source) is the resource's `service.instance.id`; `service_name`
     /// its `service.name`.
