@@ -5,7 +5,9 @@
 //! (fetch). It sends `Content-Type: application/json; charset=UTF-8` (without the
 //! charset, Flume's Jetty may decode non-ASCII text wrongly), applies a per-request
 //! timeout (in the browser too), adds configured headers (auth for a proxy in front of
-//! Flume), never retries by itself (the engine owns retries), and natively follows no
+//! Flume), never retries with backoff by itself (the engine owns retries; within one
+//! send it may POST the batch again to the next endpoint after one that refused or
+//! could not be reached, and once more after a credential refresh), and natively follows no
 //! redirects (a 3xx blocks the outbox as a misconfiguration; in the browser, fetch
 //! follows them). In the browser an endpoint may be relative (`/flume/`), resolved
 //! against the page.

@@ -11,19 +11,22 @@ use headwater_core::transport::Transport;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-/// A future that resolves after `duration`, on the browser's timer.
+/// A future that resolves after `duration`, on the timer of the global scope (a page's
+/// window or a worker's scope: both have `setTimeout`).
 pub async fn sleep(duration: Duration) {
     let millis = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
     let promise = js_sys::Promise::new(&mut |resolve, _reject| {
-        if let Some(window) = web_sys::window() {
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())
+            .ok()
+            .and_then(|function| function.dyn_into::<js_sys::Function>().ok());
+        let set = set_timeout.is_some_and(|set_timeout| {
+            set_timeout
+                .call2(&global, &resolve, &wasm_bindgen::JsValue::from(millis))
+                .is_ok()
+        });
+        if !set {
             // A timer that cannot be set resolves at once: the loop then polls sooner.
-            if window
-                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, millis)
-                .is_err()
-            {
-                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
-            }
-        } else {
             let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
         }
     });

@@ -9,8 +9,9 @@
 //! (`Upgrade::install_headwater`), at whatever version the app adds headwater.
 //! IndexedDB has no change events, so capture is a **transactional outbox**: the app
 //! writes its records and appends their changes in one readwrite transaction
-//! (`IdbStore::transaction`), so both happen or neither does. Every store method is
-//! one transaction with no foreign await inside (a timer or a fetch inside a
+//! (`IdbStore::transaction`), so both happen or neither does. Every store method does
+//! its work in one transaction (`claim` and `record_then_claim` may then fold the marker
+//! log in a second, log-only one) with no foreign await inside (a timer or a fetch inside a
 //! transaction would let it auto-commit); claims read a range with `getAll`, and
 //! leases, acknowledgements and retries use relaxed durability (a lost lease lapses, a
 //! lost acknowledgement resends under the same id).

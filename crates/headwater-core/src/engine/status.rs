@@ -8,7 +8,9 @@ use crate::store::OutboxStats;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SyncCounters {
-    /// HTTP requests sent (empty probes included).
+    /// Requests handed to the transport (empty probes included). One may take more than
+    /// one HTTP POST: the next endpoint after one that refused or could not be reached,
+    /// or a resend after a credential refresh.
     pub requests: u64,
     /// Times a batch was scheduled for another attempt after a backoff.
     pub retries: u64,

@@ -319,7 +319,9 @@ impl<S: ChangeStore + Clone, T: Transport> Syncer<S, T> {
     /// up to the in-flight limit of requests going while there is work, sleeps until
     /// the next retry is due, and wakes at once when a change is captured. Shutdown
     /// lets the requests in flight finish and be recorded, so no request is cut off.
-    /// Store errors other than a closed store are logged and retried with backoff.
+    /// Store errors other than a closed or unusable store are logged and retried with
+    /// backoff; a closed store ends the loop with [`RunError::StoreClosed`], an unusable
+    /// one with [`RunError::StoreUnusable`].
     pub async fn run<C, Sleep, F>(&mut self, clock: C, sleep: Sleep) -> Result<(), RunError>
     where
         C: Fn() -> DateTime<Utc>,

@@ -388,8 +388,10 @@ impl From<ChangeData> for ChangeDataRepr {
 
 /// JSON text that is known to be one valid JSON value.
 ///
-/// Values are serialized once, at capture, and sent as they are: encoding a batch never
-/// re-serializes a value. Stores keep it as a plain string.
+/// Values are serialized once, at capture. The Flume encoding sends the text as it is,
+/// never re-serializing it; OTLP turns it into a structured `AnyValue`, so there number
+/// formatting is normalised and integers beyond `i64` become doubles. Stores keep it as
+/// a plain string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct JsonText(Arc<str>);

@@ -79,8 +79,10 @@ impl Backoff {
     }
 }
 
-/// When to stop retrying a change and dead-letter it instead. By default there is no
-/// limit: a change is not dropped for being late.
+/// When to give up on a change and dead-letter it instead of sending it. By default
+/// there is no limit: a change is not dropped for being late. `max_age` applies to every
+/// change before each send, even one never tried: a change captured while offline or
+/// paused is dead-lettered unsent once it is older than `max_age`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]

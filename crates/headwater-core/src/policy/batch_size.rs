@@ -36,8 +36,9 @@ impl Default for BatchLimits {
 
 /// The batch size in force, adapted to what Flume can take.
 ///
-/// A 503 that names the channel's capacity N sets the size to N at once and keeps it
-/// there; other 503s halve it (down to 1), and each success grows it back by a
+/// A 503 that names the channel's capacity N, for a batch larger than N, caps the size
+/// at N at once and for good; other 503s (and one naming an N not below the refused
+/// batch) halve it (down to 1), and each success grows it back by a
 /// twentieth of the configured maximum (additive increase, multiplicative decrease).
 /// A 413 lowers the byte limit (to half the refused request); successes grow it back
 /// the same way, by a twentieth of the configured limit each, so a limit that was only
