@@ -69,14 +69,20 @@ java -Xmx1g -Dfile.encoding=UTF-8 -cp "$FLUME_LIB/*" org.apache.flume.node.Appli
   -n a1 -f "$work/agent.conf" --no-reload-conf >"$work/agent.log" 2>&1 &
 agent_pid=$!
 url="http://127.0.0.1:$http_port/"
+listening=no
 for _ in $(seq 1 120); do
-  if python3 - "$http_port" "$avro_port" <<'EOF' 2>/dev/null; then break; fi
+  if python3 - "$http_port" "$avro_port" <<'EOF' 2>/dev/null; then listening=yes; break; fi
 import socket, sys
 for port in sys.argv[1:]:
     socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
 EOF
   sleep 0.5
 done
+if [ "$listening" != yes ]; then
+  echo "the Flume agent did not open its ports within 60 s; its log:" >&2
+  tail -n 30 "$work/agent.log" >&2
+  exit 1
+fi
 
 # The inputs: send's JSON lines, and ab's body of 100 events shaped as send's.
 python3 - "$events" "$work" <<'EOF'

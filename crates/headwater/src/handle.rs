@@ -226,16 +226,12 @@ impl Headwater {
                         futures::future::Either::Right(_) => return,
                     }
                 }
-                None => {
-                    task_leading.store(true, Ordering::Release);
-                    None
-                }
+                None => None,
             };
             #[cfg(not(target_arch = "wasm32"))]
             {
                 // Natively there is one process per outbox: no leader to wait for.
                 let _ = (leader_lock, waiting_stopped);
-                task_leading.store(true, Ordering::Release);
             }
             let result = syncer.run(move || run_clock.now(), runtime::sleep).await;
             task_leading.store(false, Ordering::Release);

@@ -207,6 +207,19 @@ async fn the_typescript_app_on_the_npm_package_does_the_same() {
     offline_todos_reach_flume_once("typescript", typescript_site()).await;
 }
 
+/// The results a checks.html page wrote, once it is done (`None` before).
+async fn checks_results(client: &Client) -> Option<serde_json::Value> {
+    let done = client
+        .execute(
+            "const r = document.getElementById('results'); return r && r.dataset.done === '1' ? r.textContent : null;",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    done.as_str()
+        .map(|text| serde_json::from_str(text).unwrap())
+}
+
 /// Opens `url` (a checks.html; empty: the page already loaded) and gives the results it
 /// writes when done.
 async fn package_checks(client: &Client, url: &str, timeout: Duration) -> serde_json::Value {
@@ -215,15 +228,7 @@ async fn package_checks(client: &Client, url: &str, timeout: Duration) -> serde_
     }
     let started = Instant::now();
     loop {
-        let done = client
-            .execute(
-                "const r = document.getElementById('results'); return r && r.dataset.done === '1' ? r.textContent : null;",
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-        if let Some(text) = done.as_str() {
-            let results: serde_json::Value = serde_json::from_str(text).unwrap();
+        if let Some(results) = checks_results(client).await {
             let failed: Vec<&serde_json::Value> = results["outcomes"]
                 .as_array()
                 .unwrap()
@@ -304,17 +309,9 @@ async fn the_online_event_wakes_a_blocked_outbox_in_chromium() {
         if blocked == serde_json::Value::Bool(true) {
             break;
         }
-        let results = client
-            .execute(
-                "const r = document.getElementById('results'); return r && r.dataset.done === '1' ? r.textContent : null;",
-                Vec::new(),
-            )
-            .await
-            .unwrap();
-        assert!(
-            results.is_null(),
-            "the checks ended before the outbox was blocked: {results}"
-        );
+        if let Some(results) = checks_results(&client).await {
+            panic!("the checks ended before the outbox was blocked: {results}");
+        }
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the page never saw the outbox blocked ({} requests reached the mock)",
