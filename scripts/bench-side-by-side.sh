@@ -43,9 +43,8 @@ flume_fetch
 cargo build -q --release -p headwater-cli
 headwater="$target_dir/release/headwater"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
-http_port=$(free_port)
-avro_port=$(free_port)
+http_port=$(flume_free_port)
+avro_port=$(flume_free_port)
 cat >"$work/agent.conf" <<CONF
 a1.sources = http avro
 a1.channels = c1

@@ -8,6 +8,7 @@
 #                     requests, and exports HEADWATER_FLUME_URL and HEADWATER_FLUME_SINK
 #   flume_stop        stops it (safe to call more than once; use it in a trap)
 #   flume_fetch       only fetches the jars (cached) and sets FLUME_LIB to their folder
+#   flume_free_port   prints a TCP port on 127.0.0.1 that nothing listens on now
 #
 # Needs java (17) and mvn. Jars are cached in $HEADWATER_CACHE/flume-1.11.0.
 #
@@ -37,6 +38,11 @@ flume_fetch() {
   FLUME_LIB="$cache/lib"
 }
 
+# A TCP port on 127.0.0.1 that nothing listens on now.
+flume_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
 flume_start() {
   local dir="$1"
   flume_fetch || return 1
@@ -49,7 +55,7 @@ flume_start() {
     make_keystore "$dir/tls" || return 1
   fi
   local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  port=$(flume_free_port)
   cat > "$dir/agent.conf" <<CONF
 a1.sources = r1
 a1.channels = c1

@@ -49,6 +49,16 @@ fn typescript_site() -> PathBuf {
     site
 }
 
+/// A mock Flume serving the TypeScript page's build.
+async fn typescript_mock() -> MockFlume {
+    MockFlume::start(MockConfig {
+        static_dir: Some(typescript_site()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 /// chromedriver on a free port, and a headless Chromium session through it.
 async fn browser(profile: &std::path::Path) -> (tokio::process::Child, Client) {
     let port = {
@@ -250,12 +260,7 @@ async fn package_checks(client: &Client, url: &str, timeout: Duration) -> serde_
 #[ignore = "needs the npm package packed and the TypeScript app built with Vite, and chromedriver: scripts/test.sh runs it with --ignored"]
 async fn the_npm_package_keeps_its_contract_in_chromium() {
     let scratch = std::env::temp_dir().join(format!("todo-checks-{}", std::process::id()));
-    let flume = MockFlume::start(MockConfig {
-        static_dir: Some(typescript_site()),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let flume = typescript_mock().await;
     let (_driver, client) = browser(&scratch.join("profile")).await;
     let results = package_checks(
         &client,
@@ -286,12 +291,7 @@ async fn the_npm_package_keeps_its_contract_in_chromium() {
 #[ignore = "needs the npm package built (scripts/js-package.sh, examples/todo-ts's Vite build) and chromedriver: scripts/test.sh runs it"]
 async fn the_online_event_wakes_a_blocked_outbox_in_chromium() {
     let scratch = std::env::temp_dir().join(format!("todo-online-{}", std::process::id()));
-    let flume = MockFlume::start(MockConfig {
-        static_dir: Some(typescript_site()),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let flume = typescript_mock().await;
     for _ in 0..5 {
         flume.push_fault(MockFault::Status(404));
     }
