@@ -1,6 +1,9 @@
-//! The event queue: a calendar of one-millisecond slots (a ring covering the next few
+//! The event queue: a calendar of one-millisecond slots (a ring covering the next 65
 //! seconds, a heap for what lies beyond), so that taking the next of a few hundred
-//! thousand pending events costs about as much as taking it from a small heap.
+//! thousand pending events costs about as much as taking it from a small heap. The ring
+//! is that long because a client's next capture (10 s away on average) and its idle
+//! and lease timers (30 s) fall inside it: with a ring of 4 s they went to the far
+//! heap, whose pops at 20,000 clients cost 7 % of the run (and the run 7 % more time).
 //!
 //! Events come out in the order of their [`Key`] (time, then client, then that client's
 //! own counter), which does not depend on how clients are split between threads: a run
@@ -42,7 +45,8 @@ impl<T: Eq> PartialOrd for Entry<T> {
 }
 
 const SLOT: Micros = 1_000;
-const RING: u64 = 4_096;
+/// Slots in the ring: 65.5 s of them.
+const RING: u64 = 65_536;
 
 /// A queue of events ordered by [`Key`].
 #[derive(Debug)]
