@@ -13,6 +13,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+#[cfg(test)]
+use headwater_core::flume::BodyShape;
 use headwater_core::flume::{BatchEncoder, EventMapping};
 use headwater_core::model::{
     Captured, Change, ChangeData, ChangeIdGenerator, JsonText, Op, OpKind, Seq,
@@ -156,9 +158,6 @@ pub(crate) struct Checked {
     pub changes: usize,
     /// Its fingerprint and line count, as the state remembers them.
     pub identity: String,
-    /// The identity as versions before 0.1's fix wrote it (one line more than the
-    /// input holds): a state they made is still this input's.
-    pub legacy_identity: String,
     /// The fingerprint of the input up to its `CHUNK`th change, its `2 × CHUNK`th, …,
     /// and its last: the second reading compares against them, so that a chunk edited
     /// since the check is refused before it is captured.
@@ -174,20 +173,20 @@ pub(crate) const CHUNK: usize = 1000;
 pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, InputError> {
     let mut encoder = BatchEncoder::new(rules.mapping.clone());
     let mut ids = ChangeIdGenerator::from_seed(0);
+    let mut smallest_event = None;
     let mut lines = input.lines()?;
     let mut fingerprint = Fingerprint::new();
-    let mut newlines = 0usize;
+    // Blank lines are fed to the fingerprint only once a change follows them, so that
+    // the last boundary (the input up to its last change) needs no digest per line.
+    let mut blanks_after_last_change = Vec::new();
     let mut line_count = 0usize;
     let mut changes = 0usize;
     let mut problems = Vec::new();
     let mut invalid = 0usize;
     let mut boundaries = Vec::new();
-    let mut last_change_fingerprint = fingerprint.value();
     let read =
         |error: std::io::Error| InputError::Read(format!("cannot read {}: {error}", input.name));
     while let Some((number, raw)) = lines.next_line().map_err(read)? {
-        fingerprint.update(raw);
-        newlines += usize::from(raw.ends_with(b"\n"));
         line_count = number;
         let result = text_of(raw).and_then(|text| {
             if text.trim().is_empty() {
@@ -195,13 +194,24 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             }
             let change = parse_line(text)?;
             check_headers(&change, rules.mapping)?;
-            check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
+            let smallest =
+                *smallest_event.get_or_insert_with(|| smallest_event_len(&mut encoder, &mut ids));
+            if smallest.saturating_add(EXPANSION.saturating_mul(text.len())) > rules.max_event_bytes
+            {
+                check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
+            }
             Ok(true)
         });
+        if matches!(result, Ok(false)) {
+            blanks_after_last_change.extend_from_slice(raw);
+            continue;
+        }
+        fingerprint.update(&blanks_after_last_change);
+        blanks_after_last_change.clear();
+        fingerprint.update(raw);
         match result {
             Ok(true) => {
                 changes += 1;
-                last_change_fingerprint = fingerprint.value();
                 if changes.is_multiple_of(CHUNK) {
                     boundaries.push(fingerprint.value());
                 }
@@ -219,16 +229,44 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
         return Err(InvalidInput { problems, invalid }.into());
     }
     if !changes.is_multiple_of(CHUNK) {
-        boundaries.push(last_change_fingerprint);
+        boundaries.push(fingerprint.value());
     }
+    fingerprint.update(&blanks_after_last_change);
     Ok(Checked {
         boundaries,
         changes,
-        identity: format!("{:016x} ({line_count} lines)", fingerprint.value()),
-        // Earlier versions counted the pieces between newlines: one more than the lines
-        // of a file that ends with one.
-        legacy_identity: format!("{:016x} ({} lines)", fingerprint.value(), newlines + 1),
+        identity: format!(
+            "{IDENTITY_PREFIX}{:016x} ({line_count} lines)",
+            fingerprint.value()
+        ),
     })
+}
+
+/// What starts an identity written since the fingerprint is XXH3; identities without
+/// it are FNV-1a's (see [`legacy_identities`]).
+pub(crate) const IDENTITY_PREFIX: &str = "xxh3 ";
+
+/// The identities earlier versions wrote for `input`, read once more: its FNV-1a
+/// fingerprint with its line count, and with the count versions before 0.1's fix gave
+/// (the pieces between newlines: one more than the lines of a file that ends with one).
+/// Only a state written by such a version needs them, once: its identity is then
+/// brought up to date.
+pub(crate) fn legacy_identities(input: &Input) -> Result<[String; 2], InputError> {
+    let mut lines = input.lines()?;
+    let mut fnv = Fnv1a::new();
+    let (mut line_count, mut newlines) = (0usize, 0usize);
+    while let Some((number, raw)) = lines
+        .next_line()
+        .map_err(|error| InputError::Read(format!("cannot read {}: {error}", input.name)))?
+    {
+        fnv.update(raw);
+        newlines += usize::from(raw.ends_with(b"\n"));
+        line_count = number;
+    }
+    Ok([
+        format!("{:016x} ({line_count} lines)", fnv.value()),
+        format!("{:016x} ({} lines)", fnv.value(), newlines + 1),
+    ])
 }
 
 /// The changes of a checked input, read again from its start, skipping the first
@@ -311,26 +349,43 @@ impl Changes {
     }
 }
 
-/// A stable 64-bit fingerprint (FNV-1a), fed a piece at a time: the same bytes give
-/// the same value on every platform and Rust version, unlike `std`'s hashers.
-pub(crate) struct Fingerprint(u64);
+/// A stable 64-bit fingerprint (XXH3), fed a piece at a time: the same bytes give the
+/// same value on every platform and version, unlike `std`'s hashers.
+pub(crate) struct Fingerprint(Box<xxhash_rust::xxh3::Xxh3Default>);
 
 impl Fingerprint {
     /// Nothing fed yet.
     pub(crate) fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
+        Self(Box::default())
     }
 
     /// Feeds `bytes`.
     pub(crate) fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The fingerprint of everything fed.
+    pub(crate) fn value(&self) -> u64 {
+        self.0.digest()
+    }
+}
+
+/// The fingerprint earlier versions kept (FNV-1a, a byte at a time).
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.0 ^= u64::from(*byte);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
-    /// The fingerprint of everything fed.
-    pub(crate) fn value(&self) -> u64 {
+    fn value(&self) -> u64 {
         self.0
     }
 }
@@ -404,14 +459,30 @@ fn check_headers(change: &ChangeData, mapping: &EventMapping) -> Result<(), Stri
     }
 }
 
-/// Refuses a change whose event (with the longest seq and its headers) would pass the
-/// per-event limit: it could never be sent.
-fn check_size(
+/// How many bytes of an event one byte of its line can become, at most. Every part of
+/// an event that comes from the line (collection, key, value, header names and values,
+/// and the punctuation around each header) is at most as long as it is in the line,
+/// and is written at most twice: once in the headers, escaped (a byte becomes at most
+/// six: `\u001f`), and once in the body, escaped once as the value or twice inside an
+/// envelope (at most seven: `\\u001f`). Sixteen leaves room.
+const EXPANSION: usize = 16;
+
+/// The event of the smallest change (a delete of a one-letter record), with the
+/// longest seq: what every event has whatever its line. With [`EXPANSION`], it bounds
+/// an event's size without encoding it, so that only lines near the limit are encoded
+/// by the check.
+fn smallest_event_len(encoder: &mut BatchEncoder, ids: &mut ChangeIdGenerator) -> usize {
+    // A one-letter record is valid; were it not, every line would be encoded, which
+    // is only slower.
+    ChangeData::delete("c", "k").map_or(usize::MAX, |change| probe_len(encoder, ids, &change))
+}
+
+/// The size of `change`'s event with the longest seq and a far capture time.
+fn probe_len(
     encoder: &mut BatchEncoder,
     ids: &mut ChangeIdGenerator,
     change: &ChangeData,
-    max_event_bytes: usize,
-) -> Result<(), String> {
+) -> usize {
     let now = chrono::DateTime::from_timestamp_millis(4_102_444_800_000).unwrap_or_default();
     let probe = Change::new(
         Seq::MAX,
@@ -421,7 +492,18 @@ fn check_size(
             data: change.clone(),
         },
     );
-    let size = encoder.encoded_len(&probe);
+    encoder.encoded_len(&probe)
+}
+
+/// Refuses a change whose event (with the longest seq and its headers) would pass the
+/// per-event limit: it could never be sent.
+fn check_size(
+    encoder: &mut BatchEncoder,
+    ids: &mut ChangeIdGenerator,
+    change: &ChangeData,
+    max_event_bytes: usize,
+) -> Result<(), String> {
+    let size = probe_len(encoder, ids, change);
     if size > max_event_bytes {
         return Err(format!(
             "the event is {size} bytes, over --max-event-bytes ({max_event_bytes})"
@@ -647,5 +729,47 @@ not json
             "{}",
             error.problems[0]
         );
+    }
+
+    /// The bound that spares the check an encoding per line is a bound: no line's event
+    /// is larger, whatever it escapes and however events are shaped.
+    #[test]
+    fn no_event_is_larger_than_its_lines_bound() {
+        let lines = [
+            r#"{"collection":"c","key":"k","op":"delete"}"#.to_owned(),
+            r#"{"collection":"\"\"\"","key":"\\\\","op":"insert","value":"\"\\\"\\"}"#.to_owned(),
+            format!(
+                r#"{{"collection":"{0}","key":"{0}","op":"update","value":["{0}","{0}"],"headers":{{"{0}":"{0}","b":"{0}"}}}}"#,
+                r#"\u0001\u001f\n\t\""#
+            ),
+            r#"{"collection":"é","key":"☃","op":"insert","value":{"a":"\ud83d\ude00","b":[1,2,{"c":null}]}}"#.to_owned(),
+            format!(
+                r#"{{"collection":"c","key":"k","op":"insert","value":1,"headers":{{{}}}}}"#,
+                (0..40).map(|n| format!(r#""h{n}":"\u0002""#)).collect::<Vec<_>>().join(",")
+            ),
+            // Long enough that the event's fixed part is small beside what escaping adds.
+            format!(
+                r#"{{"collection":"{0}","key":"{0}","op":"insert","value":"{0}"}}"#,
+                r#"\"\u0001"#.repeat(200)
+            ),
+        ];
+        for body in [BodyShape::Value, BodyShape::Envelope] {
+            let mut mapping = EventMapping::with_source("a-source-name");
+            mapping.body = body;
+            let mut encoder = BatchEncoder::new(mapping.clone());
+            let mut ids = ChangeIdGenerator::from_seed(0);
+            let smallest = smallest_event_len(&mut encoder, &mut ids);
+            let mut largest_growth = 0.0f64;
+            for line in &lines {
+                let change = parse_line(line).unwrap_or_else(|error| panic!("{line}: {error}"));
+                let size = probe_len(&mut encoder, &mut ids, &change);
+                let bound = smallest + EXPANSION * line.len();
+                let shown: String = line.chars().take(60).collect();
+                assert!(size <= bound, "{body:?} {shown}…: {size} > {bound}");
+                largest_growth = largest_growth.max((size - smallest) as f64 / line.len() as f64);
+            }
+            // Some line grows (more bytes of event than of line), so the bound is tried.
+            assert!(largest_growth > 1.0, "{body:?}: {largest_growth}");
+        }
     }
 }

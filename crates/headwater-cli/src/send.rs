@@ -123,7 +123,11 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
     let (state, mut connection) = state::open(
         &state_path,
         &checked.identity,
-        &checked.legacy_identity,
+        || {
+            crate::input::legacy_identities(&input)
+                .map(Vec::from)
+                .map_err(|error| error.to_string())
+        },
         &options,
         args.fresh,
     )?;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
 
+use crate::input::IDENTITY_PREFIX;
+
 /// A state database, locked for this process as long as this lives.
 pub(crate) struct State {
     pub path: PathBuf,
@@ -124,14 +126,18 @@ fn clear(path: &Path, locked: &File) -> Result<(), StateError> {
 }
 
 /// Opens (creating it if needed) the state at `path` for an input with `identity`
-/// (its fingerprint and line count; a state that holds `legacy_identity`, as earlier
-/// versions wrote it, is the same input's and is brought up to date), and locks it for
-/// this process; `fresh` empties it first (under the lock: a running sender's state is
-/// never emptied).
+/// (its fingerprint and line count), and locks it for this process; `fresh` empties it
+/// first (under the lock: a running sender's state is never emptied).
+///
+/// A state that holds an identity in an earlier version's form (without
+/// [`IDENTITY_PREFIX`]) is compared with what `legacy_identities` gives (the input's
+/// identities in those forms, which cost a reading of the input, so they are asked
+/// for only then); if one matches, the state is the same input's and is brought up to
+/// date.
 pub(crate) fn open(
     path: &Path,
     identity: &str,
-    legacy_identity: &str,
+    legacy_identities: impl FnOnce() -> Result<Vec<String>, String>,
     options: &SqliteOptions,
     fresh: bool,
 ) -> Result<(State, rusqlite::Connection), StateError> {
@@ -191,9 +197,21 @@ pub(crate) fn open(
                 error => Err(unusable(path, error)),
             })
     };
+    let earlier_form = |found: &str| -> Result<bool, StateError> {
+        if found.starts_with(IDENTITY_PREFIX) {
+            return Ok(false);
+        }
+        let legacy = legacy_identities().map_err(|reason| {
+            unusable(
+                path,
+                format!("the input cannot be read again to compare it with the state's: {reason}"),
+            )
+        })?;
+        Ok(legacy.iter().any(|legacy| legacy == found))
+    };
     match read("input")? {
         Some(found) if found == identity => {}
-        Some(found) if found == legacy_identity => {
+        Some(found) if earlier_form(&found)? => {
             connection
                 .execute(
                     "UPDATE send_input SET value = ?1 WHERE name = 'input'",
@@ -383,9 +401,13 @@ mod tests {
         )
         .unwrap();
         for fresh in [false, true] {
-            let error = open(&app, "input", "", &options, fresh).err().unwrap();
+            let error = open(&app, "input", no_legacy, &options, fresh)
+                .err()
+                .unwrap();
             assert!(error.to_string().contains("other tables: todos"), "{error}");
-            let error = open(&text, "input", "", &options, fresh).err().unwrap();
+            let error = open(&text, "input", no_legacy, &options, fresh)
+                .err()
+                .unwrap();
             assert!(matches!(error, StateError::NotAState { .. }), "{error}");
         }
         let rows: i64 = rusqlite::Connection::open(&app)
@@ -414,26 +436,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        let (state, connection) = open(&path, "input-a", "", &options, false).unwrap();
+        let (state, connection) = open(&path, "input-a", no_legacy, &options, false).unwrap();
         assert_eq!(state.lines_captured, 0);
         assert!(matches!(
-            open(&path, "input-a", "", &options, false),
+            open(&path, "input-a", no_legacy, &options, false),
             Err(StateError::Locked { .. })
         ));
         assert!(
             matches!(
-                open(&path, "input-b", "", &options, true),
+                open(&path, "input-b", no_legacy, &options, true),
                 Err(StateError::Locked { .. })
             ),
             "a state in use is not emptied"
         );
         drop((state, connection));
         assert!(matches!(
-            open(&path, "input-b", "", &options, false),
+            open(&path, "input-b", no_legacy, &options, false),
             Err(StateError::OtherInput { .. })
         ));
         assert_eq!(
-            open(&path, "input-b", "", &options, true)
+            open(&path, "input-b", no_legacy, &options, true)
                 .unwrap()
                 .0
                 .lines_captured,
@@ -446,9 +468,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        drop(open(&path, "fp (501 lines)", "", &options, false).unwrap());
-        let (_, connection) =
-            open(&path, "fp (500 lines)", "fp (501 lines)", &options, false).unwrap();
+        drop(open(&path, "fp (501 lines)", no_legacy, &options, false).unwrap());
+        let legacy = || {
+            Ok(vec![
+                "fp (500 lines)".to_owned(),
+                "fp (501 lines)".to_owned(),
+            ])
+        };
+        let (_, connection) = open(&path, "xxh3 new (500 lines)", legacy, &options, false).unwrap();
         let stored: String = connection
             .query_row(
                 "SELECT value FROM send_input WHERE name = 'input'",
@@ -456,7 +483,43 @@ mod tests {
                 |row| row.get(0),
             )
             .unwrap();
-        assert_eq!(stored, "fp (500 lines)");
+        assert_eq!(stored, "xxh3 new (500 lines)");
+        drop(connection);
+        // Now in today's form, another input's identity is refused without a reading
+        // of the input for earlier forms.
+        let unread = || -> Result<Vec<String>, String> {
+            panic!("the input was read again for a state in today's form")
+        };
+        assert!(matches!(
+            open(&path, "xxh3 other (500 lines)", unread, &options, false),
+            Err(StateError::OtherInput { .. })
+        ));
+    }
+
+    #[test]
+    fn a_state_of_another_input_in_an_earlier_form_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let options = SqliteOptions::default();
+        drop(open(&path, "fp (501 lines)", no_legacy, &options, false).unwrap());
+        let legacy = || Ok(vec!["other (500 lines)".to_owned()]);
+        assert!(matches!(
+            open(&path, "xxh3 new (500 lines)", legacy, &options, false),
+            Err(StateError::OtherInput { .. })
+        ));
+        let unreadable = || Err("gone".to_owned());
+        let error = open(&path, "xxh3 new (500 lines)", unreadable, &options, false)
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("cannot be read again"),
+            "{error}"
+        );
+    }
+
+    /// The input's identities in earlier forms, for a test whose states hold none.
+    fn no_legacy() -> Result<Vec<String>, String> {
+        Ok(Vec::new())
     }
 }
 
