@@ -130,12 +130,7 @@ mod tests {
             "non-ascii é 日本 🎉",
             "\u{2028}\u{2029}",
         ] {
-            let mut buf = Vec::new();
-            string(&mut buf, text);
-            assert_eq!(
-                String::from_utf8(buf).unwrap(),
-                serde_json::to_string(text).unwrap()
-            );
+            assert_escapes_like_serde_json(text);
         }
     }
 
@@ -151,13 +146,7 @@ mod tests {
             for before in 0..17 {
                 for after in [0, 1, 7, 8, 9] {
                     let text = format!("{}{special}{}", "a".repeat(before), "b".repeat(after));
-                    let mut buf = Vec::new();
-                    string(&mut buf, &text);
-                    assert_eq!(
-                        String::from_utf8(buf).unwrap(),
-                        serde_json::to_string(&text).unwrap(),
-                        "{text:?}"
-                    );
+                    assert_escapes_like_serde_json(&text);
                 }
             }
         }
@@ -202,13 +191,17 @@ mod tests {
             let text: String = (0..length)
                 .map(|n| alphabet[((state >> (n % 50)) as usize + n) % alphabet.len()])
                 .collect();
-            let mut buf = Vec::new();
-            string(&mut buf, &text);
-            assert_eq!(
-                String::from_utf8(buf).unwrap(),
-                serde_json::to_string(&text).unwrap(),
-                "{text:?}"
-            );
+            assert_escapes_like_serde_json(&text);
         }
+    }
+
+    fn assert_escapes_like_serde_json(text: &str) {
+        let mut buf = Vec::new();
+        string(&mut buf, text);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            serde_json::to_string(text).unwrap(),
+            "{text:?}"
+        );
     }
 }
