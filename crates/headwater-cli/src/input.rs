@@ -178,7 +178,10 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     let mut fingerprint = Fingerprint::new();
     // Blank lines are fed to the fingerprint only once a change follows them, so that
     // the last boundary (the input up to its last change) needs no digest per line.
+    // Past `BLANKS_HELD` bytes of them, that boundary is taken then and they are fed,
+    // so that a file of blank lines is read in the same memory as any other.
     let mut blanks_after_last_change = Vec::new();
+    let mut at_last_change = None;
     let mut line_count = 0usize;
     let mut changes = 0usize;
     let mut problems = Vec::new();
@@ -204,8 +207,14 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
         });
         if matches!(result, Ok(false)) {
             blanks_after_last_change.extend_from_slice(raw);
+            if blanks_after_last_change.len() > BLANKS_HELD {
+                at_last_change.get_or_insert_with(|| fingerprint.value());
+                fingerprint.update(&blanks_after_last_change);
+                blanks_after_last_change.clear();
+            }
             continue;
         }
+        at_last_change = None;
         fingerprint.update(&blanks_after_last_change);
         blanks_after_last_change.clear();
         fingerprint.update(raw);
@@ -229,7 +238,7 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
         return Err(InvalidInput { problems, invalid }.into());
     }
     if !changes.is_multiple_of(CHUNK) {
-        boundaries.push(fingerprint.value());
+        boundaries.push(at_last_change.unwrap_or_else(|| fingerprint.value()));
     }
     fingerprint.update(&blanks_after_last_change);
     Ok(Checked {
@@ -241,6 +250,10 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
         ),
     })
 }
+
+/// Bytes of blank lines after the last change that [`check`] holds before it feeds them
+/// to the fingerprint.
+const BLANKS_HELD: usize = 1 << 16;
 
 /// What starts an identity written since the fingerprint is XXH3; identities without
 /// it are FNV-1a's (see [`legacy_identities`]).
@@ -614,6 +627,45 @@ mod tests {
                 "{text:?}: {}",
                 checked.identity
             );
+        }
+    }
+
+    /// Blank lines before, between and after changes, few or more than the check holds:
+    /// the identity is the fingerprint of every byte, the last boundary that of the
+    /// bytes up to the last change, and the second reading agrees with the first.
+    #[test]
+    fn blank_lines_leave_the_fingerprints_as_the_bytes_give_them() {
+        let line = "{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\"}\n";
+        let many = "\n".repeat(BLANKS_HELD + 10);
+        let mapping = EventMapping::default();
+        for (before, between, after) in [
+            ("", "", ""),
+            ("\n", "\n\n", "\n \n"),
+            (many.as_str(), many.as_str(), many.as_str()),
+            ("", "", many.as_str()),
+        ] {
+            let text = format!("{before}{line}{between}{line}{after}");
+            let through_last = text.len() - after.len();
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            let input = Input::open(file.path()).unwrap();
+            let checked = check(&input, &rules(&mapping)).unwrap();
+            let whole = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+            assert!(
+                checked
+                    .identity
+                    .starts_with(&format!("{IDENTITY_PREFIX}{whole:016x} (")),
+                "{}",
+                checked.identity
+            );
+            assert_eq!(
+                checked.boundaries,
+                [xxhash_rust::xxh3::xxh3_64(&text.as_bytes()[..through_last])],
+                "{} blank bytes after",
+                after.len()
+            );
+            let mut changes = Changes::new(&input, &checked, 0).unwrap();
+            assert_eq!(changes.next_chunk(10).unwrap().len(), 2);
         }
     }
 
