@@ -176,11 +176,8 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     let mut smallest_event = None;
     let mut lines = input.lines()?;
     let mut fingerprint = Fingerprint::new();
-    // Blank lines are fed to the fingerprint only once a change follows them, so that
-    // the last boundary (the input up to its last change) needs no digest per line.
-    // Past `BLANKS_HELD` bytes of them, that boundary is taken then and they are fed,
-    // so that a file of blank lines is read in the same memory as any other.
-    let mut blanks_after_last_change = Vec::new();
+    // The fingerprint up to the last change, taken at the first blank line after a
+    // change (the last boundary needs it), so that no line pays for a digest.
     let mut at_last_change = None;
     let mut line_count = 0usize;
     let mut changes = 0usize;
@@ -206,17 +203,10 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             Ok(true)
         });
         if matches!(result, Ok(false)) {
-            blanks_after_last_change.extend_from_slice(raw);
-            if blanks_after_last_change.len() > BLANKS_HELD {
-                at_last_change.get_or_insert_with(|| fingerprint.value());
-                fingerprint.update(&blanks_after_last_change);
-                blanks_after_last_change.clear();
-            }
-            continue;
+            at_last_change.get_or_insert_with(|| fingerprint.value());
+        } else {
+            at_last_change = None;
         }
-        at_last_change = None;
-        fingerprint.update(&blanks_after_last_change);
-        blanks_after_last_change.clear();
         fingerprint.update(raw);
         match result {
             Ok(true) => {
@@ -240,7 +230,6 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     if !changes.is_multiple_of(CHUNK) {
         boundaries.push(at_last_change.unwrap_or_else(|| fingerprint.value()));
     }
-    fingerprint.update(&blanks_after_last_change);
     Ok(Checked {
         boundaries,
         changes,
@@ -250,10 +239,6 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
         ),
     })
 }
-
-/// Bytes of blank lines after the last change that [`check`] holds before it feeds them
-/// to the fingerprint.
-const BLANKS_HELD: usize = 1 << 16;
 
 /// What starts an identity written since the fingerprint is XXH3; identities without
 /// it are FNV-1a's (see [`legacy_identities`]).
@@ -383,22 +368,26 @@ impl Fingerprint {
     }
 }
 
-/// The fingerprint earlier versions kept (FNV-1a, a byte at a time).
-struct Fnv1a(u64);
+/// FNV-1a, a byte at a time: the input's fingerprint in earlier versions, and the name
+/// of a default state.
+pub(crate) struct Fnv1a(u64);
 
 impl Fnv1a {
-    fn new() -> Self {
+    /// Nothing fed yet.
+    pub(crate) fn new() -> Self {
         Self(0xcbf2_9ce4_8422_2325)
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    /// Feeds `bytes`.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.0 ^= u64::from(*byte);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
-    fn value(&self) -> u64 {
+    /// The fingerprint of everything fed.
+    pub(crate) fn value(&self) -> u64 {
         self.0
     }
 }
@@ -630,13 +619,13 @@ mod tests {
         }
     }
 
-    /// Blank lines before, between and after changes, few or more than the check holds:
-    /// the identity is the fingerprint of every byte, the last boundary that of the
-    /// bytes up to the last change, and the second reading agrees with the first.
+    /// Blank lines before, between and after changes, few or many: the identity is the
+    /// fingerprint of every byte, the last boundary that of the bytes up to the last
+    /// change, and the second reading agrees with the first.
     #[test]
     fn blank_lines_leave_the_fingerprints_as_the_bytes_give_them() {
         let line = "{\"collection\":\"c\",\"key\":\"k\",\"op\":\"delete\"}\n";
-        let many = "\n".repeat(BLANKS_HELD + 10);
+        let many = "\n".repeat(100_000);
         let mapping = EventMapping::default();
         for (before, between, after) in [
             ("", "", ""),

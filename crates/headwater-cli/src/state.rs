@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
 
-use crate::input::IDENTITY_PREFIX;
+use crate::input::{Fnv1a, IDENTITY_PREFIX};
 
 /// A state database, locked for this process as long as this lives.
 pub(crate) struct State {
@@ -72,14 +72,12 @@ pub(crate) fn default_path(input: &Path) -> PathBuf {
 }
 
 /// A stable 64-bit fingerprint (FNV-1a): the same bytes give the same value on every
-/// platform and Rust version, unlike `std`'s hashers.
+/// platform and Rust version, unlike `std`'s hashers. (It names default states, so it
+/// stays FNV-1a: another hash would move every state a user has.)
 pub(crate) fn fingerprint(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+    let mut fnv = Fnv1a::new();
+    fnv.update(bytes);
+    fnv.value()
 }
 
 fn unusable(path: &Path, reason: impl std::fmt::Display) -> StateError {
