@@ -4,11 +4,15 @@
 
 use std::process::ExitCode;
 
-use headwater::sqlite::{SqliteOptions, SqliteStore};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use headwater::sqlite::{SqliteOptions, SqliteStore, configure_connection, rusqlite};
 use headwater::store::ChangeStore;
 use headwater::{DeadLetter, Seq};
 
 use crate::cli::{DeadLetterAction, DeadLetterSelection, DeadLettersArgs};
+use crate::line_store::LineStore;
 use crate::state;
 
 /// Dead letters read per page while listing.
@@ -16,8 +20,25 @@ const PAGE: usize = 500;
 
 pub(crate) async fn run(args: DeadLettersArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Held until the command ends: a running `send` and this command never share it.
-    let _lock = state::lock_existing(&args.state)?;
-    let store = SqliteStore::open_with(&args.state, &SqliteOptions::default())?;
+    let (_lock, layout) = state::lock_existing(&args.state)?;
+    let store: Box<dyn ChangeStore> = match layout {
+        state::Layout::Outbox => Box::new(SqliteStore::open_with(
+            &args.state,
+            &SqliteOptions::default(),
+        )?),
+        state::Layout::Lines(identity) => {
+            let connection = rusqlite::Connection::open(&args.state)?;
+            configure_connection(&connection, &SqliteOptions::default())?;
+            Box::new(LineStore::open(
+                connection,
+                identity,
+                None,
+                Arc::new(AtomicU64::new(0)),
+                tokio::sync::watch::channel(None).0,
+            )?)
+        }
+    };
+    let store = store.as_ref();
     match args.action {
         DeadLetterAction::List { json } => {
             let mut after = None;
@@ -45,7 +66,7 @@ pub(crate) async fn run(args: DeadLettersArgs) -> Result<ExitCode, Box<dyn std::
             Ok(ExitCode::SUCCESS)
         }
         DeadLetterAction::Requeue(selection) => {
-            let seqs = selected(&store, &selection).await?;
+            let seqs = selected(store, &selection).await?;
             let done = store.requeue(&seqs).await?;
             eprintln!(
                 "requeued {done} dead letter(s); run the same `headwater send` again to deliver them"
@@ -53,7 +74,7 @@ pub(crate) async fn run(args: DeadLettersArgs) -> Result<ExitCode, Box<dyn std::
             Ok(missing(done, &seqs))
         }
         DeadLetterAction::Discard(selection) => {
-            let seqs = selected(&store, &selection).await?;
+            let seqs = selected(store, &selection).await?;
             let done = store.discard(&seqs).await?;
             eprintln!("discarded {done} dead letter(s); they will not be sent");
             Ok(missing(done, &seqs))
@@ -86,7 +107,7 @@ fn describe(letter: &DeadLetter) -> String {
 
 /// The seqs chosen: those given (each checked to be a seq), or every dead letter.
 async fn selected(
-    store: &SqliteStore,
+    store: &dyn ChangeStore,
     selection: &DeadLetterSelection,
 ) -> Result<Vec<Seq>, Box<dyn std::error::Error>> {
     if !selection.all {

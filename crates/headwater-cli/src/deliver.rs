@@ -147,20 +147,23 @@ pub(crate) struct Counts {
 
 /// Waits until `capture` has finished and everything it captured is delivered or
 /// dead-lettered, showing progress. Ctrl-C, SIGTERM or a blocked outbox end it early;
-/// delivery is then shut down (requests in flight finish and are recorded).
-pub(crate) async fn deliver<C, E>(
+/// delivery is then shut down (requests in flight finish and are recorded). `abort`
+/// ends it with its error whenever it completes (an input found changed mid-run).
+pub(crate) async fn deliver<C, A, E>(
     headwater: &Headwater,
     capture: C,
+    abort: A,
     counts: &Counts,
     progress: &mut Progress,
 ) -> Result<Ending, E>
 where
     C: Future<Output = Result<(), E>>,
+    A: Future<Output = E>,
 {
     let mut ticker = tokio::time::interval(progress.interval());
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let interrupted = interrupted();
-    tokio::pin!(capture, interrupted);
+    tokio::pin!(capture, interrupted, abort);
     let mut capturing = true;
     let ending = loop {
         let flush = async {
@@ -188,6 +191,11 @@ where
                 }
             },
             _ = &mut interrupted => break Ending::Interrupted,
+            error = &mut abort => {
+                headwater.shutdown().await;
+                progress.finish();
+                return Err(error);
+            }
             _ = ticker.tick() => {
                 if let Ok(status) = headwater.status().await {
                     if let Some(reason) = status.blocked.clone()

@@ -106,7 +106,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, Box<dyn std::error::
         captured: Arc::clone(&captured),
         captured_before: 0,
     };
-    let ending = deliver(&headwater, capture, &counts, &mut progress).await?;
+    let ending = deliver(
+        &headwater,
+        capture,
+        std::future::pending(),
+        &counts,
+        &mut progress,
+    )
+    .await?;
     let elapsed = started.elapsed();
     let status = headwater.status().await.unwrap_or_default();
     let summary = Summary {

@@ -111,6 +111,49 @@ impl Input {
         })
     }
 
+    /// What the input is called in messages.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads `span` again from `file` (this input, opened by [`Input::reopen`]): its
+    /// bytes must be what the check read, every line that was a change still one.
+    pub(crate) fn read_span(mut file: &File, span: &Span) -> Result<SpanLines, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let len = usize::try_from(span.len).map_err(|_| "a span too long to read".to_owned())?;
+        let mut bytes = vec![0; len];
+        file.seek(SeekFrom::Start(span.offset))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|error| format!("cannot read it again: {error}"))?;
+        if xxhash_rust::xxh3::xxh3_64(&bytes) != span.hash {
+            return Err(format!(
+                "its changes {} to {} are not what was checked",
+                span.first,
+                span.first + u64::from(span.changes) - 1
+            ));
+        }
+        let mut lines = Vec::with_capacity(span.changes as usize);
+        let mut start = 0usize;
+        for end in memchr_lines(&bytes) {
+            let raw = &bytes[start..end];
+            let text = text_of(raw)?;
+            if !text.trim().is_empty() {
+                lines.push((start, start + text.len()));
+            }
+            start = end;
+        }
+        if lines.len() != span.changes as usize {
+            return Err("its lines are not what was checked".into());
+        }
+        Ok(SpanLines { bytes, lines })
+    }
+
+    /// The input opened again, for [`Input::read_span`].
+    pub(crate) fn reopen(&self) -> Result<File, InputError> {
+        File::open(&self.path)
+            .map_err(|error| InputError::Read(format!("cannot read {}: {error}", self.name)))
+    }
+
     fn lines(&self) -> Result<RawLines, InputError> {
         let file = File::open(&self.path)
             .map_err(|error| InputError::Read(format!("cannot read {}: {error}", self.name)))?;
@@ -119,6 +162,42 @@ impl Input {
             line: Vec::new(),
             number: 0,
         })
+    }
+}
+
+/// Where each line of `bytes` ends (after its newline; the last may have none).
+fn memchr_lines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        at = bytes[at..]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(bytes.len(), |newline| at + newline + 1);
+        Some(at)
+    })
+}
+
+/// A [`Span`] read again by [`Input::read_span`].
+pub(crate) struct SpanLines {
+    bytes: Vec<u8>,
+    /// Each change's text (no line end), as a range of `bytes`.
+    lines: Vec<(usize, usize)>,
+}
+
+impl SpanLines {
+    /// The span's `index`th change (from 0), parsed.
+    pub(crate) fn change(&self, index: usize) -> Result<ChangeData, String> {
+        let &(start, end) = self
+            .lines
+            .get(index)
+            .ok_or_else(|| format!("the span has no change {index}"))?;
+        // Checked UTF-8 by `read_span`.
+        let text =
+            std::str::from_utf8(&self.bytes[start..end]).map_err(|error| error.to_string())?;
+        parse_line(text)
     }
 }
 
@@ -162,7 +241,36 @@ pub(crate) struct Checked {
     /// and its last: the second reading compares against them, so that a chunk edited
     /// since the check is refused before it is captured.
     pub boundaries: Vec<u64>,
+    /// The input cut into spans of whole lines, each with its own fingerprint, so that
+    /// a [`Span`] can be read again alone (out of order, for a retry) and still be
+    /// known to hold what was checked.
+    pub spans: Vec<Span>,
+    /// The changes' total [`weight`](ChangeData::weight).
+    pub weight: u64,
 }
+
+/// A stretch of the input holding consecutive changes: up to [`CHUNK`] of them, or
+/// fewer when [`SPAN_BYTES`] is reached first; blank lines before its first change
+/// belong to the span of the change before them (the first span starts at the input's
+/// first byte, and the last ends at its last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// The number of its first change (the first in the input is 1).
+    pub first: u64,
+    /// How many changes it holds.
+    pub changes: u32,
+    /// Where its bytes start in the input.
+    pub offset: u64,
+    /// How many bytes it has (its last change's line end included).
+    pub len: u64,
+    /// XXH3 of those bytes.
+    pub hash: u64,
+}
+
+/// A span closes at this many bytes even before [`CHUNK`] changes, so that reading one
+/// again holds little memory whatever the lines' size (a line longer than this is a
+/// span of its own).
+pub(crate) const SPAN_BYTES: u64 = 1 << 20;
 
 /// The changes between two [`Checked::boundaries`]: `send`'s capture chunk.
 pub(crate) const CHUNK: usize = 1000;
@@ -184,6 +292,8 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     let mut problems = Vec::new();
     let mut invalid = 0usize;
     let mut boundaries = Vec::new();
+    let mut spans = SpanCutter::default();
+    let mut weight = 0u64;
     let read =
         |error: std::io::Error| InputError::Read(format!("cannot read {}: {error}", input.name));
     while let Some((number, raw)) = lines.next_line().map_err(read)? {
@@ -194,6 +304,7 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             }
             let change = parse_line(text)?;
             check_headers(&change, rules.mapping)?;
+            weight += change.weight() as u64;
             let smallest =
                 *smallest_event.get_or_insert_with(|| smallest_event_len(&mut encoder, &mut ids));
             if smallest.saturating_add(EXPANSION.saturating_mul(text.len())) > rules.max_event_bytes
@@ -208,6 +319,7 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             at_last_change = None;
         }
         fingerprint.update(raw);
+        spans.line(raw, matches!(result, Ok(true)));
         match result {
             Ok(true) => {
                 changes += 1;
@@ -232,12 +344,68 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
     }
     Ok(Checked {
         boundaries,
+        spans: spans.finish(),
+        weight,
         changes,
         identity: format!(
             "{IDENTITY_PREFIX}{:016x} ({line_count} lines)",
             fingerprint.value()
         ),
     })
+}
+
+/// Cuts the checked input into [`Span`]s, a line at a time.
+#[derive(Default)]
+struct SpanCutter {
+    spans: Vec<Span>,
+    hash: xxhash_rust::xxh3::Xxh3Default,
+    /// Bytes read so far, and the offset where the open span starts.
+    offset: u64,
+    start: u64,
+    /// Changes so far, and in the open span.
+    changes: u64,
+    open: u32,
+}
+
+impl SpanCutter {
+    /// Takes the next line; `change` says whether it is one (else it is blank). A span
+    /// closes just before the change that would overfill it, so blank lines go with
+    /// the change before them, and the last span runs to the end of the input.
+    fn line(&mut self, raw: &[u8], change: bool) {
+        if change {
+            if self.open as usize == CHUNK
+                || (self.open > 0 && self.offset - self.start >= SPAN_BYTES)
+            {
+                self.close();
+            }
+            self.changes += 1;
+            self.open += 1;
+        }
+        self.hash.update(raw);
+        self.offset += raw.len() as u64;
+    }
+
+    fn close(&mut self) {
+        self.spans.push(Span {
+            first: self.changes + 1 - u64::from(self.open),
+            changes: self.open,
+            offset: self.start,
+            len: self.offset - self.start,
+            hash: self.hash.digest(),
+        });
+        self.hash.reset();
+        self.start = self.offset;
+        self.open = 0;
+    }
+
+    /// The spans: every byte of the input from the start to its end is in one, unless
+    /// it holds no change at all.
+    fn finish(mut self) -> Vec<Span> {
+        if self.open > 0 {
+            self.close();
+        }
+        self.spans
+    }
 }
 
 /// What starts an identity written since the fingerprint is XXH3; identities without

@@ -21,6 +21,7 @@ mod dead_letters;
 mod deliver;
 mod demo;
 mod input;
+mod line_store;
 mod mock;
 mod send;
 mod state;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use headwater::sqlite::{SqliteOptions, SqliteStore};
+use headwater::store::ChangeStore;
 use headwater::{
     ClientIdentity, EventMapping, Headwater, HttpConfig, HttpTransport, OtlpEncoding, OtlpMapping,
     Protocol, Selection, TlsConfig,
@@ -16,7 +17,8 @@ use headwater::{
 use crate::cli::{OtlpBodyEncoding, SendArgs, WireProtocol};
 use crate::deliver::{Counts, Ending, Progress, deliver, rate};
 use crate::input::{Changes, Checked, Input, InputError, LineRules, check};
-use crate::state;
+use crate::line_store::{CheckedInput, Identity, LineStore};
+use crate::state::{self, Layout};
 use crate::summary::Summary;
 
 /// The lease is held under this name, so a run that follows a crash takes it back at
@@ -112,7 +114,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             eprintln!("Prometheus metrics at http://{addr}/metrics");
         }
     }
-    let (input, checked) = open_checked(&args)?;
+    let (input, mut checked) = open_checked(&args)?;
     let total = checked.changes;
 
     let state_path = args
@@ -120,7 +122,7 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         .clone()
         .unwrap_or_else(|| state::default_path(&args.file));
     let options = SqliteOptions::default();
-    let (state, mut connection) = state::open(
+    let (state, connection) = state::open(
         &state_path,
         &checked.identity,
         || {
@@ -130,8 +132,46 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         },
         &options,
         args.fresh,
+        Layout::Lines(Identity::new()),
     )?;
-    let resumed = state.lines_captured.min(total);
+    // Lines made pending so far (the lines layout), or captured by this run (the outbox
+    // layout): what progress and the summary count from.
+    let captured = Arc::new(AtomicU64::new(0));
+    let (failure, mut failed) = tokio::sync::watch::channel(None::<String>);
+    let shown_endpoints = http.shown_endpoints();
+    let (headwater, resumed, connection) = match state.layout {
+        Layout::Outbox => (
+            start(
+                &args,
+                http.clone(),
+                SqliteStore::open_with(&state.path, &options)?,
+            )?,
+            state.lines_captured.min(total),
+            Some(connection),
+        ),
+        Layout::Lines(identity) => {
+            // Unpaced, every line is pending at once; paced, from the first not settled.
+            captured.store(u64::MAX, Ordering::Release);
+            let store = LineStore::open(
+                connection,
+                identity,
+                Some(CheckedInput {
+                    input: &input,
+                    spans: std::mem::take(&mut checked.spans),
+                    changes: total as u64,
+                    weight: checked.weight,
+                }),
+                Arc::clone(&captured),
+                failure,
+            )
+            .map_err(|reason| state_failed(&state.path, &reason))?;
+            if args.max_rate.is_some() {
+                captured.store(store.settled_head(), Ordering::Release);
+            }
+            let resumed = if state.existed { total } else { 0 };
+            (start(&args, http.clone(), store)?, resumed, None)
+        }
+    };
     if !args.json {
         eprintln!(
             "sending {total} changes from {} to {} (state: {}{})",
@@ -140,83 +180,45 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             } else {
                 args.file.display().to_string()
             },
-            http.shown_endpoints().join(", "),
+            shown_endpoints.join(", "),
             state.path.display(),
-            if resumed > 0 {
-                format!("; resuming: {resumed} lines captured before")
-            } else {
-                String::new()
+            match (state.existed, state.layout) {
+                (false, _) => String::new(),
+                (true, Layout::Outbox) => format!("; resuming: {resumed} lines captured before"),
+                (true, Layout::Lines(_)) =>
+                    "; resuming: what Flume acknowledged before is not sent again".to_owned(),
             }
         );
     }
 
-    let headwater = Headwater::builder()
-        .http(|config| *config = http)
-        .source(args.source.clone())
-        .batch_size(args.batch_size)
-        .max_in_flight(args.max_in_flight)
-        .store(SqliteStore::open_with(&state.path, &options)?)
-        .configure(|config| {
-            if args.protocol == WireProtocol::Otlp {
-                let mut otlp = OtlpMapping::with_service_name(args.service_name.clone());
-                otlp.encoding = match args.otlp_encoding {
-                    OtlpBodyEncoding::Protobuf => OtlpEncoding::Protobuf,
-                    OtlpBodyEncoding::Json => OtlpEncoding::Json,
-                };
-                config.protocol = Protocol::Otlp(otlp);
-            }
-            config.owner = Some(OWNER.into());
-            // The state's backlog was loaded at once: its age is no rate to pace by.
-            config.pacing.old_backlog = false;
-            config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
-            config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
-        })
-        .start()?;
-
     let started = Instant::now();
-    let captured = Arc::new(AtomicU64::new(0));
     // Set when delivery ends early (Ctrl-C, blocked), so that a paced capture stops
     // instead of holding the process until its last chunk.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut capture_task = {
-        let headwater = headwater.clone();
-        let captured = Arc::clone(&captured);
-        let stop = Arc::clone(&stop);
-        let mut pending = Changes::new(&input, &checked, resumed)?;
-        let mut done = resumed;
-        let mut pace = args.max_rate.map(Pace::new);
-        let chunk_size = pace.as_ref().map_or(crate::input::CHUNK, Pace::chunk);
-        tokio::task::spawn_blocking(move || -> Result<(), CaptureStop> {
-            // Read again a chunk at a time: only one chunk of changes is in memory.
-            let _input = input;
-            while done < total {
-                if let Some(pace) = &mut pace
-                    && !pace.wait(&stop)
-                {
-                    return Ok(());
-                }
-                let chunk = pending.next_chunk(chunk_size).map_err(CaptureStop::Input)?;
-                if chunk.is_empty() {
-                    return Err(CaptureStop::Input(format!(
-                        "the input changed while it was being sent: it ends after {done} of its {total} changes"
-                    )));
-                }
-                let count = chunk.len();
-                headwater
-                    .transaction(&mut connection, |tx, capture| {
-                        capture.changes(chunk);
-                        state::set_lines_captured(tx, done + count)?;
-                        Ok::<_, CaptureFailure>(())
-                    })
-                    .map_err(|error| CaptureStop::State(error.to_string()))?;
-                done += count;
-                captured.fetch_add(count as u64, Ordering::Release);
-                if let Some(pace) = &mut pace {
-                    pace.took(count);
-                }
-            }
-            Ok(())
-        })
+    let pace = args.max_rate.map(Pace::new);
+    let mut capture_task = match connection {
+        Some(connection) => spawn_capture(
+            &headwater,
+            connection,
+            Changes::new(&input, &checked, resumed)?,
+            CaptureRun {
+                done: resumed,
+                total,
+                pace,
+                captured: Arc::clone(&captured),
+                stop: Arc::clone(&stop),
+            },
+        ),
+        None => spawn_release(
+            &headwater,
+            CaptureRun {
+                done: usize::try_from(captured.load(Ordering::Acquire)).unwrap_or(usize::MAX),
+                total,
+                pace,
+                captured: Arc::clone(&captured),
+                stop: Arc::clone(&stop),
+            },
+        ),
     };
     let mut capture_joined = false;
     let capture = async {
@@ -224,12 +226,26 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         capture_joined = true;
         result.map_err(|error| CaptureStop::State(format!("the capture task failed: {error}")))?
     };
-    let mut progress = Progress::new(total as u64);
-    let counts = Counts {
-        captured: Arc::clone(&captured),
-        captured_before: resumed as u64,
+    // The lines layout reads the input again as it sends: a change found there stops
+    // the run as one found by the outbox layout's capture does.
+    let input_changed = async move {
+        match failed.wait_for(Option::is_some).await {
+            Ok(reason) => CaptureStop::Input(reason.clone().unwrap_or_default()),
+            Err(_) => std::future::pending().await,
+        }
     };
-    let ending = deliver(&headwater, capture, &counts, &mut progress).await;
+    let mut progress = Progress::new(total as u64);
+    let counts = match state.layout {
+        Layout::Outbox => Counts {
+            captured: Arc::clone(&captured),
+            captured_before: resumed as u64,
+        },
+        Layout::Lines(_) => Counts {
+            captured: Arc::clone(&captured),
+            captured_before: 0,
+        },
+    };
+    let ending = deliver(&headwater, capture, input_changed, &counts, &mut progress).await;
     stop.store(true, Ordering::Release);
     if !capture_joined {
         // Delivery ended before the capture did (only a paced capture lasts that long):
@@ -253,7 +269,10 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
     };
     let settled = status.counters.delivered;
     // Lines in the outbox: all of them, unless a paced capture was stopped early.
-    let in_outbox = resumed as u64 + captured.load(Ordering::Acquire);
+    let in_outbox = match state.layout {
+        Layout::Outbox => resumed as u64 + captured.load(Ordering::Acquire),
+        Layout::Lines(_) => captured.load(Ordering::Acquire).min(total as u64),
+    };
     let summary = Summary {
         captured: in_outbox,
         resumed: Some(resumed as u64),
@@ -318,6 +337,117 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             );
             ExitCode::from(5)
         }
+    })
+}
+
+/// Starts delivery from `store` with `send`'s settings.
+fn start(
+    args: &SendArgs,
+    http: HttpConfig,
+    store: impl ChangeStore + 'static,
+) -> Result<Headwater, Box<dyn std::error::Error>> {
+    Ok(Headwater::builder()
+        .http(|config| *config = http)
+        .source(args.source.clone())
+        .batch_size(args.batch_size)
+        .max_in_flight(args.max_in_flight)
+        .store(store)
+        .configure(|config| {
+            if args.protocol == WireProtocol::Otlp {
+                let mut otlp = OtlpMapping::with_service_name(args.service_name.clone());
+                otlp.encoding = match args.otlp_encoding {
+                    OtlpBodyEncoding::Protobuf => OtlpEncoding::Protobuf,
+                    OtlpBodyEncoding::Json => OtlpEncoding::Json,
+                };
+                config.protocol = Protocol::Otlp(otlp);
+            }
+            config.owner = Some(OWNER.into());
+            // The state's backlog was loaded at once: its age is no rate to pace by.
+            config.pacing.old_backlog = false;
+            config.batch.max_bytes = config.batch.max_bytes.max(args.max_event_bytes);
+            config.lease = Duration::from_millis(args.timeout_ms).max(Duration::from_secs(1)) * 3;
+        })
+        .start()?)
+}
+
+/// Where a capture starts and how it goes.
+struct CaptureRun {
+    /// Changes captured (or made pending) before it starts.
+    done: usize,
+    total: usize,
+    pace: Option<Pace>,
+    /// Changes captured (the outbox layout) or made pending (the lines layout) so far.
+    captured: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The outbox layout's capture: the input read again a chunk at a time (only one chunk
+/// of changes is in memory), each chunk one transaction with its count.
+fn spawn_capture(
+    headwater: &Headwater,
+    mut connection: headwater::sqlite::rusqlite::Connection,
+    mut pending: Changes,
+    mut run: CaptureRun,
+) -> tokio::task::JoinHandle<Result<(), CaptureStop>> {
+    let headwater = headwater.clone();
+    let chunk_size = run.pace.as_ref().map_or(crate::input::CHUNK, Pace::chunk);
+    tokio::task::spawn_blocking(move || -> Result<(), CaptureStop> {
+        while run.done < run.total {
+            if let Some(pace) = &mut run.pace
+                && !pace.wait(&run.stop)
+            {
+                return Ok(());
+            }
+            let chunk = pending.next_chunk(chunk_size).map_err(CaptureStop::Input)?;
+            if chunk.is_empty() {
+                return Err(CaptureStop::Input(format!(
+                    "the input changed while it was being sent: it ends after {} of its {} changes",
+                    run.done, run.total
+                )));
+            }
+            let count = chunk.len();
+            let done = run.done;
+            headwater
+                .transaction(&mut connection, |tx, capture| {
+                    capture.changes(chunk);
+                    state::set_lines_captured(tx, done + count)?;
+                    Ok::<_, CaptureFailure>(())
+                })
+                .map_err(|error| CaptureStop::State(error.to_string()))?;
+            run.done += count;
+            run.captured.fetch_add(count as u64, Ordering::Release);
+            if let Some(pace) = &mut run.pace {
+                pace.took(count);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The lines layout's pacing: with `--max-rate`, lines become pending at that rate (the
+/// store claims none beyond `captured`); without, all are pending already.
+fn spawn_release(
+    headwater: &Headwater,
+    mut run: CaptureRun,
+) -> tokio::task::JoinHandle<Result<(), CaptureStop>> {
+    let headwater = headwater.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), CaptureStop> {
+        let Some(mut pace) = run.pace.take() else {
+            return Ok(());
+        };
+        let chunk_size = pace.chunk();
+        while run.done < run.total {
+            if !pace.wait(&run.stop) {
+                return Ok(());
+            }
+            let count = chunk_size.min(run.total - run.done);
+            run.done += count;
+            run.captured.store(run.done as u64, Ordering::Release);
+            // Delivery is told as a capture would tell it.
+            headwater.wake();
+            pace.took(count);
+        }
+        Ok(())
     })
 }
 

@@ -12,13 +12,67 @@ use std::path::{Path, PathBuf};
 use headwater::sqlite::{SqliteOptions, configure_connection, migrate, rusqlite};
 
 use crate::input::{Fnv1a, IDENTITY_PREFIX};
+use crate::line_store::Identity;
 
 /// A state database, locked for this process as long as this lives.
 pub(crate) struct State {
     pub path: PathBuf,
-    /// Lines of this input captured by earlier runs.
+    /// Lines of this input captured by earlier runs (the outbox layout).
     pub lines_captured: usize,
+    /// How this state keeps its changes.
+    pub layout: Layout,
+    /// Whether it was there before this run (a resume).
+    pub existed: bool,
     _lock: File,
+}
+
+/// How a state keeps the changes it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Every line copied into headwater's SQLite outbox, in chunks (states made before
+    /// the lines layout, and paced ones).
+    Outbox,
+    /// The input itself, read again as it is sent, and a ledger of what was
+    /// acknowledged ([`crate::line_store`]).
+    Lines(Identity),
+}
+
+/// The layout the state at `connection` was made with.
+fn layout_of(connection: &rusqlite::Connection) -> Result<Layout, String> {
+    let has_table: bool = connection
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'send_input')",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|error| error.to_string())?;
+    if !has_table {
+        return Ok(Layout::Outbox);
+    }
+    let read = |name: &str| -> Result<Option<String>, String> {
+        connection
+            .query_row(
+                "SELECT value FROM send_input WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map(Some)
+            .or_else(|error| match error {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                error => Err(error.to_string()),
+            })
+    };
+    if read("layout")?.as_deref() != Some("lines") {
+        return Ok(Layout::Outbox);
+    }
+    let created_at = read("created_at")?
+        .and_then(|text| chrono::DateTime::parse_from_rfc3339(&text).ok())
+        .ok_or("its creation time is missing or unreadable")?
+        .with_timezone(&chrono::Utc);
+    let seed = read("id_seed")?
+        .and_then(|text| text.parse().ok())
+        .ok_or("its id seed is missing or unreadable")?;
+    Ok(Layout::Lines(Identity { created_at, seed }))
 }
 
 /// Why the state cannot be used.
@@ -138,6 +192,7 @@ pub(crate) fn open(
     legacy_identities: impl FnOnce() -> Result<Vec<String>, String>,
     options: &SqliteOptions,
     fresh: bool,
+    new_layout: Layout,
 ) -> Result<(State, rusqlite::Connection), StateError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|error| unusable(path, error))?;
@@ -207,6 +262,7 @@ pub(crate) fn open(
         })?;
         Ok(legacy.iter().any(|legacy| legacy == found))
     };
+    let existed = read("input")?.is_some();
     match read("input")? {
         Some(found) if found == identity => {}
         Some(found) if earlier_form(&found)? => {
@@ -230,14 +286,33 @@ pub(crate) fn open(
                     [identity],
                 )
                 .map_err(|error| unusable(path, error))?;
+            if let Layout::Lines(lines) = new_layout {
+                connection
+                    .execute(
+                        "INSERT INTO send_input (name, value) VALUES ('layout', 'lines'), ('created_at', ?1), ('id_seed', ?2)",
+                        [
+                            lines
+                                .created_at
+                                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                            lines.seed.to_string(),
+                        ],
+                    )
+                    .map_err(|error| unusable(path, error))?;
+            }
         }
     }
+    let layout = layout_of(&connection).map_err(|reason| StateError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    })?;
     let lines_captured = read("lines_captured")?
         .and_then(|text| text.parse().ok())
         .unwrap_or(0);
     let state = State {
         path: path.to_path_buf(),
         lines_captured,
+        layout,
+        existed,
         _lock: lock,
     };
     Ok((state, connection))
@@ -316,7 +391,7 @@ fn check_log(path: &Path) -> Result<(), StateError> {
 fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusqlite::Error> {
     let mut statement = connection.prepare(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-         AND name NOT LIKE 'headwater\\_%' ESCAPE '\\' AND name <> 'send_input' ORDER BY name",
+         AND name NOT LIKE 'headwater\\_%' ESCAPE '\\' AND name NOT LIKE 'send\\_%' ESCAPE '\\' ORDER BY name",
     )?;
     let names = statement.query_map([], |row| row.get(0))?;
     names.collect()
@@ -325,7 +400,7 @@ fn foreign_tables(connection: &rusqlite::Connection) -> Result<Vec<String>, rusq
 /// Locks an existing state for an operator's command (`dead-letters`): it must be there
 /// (nothing is created), whole, and a headwater state; the lock keeps a running `send`
 /// and the command apart. The state is released when the returned file is dropped.
-pub(crate) fn lock_existing(path: &Path) -> Result<File, StateError> {
+pub(crate) fn lock_existing(path: &Path) -> Result<(File, Layout), StateError> {
     if !path.is_file() {
         return Err(unusable(path, "there is no state file there"));
     }
@@ -356,7 +431,11 @@ pub(crate) fn lock_existing(path: &Path) -> Result<File, StateError> {
     if !has_outbox {
         return Err(not_a_state("no headwater outbox in it".into()));
     }
-    Ok(lock)
+    let layout = layout_of(&connection).map_err(|reason| StateError::Damaged {
+        path: path.display().to_string(),
+        reason,
+    })?;
+    Ok((lock, layout))
 }
 
 /// Records, inside the capture's own transaction, that `count` lines are captured.
@@ -399,11 +478,11 @@ mod tests {
         )
         .unwrap();
         for fresh in [false, true] {
-            let error = open(&app, "input", no_legacy, &options, fresh)
+            let error = open(&app, "input", no_legacy, &options, fresh, Layout::Outbox)
                 .err()
                 .unwrap();
             assert!(error.to_string().contains("other tables: todos"), "{error}");
-            let error = open(&text, "input", no_legacy, &options, fresh)
+            let error = open(&text, "input", no_legacy, &options, fresh, Layout::Outbox)
                 .err()
                 .unwrap();
             assert!(matches!(error, StateError::NotAState { .. }), "{error}");
@@ -434,26 +513,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        let (state, connection) = open(&path, "input-a", no_legacy, &options, false).unwrap();
+        let (state, connection) =
+            open(&path, "input-a", no_legacy, &options, false, Layout::Outbox).unwrap();
         assert_eq!(state.lines_captured, 0);
         assert!(matches!(
-            open(&path, "input-a", no_legacy, &options, false),
+            open(&path, "input-a", no_legacy, &options, false, Layout::Outbox),
             Err(StateError::Locked { .. })
         ));
         assert!(
             matches!(
-                open(&path, "input-b", no_legacy, &options, true),
+                open(&path, "input-b", no_legacy, &options, true, Layout::Outbox),
                 Err(StateError::Locked { .. })
             ),
             "a state in use is not emptied"
         );
         drop((state, connection));
         assert!(matches!(
-            open(&path, "input-b", no_legacy, &options, false),
+            open(&path, "input-b", no_legacy, &options, false, Layout::Outbox),
             Err(StateError::OtherInput { .. })
         ));
         assert_eq!(
-            open(&path, "input-b", no_legacy, &options, true)
+            open(&path, "input-b", no_legacy, &options, true, Layout::Outbox)
                 .unwrap()
                 .0
                 .lines_captured,
@@ -466,14 +546,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        drop(open(&path, "fp (501 lines)", no_legacy, &options, false).unwrap());
+        drop(
+            open(
+                &path,
+                "fp (501 lines)",
+                no_legacy,
+                &options,
+                false,
+                Layout::Outbox,
+            )
+            .unwrap(),
+        );
         let legacy = || {
             Ok(vec![
                 "fp (500 lines)".to_owned(),
                 "fp (501 lines)".to_owned(),
             ])
         };
-        let (_, connection) = open(&path, "xxh3 new (500 lines)", legacy, &options, false).unwrap();
+        let (_, connection) = open(
+            &path,
+            "xxh3 new (500 lines)",
+            legacy,
+            &options,
+            false,
+            Layout::Outbox,
+        )
+        .unwrap();
         let stored: String = connection
             .query_row(
                 "SELECT value FROM send_input WHERE name = 'input'",
@@ -489,7 +587,14 @@ mod tests {
             panic!("the input was read again for a state in today's form")
         };
         assert!(matches!(
-            open(&path, "xxh3 other (500 lines)", unread, &options, false),
+            open(
+                &path,
+                "xxh3 other (500 lines)",
+                unread,
+                &options,
+                false,
+                Layout::Outbox
+            ),
             Err(StateError::OtherInput { .. })
         ));
     }
@@ -499,16 +604,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let options = SqliteOptions::default();
-        drop(open(&path, "fp (501 lines)", no_legacy, &options, false).unwrap());
+        drop(
+            open(
+                &path,
+                "fp (501 lines)",
+                no_legacy,
+                &options,
+                false,
+                Layout::Outbox,
+            )
+            .unwrap(),
+        );
         let legacy = || Ok(vec!["other (500 lines)".to_owned()]);
         assert!(matches!(
-            open(&path, "xxh3 new (500 lines)", legacy, &options, false),
+            open(
+                &path,
+                "xxh3 new (500 lines)",
+                legacy,
+                &options,
+                false,
+                Layout::Outbox
+            ),
             Err(StateError::OtherInput { .. })
         ));
         let unreadable = || Err("gone".to_owned());
-        let error = open(&path, "xxh3 new (500 lines)", unreadable, &options, false)
-            .err()
-            .unwrap();
+        let error = open(
+            &path,
+            "xxh3 new (500 lines)",
+            unreadable,
+            &options,
+            false,
+            Layout::Outbox,
+        )
+        .err()
+        .unwrap();
         assert!(
             error.to_string().contains("cannot be read again"),
             "{error}"
