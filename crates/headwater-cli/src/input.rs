@@ -132,20 +132,29 @@ impl Input {
                 span.first + u64::from(span.changes) - 1
             ));
         }
+        // The bytes are the checked ones, whose every line was UTF-8: one validation
+        // of the whole span stands for the check's per line.
+        let text = String::from_utf8(bytes).map_err(|error| {
+            format!(
+                "not UTF-8 (invalid byte {} bytes into the span)",
+                error.utf8_error().valid_up_to()
+            )
+        })?;
         let mut lines = Vec::with_capacity(span.changes as usize);
         let mut start = 0usize;
-        for end in memchr_lines(&bytes) {
-            let raw = &bytes[start..end];
-            let text = text_of(raw)?;
-            if !text.trim().is_empty() {
-                lines.push((start, start + text.len()));
+        for end in line_ends(text.as_bytes()) {
+            let line = &text[start..end];
+            let line = line.strip_suffix('\n').unwrap_or(line);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if !line.trim().is_empty() {
+                lines.push((start, start + line.len()));
             }
             start = end;
         }
         if lines.len() != span.changes as usize {
             return Err("its lines are not what was checked".into());
         }
-        Ok(SpanLines { bytes, lines })
+        Ok(SpanLines { text, lines })
     }
 
     /// The input opened again, for [`Input::read_span`].
@@ -166,23 +175,20 @@ impl Input {
 }
 
 /// Where each line of `bytes` ends (after its newline; the last may have none).
-fn memchr_lines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+fn line_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
     let mut at = 0usize;
     std::iter::from_fn(move || {
         if at >= bytes.len() {
             return None;
         }
-        at = bytes[at..]
-            .iter()
-            .position(|&byte| byte == b'\n')
-            .map_or(bytes.len(), |newline| at + newline + 1);
+        at = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |newline| at + newline + 1);
         Some(at)
     })
 }
 
 /// A [`Span`] read again by [`Input::read_span`].
 pub(crate) struct SpanLines {
-    bytes: Vec<u8>,
+    text: String,
     /// Each change's text (no line end), as a range of `bytes`.
     lines: Vec<(usize, usize)>,
 }
@@ -194,10 +200,7 @@ impl SpanLines {
             .lines
             .get(index)
             .ok_or_else(|| format!("the span has no change {index}"))?;
-        // Checked UTF-8 by `read_span`.
-        let text =
-            std::str::from_utf8(&self.bytes[start..end]).map_err(|error| error.to_string())?;
-        parse_line(text)
+        parse_line(&self.text[start..end])
     }
 }
 
