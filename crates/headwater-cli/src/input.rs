@@ -8,6 +8,7 @@
 //! size is sent in the same memory. Standard input, which cannot be read twice, is
 //! first copied to a temporary file.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -17,24 +18,10 @@ use std::path::{Path, PathBuf};
 use headwater_core::flume::BodyShape;
 use headwater_core::flume::{BatchEncoder, EventMapping};
 use headwater_core::model::{
-    Captured, Change, ChangeData, ChangeIdGenerator, JsonText, Op, OpKind, Seq,
+    Captured, Change, ChangeData, ChangeIdGenerator, InvalidChange, JsonText, Op, OpKind, Seq,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
-
-/// One line of the input. The value is kept as the JSON text it is, checked but not
-/// rebuilt: it becomes the event body as it was written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line<'a> {
-    collection: String,
-    key: String,
-    op: OpKind,
-    #[serde(default, borrow)]
-    value: Option<&'a RawValue>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-}
 
 /// How many bad lines are shown; all are counted.
 const SHOWN: usize = 20;
@@ -305,14 +292,19 @@ pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, Inp
             if text.trim().is_empty() {
                 return Ok(false);
             }
-            let change = parse_line(text)?;
-            check_headers(&change, rules.mapping)?;
-            weight += change.weight() as u64;
+            let line = read_line(text)?;
+            line.check_headers(rules.mapping)?;
+            weight += line.weight() as u64;
             let smallest =
                 *smallest_event.get_or_insert_with(|| smallest_event_len(&mut encoder, &mut ids));
             if smallest.saturating_add(EXPANSION.saturating_mul(text.len())) > rules.max_event_bytes
             {
-                check_size(&mut encoder, &mut ids, &change, rules.max_event_bytes)?;
+                check_size(
+                    &mut encoder,
+                    &mut ids,
+                    &line.into_change()?,
+                    rules.max_event_bytes,
+                )?;
             }
             Ok(true)
         });
@@ -580,6 +572,38 @@ fn describe(error: &serde_json::Error) -> String {
 const SHAPE: &str = r#"{"collection": ..., "key": ..., "op": ..., "value": ...}"#;
 
 fn parse_line(raw: &str) -> Result<ChangeData, String> {
+    read_line(raw)?.into_change()
+}
+
+/// A line read and checked as a change, its text borrowed from the line where it
+/// needs no unescaping: the check reads every line this way and builds no change.
+struct LineRef<'a> {
+    collection: Cow<'a, str>,
+    key: Cow<'a, str>,
+    op: OpKind,
+    value: Option<&'a RawValue>,
+    headers: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+/// One line of the input, as serde reads it. The value is kept as the JSON text it is,
+/// checked but not rebuilt: it becomes the event body as it was written; the names are
+/// borrowed from the line unless they hold escapes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line<'a> {
+    #[serde(borrow)]
+    collection: Cow<'a, str>,
+    #[serde(borrow)]
+    key: Cow<'a, str>,
+    op: OpKind,
+    #[serde(default, borrow)]
+    value: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    headers: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+/// Reads `raw` as a change, with every rule [`ChangeData`] and [`Op`] hold it to.
+fn read_line(raw: &str) -> Result<LineRef<'_>, String> {
     // serde would take an array positionally and a BOM as "expected value": both are
     // refused by name, so that the operator knows what to fix.
     if raw.starts_with('\u{feff}') {
@@ -603,32 +627,66 @@ fn parse_line(raw: &str) -> Result<ChangeData, String> {
     let line: Line<'_> = serde_json::from_str(raw).map_err(|error| describe(&error))?;
     let value = match line.value {
         Some(value) if value.get() == "null" && line.op == OpKind::Delete => None,
-        Some(value) => Some(JsonText::from_raw(value)),
-        None => None,
+        value => value,
     };
-    let op = Op::from_parts(line.op, value).map_err(|error| error.to_string())?;
-    let mut change =
-        ChangeData::new(line.collection, line.key, op).map_err(|error| error.to_string())?;
-    for (name, value) in line.headers {
-        change = change
-            .with_header(name, value)
-            .map_err(|error| error.to_string())?;
+    let invalid = match (line.op, value.is_some()) {
+        (OpKind::Delete, true) => Some(InvalidChange::DeleteWithValue),
+        (kind, false) if kind != OpKind::Delete => Some(InvalidChange::MissingValue(kind)),
+        _ if line.collection.is_empty() => Some(InvalidChange::EmptyCollection),
+        _ if line.key.is_empty() => Some(InvalidChange::EmptyKey),
+        _ if line.headers.keys().any(|name| name.is_empty()) => {
+            Some(InvalidChange::EmptyHeaderName)
+        }
+        _ => None,
+    };
+    if let Some(invalid) = invalid {
+        return Err(invalid.to_string());
     }
-    Ok(change)
+    Ok(LineRef {
+        collection: line.collection,
+        key: line.key,
+        op: line.op,
+        value,
+        headers: line.headers,
+    })
 }
 
-/// Refuses a header the mapping sets itself (the change's id, seq, capture time...):
-/// the mapping's value would replace it in the event, silently.
-fn check_headers(change: &ChangeData, mapping: &EventMapping) -> Result<(), String> {
-    match change
-        .headers()
-        .keys()
-        .find(|name| mapping.headers.sets(name))
-    {
-        Some(name) => Err(format!(
-            "the header {name:?} is one headwater sets itself on every event; rename it"
-        )),
-        None => Ok(()),
+impl LineRef<'_> {
+    /// [`ChangeData::weight`] of the change it makes, without making it.
+    fn weight(&self) -> usize {
+        self.collection.len()
+            + self.key.len()
+            + self.value.map_or(0, |value| value.get().len())
+            + self
+                .headers
+                .iter()
+                .map(|(name, value)| name.len() + value.len())
+                .sum::<usize>()
+    }
+
+    /// Refuses a header the mapping sets itself (the change's id, seq, capture
+    /// time...): the mapping's value would replace it in the event, silently.
+    fn check_headers(&self, mapping: &EventMapping) -> Result<(), String> {
+        match self.headers.keys().find(|name| mapping.headers.sets(name)) {
+            Some(name) => Err(format!(
+                "the header {name:?} is one headwater sets itself on every event; rename it"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The change.
+    fn into_change(self) -> Result<ChangeData, String> {
+        let op = Op::from_parts(self.op, self.value.map(JsonText::from_raw))
+            .map_err(|error| error.to_string())?;
+        let mut change =
+            ChangeData::new(self.collection, self.key, op).map_err(|error| error.to_string())?;
+        for (name, value) in self.headers {
+            change = change
+                .with_header(name, value)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(change)
     }
 }
 
@@ -845,6 +903,74 @@ mod tests {
         );
         assert_eq!(changes[1].kind(), OpKind::Delete);
         assert_eq!(changes[1].headers()["tenant"], "acme");
+    }
+
+    /// What the core's own constructors make of a line (serde_json's value tree,
+    /// `Op::from_parts`, `ChangeData::new`, `with_header`): the rules `read_line`
+    /// applies without building a change.
+    fn by_the_core(text: &str) -> Result<ChangeData, String> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|error| error.to_string())?;
+        let kind: OpKind = serde_json::from_value(object["op"].clone()).unwrap();
+        let value = object
+            .get("value")
+            // A JSON null is no value, whatever the op (as `send` has always read it).
+            .filter(|value| !value.is_null())
+            .map(|value| JsonText::from_serialize(value).unwrap());
+        let op = Op::from_parts(kind, value).map_err(|error| error.to_string())?;
+        let mut change = ChangeData::new(
+            object["collection"].as_str().unwrap(),
+            object["key"].as_str().unwrap(),
+            op,
+        )
+        .map_err(|error| error.to_string())?;
+        for (name, value) in object
+            .get("headers")
+            .and_then(|h| h.as_object())
+            .into_iter()
+            .flatten()
+        {
+            change = change
+                .with_header(name.clone(), value.as_str().unwrap())
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(change)
+    }
+
+    #[test]
+    fn a_line_is_refused_exactly_when_the_cores_constructors_refuse_it() {
+        let lines = [
+            r#"{"collection":"c","key":"k","op":"insert","value":1}"#,
+            r#"{"collection":"c","key":"k","op":"update","value":{"a":[1,2]}}"#,
+            r#"{"collection":"c","key":"k","op":"delete"}"#,
+            r#"{"collection":"c","key":"k","op":"delete","value":null}"#,
+            r#"{"collection":"c","key":"k","op":"insert","value":null}"#,
+            r#"{"collection":"c","key":"k","op":"insert"}"#,
+            r#"{"collection":"c","key":"k","op":"update"}"#,
+            r#"{"collection":"c","key":"k","op":"delete","value":5}"#,
+            r#"{"collection":"","key":"k","op":"delete"}"#,
+            r#"{"collection":"c","key":"","op":"delete"}"#,
+            r#"{"collection":"","key":"","op":"insert"}"#,
+            r#"{"collection":"c","key":"k","op":"delete","headers":{"":"x"}}"#,
+            r#"{"collection":"c","key":"k","op":"delete","headers":{"t":"x","u":""}}"#,
+            r#"{"collection":"c\u00e9\n","key":"k\"q","op":"delete","headers":{"t\t":"x\u0001"}}"#,
+        ];
+        for line in lines {
+            let ours = read_line(line).and_then(LineRef::into_change);
+            let core = by_the_core(line);
+            match (&ours, &core) {
+                (Ok(ours), Ok(core)) => {
+                    assert_eq!(ours.collection(), core.collection(), "{line}");
+                    assert_eq!(ours.key(), core.key(), "{line}");
+                    assert_eq!(ours.kind(), core.kind(), "{line}");
+                    assert_eq!(ours.headers(), core.headers(), "{line}");
+                    let weight = read_line(line).unwrap().weight();
+                    assert_eq!(weight, ours.weight(), "{line}");
+                }
+                (Err(ours), Err(core)) => assert_eq!(ours, core, "{line}"),
+                _ => panic!("{line}: {ours:?} against {core:?}"),
+            }
+        }
     }
 
     #[test]
