@@ -202,8 +202,12 @@ pub struct ChangeData {
     collection: Arc<str>,
     key: Arc<str>,
     op: Op,
-    headers: Arc<BTreeMap<String, String>>,
+    /// `None` when there are none (most changes): no allocation for an empty map.
+    headers: Option<Arc<BTreeMap<String, String>>>,
 }
+
+/// What [`ChangeData::headers`] gives for a change without headers.
+static NO_HEADERS: BTreeMap<String, String> = BTreeMap::new();
 
 impl ChangeData {
     /// A change to `collection`/`key`.
@@ -224,7 +228,7 @@ impl ChangeData {
             collection: collection.into(),
             key: key.into(),
             op,
-            headers: Arc::default(),
+            headers: None,
         })
     }
 
@@ -285,7 +289,7 @@ impl ChangeData {
         if name.is_empty() {
             return Err(InvalidChange::EmptyHeaderName);
         }
-        Arc::make_mut(&mut self.headers).insert(name, value.into());
+        Arc::make_mut(self.headers.get_or_insert_with(Arc::default)).insert(name, value.into());
         Ok(self)
     }
 
@@ -326,7 +330,7 @@ impl ChangeData {
 
     /// The caller's own headers.
     pub fn headers(&self) -> &BTreeMap<String, String> {
-        &self.headers
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
     }
 
     /// About how many bytes this change occupies: its value, names and headers. Used
@@ -336,7 +340,7 @@ impl ChangeData {
             + self.key.len()
             + self.value_json().map_or(0, str::len)
             + self
-                .headers
+                .headers()
                 .iter()
                 .map(|(name, value)| name.len() + value.len())
                 .sum::<usize>()
@@ -364,7 +368,7 @@ impl TryFrom<ChangeDataRepr> for ChangeData {
         if repr.headers.keys().any(String::is_empty) {
             return Err(InvalidChange::EmptyHeaderName);
         }
-        data.headers = Arc::new(repr.headers);
+        data.headers = (!repr.headers.is_empty()).then(|| Arc::new(repr.headers));
         Ok(data)
     }
 }
@@ -381,7 +385,7 @@ impl From<ChangeData> for ChangeDataRepr {
             key: data.key.to_string(),
             op,
             value,
-            headers: Arc::unwrap_or_clone(data.headers),
+            headers: data.headers.map(Arc::unwrap_or_clone).unwrap_or_default(),
         }
     }
 }
