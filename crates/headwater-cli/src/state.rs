@@ -37,6 +37,24 @@ pub(crate) enum Layout {
     Lines(Identity),
 }
 
+/// One of `send`'s own values in the state (`send_input`), if it is there.
+fn input_value(
+    connection: &rusqlite::Connection,
+    name: &str,
+) -> Result<Option<String>, rusqlite::Error> {
+    connection
+        .query_row(
+            "SELECT value FROM send_input WHERE name = ?1",
+            [name],
+            |row| row.get(0),
+        )
+        .map(Some)
+        .or_else(|error| match error {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            error => Err(error),
+        })
+}
+
 /// The layout the state at `connection` was made with.
 fn layout_of(connection: &rusqlite::Connection) -> Result<Layout, String> {
     let has_table: bool = connection
@@ -49,19 +67,7 @@ fn layout_of(connection: &rusqlite::Connection) -> Result<Layout, String> {
     if !has_table {
         return Ok(Layout::Outbox);
     }
-    let read = |name: &str| -> Result<Option<String>, String> {
-        connection
-            .query_row(
-                "SELECT value FROM send_input WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .map(Some)
-            .or_else(|error| match error {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                error => Err(error.to_string()),
-            })
-    };
+    let read = |name: &str| input_value(connection, name).map_err(|error| error.to_string());
     if read("layout")?.as_deref() != Some("lines") {
         return Ok(Layout::Outbox);
     }
@@ -237,19 +243,7 @@ pub(crate) fn open(
             "CREATE TABLE IF NOT EXISTS send_input (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
         )
         .map_err(|error| unusable(path, error))?;
-    let read = |name: &str| -> Result<Option<String>, StateError> {
-        connection
-            .query_row(
-                "SELECT value FROM send_input WHERE name = ?1",
-                [name],
-                |row| row.get(0),
-            )
-            .map(Some)
-            .or_else(|error| match error {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                error => Err(unusable(path, error)),
-            })
-    };
+    let read = |name: &str| input_value(&connection, name).map_err(|error| unusable(path, error));
     let earlier_form = |found: &str| -> Result<bool, StateError> {
         if found.starts_with(IDENTITY_PREFIX) {
             return Ok(false);
