@@ -1,10 +1,12 @@
 //! Reading changes from JSON lines, all or nothing, in bounded memory.
 //!
-//! The input is read twice, a line at a time: [`check`] reads it whole, naming every
-//! bad line, and gives its identity (a fingerprint of its bytes and its line count)
-//! and how many changes it holds; only if every line is good does `send` open its
-//! state and capture, and [`Changes`] reads it again, from the first change not yet
-//! captured, a chunk at a time. Neither pass holds more than one line, so a file of any
+//! The input is read twice: [`check`] reads it whole, a line at a time, naming every
+//! bad line, and gives its identity (a fingerprint of its bytes and its line count),
+//! how many changes it holds and the [`Span`]s it cuts into; only if every line is good
+//! does `send` open its state. Then delivery reads it again: a span at a time through
+//! [`Input::read_span`] (a state in the lines layout), or, for a state that copies the
+//! input (the outbox layout), through [`Changes`] from the first change not yet
+//! captured, a chunk at a time. Neither pass holds more than a span, so a file of any
 //! size is sent in the same memory. Standard input, which cannot be read twice, is
 //! first copied to a temporary file.
 
@@ -266,7 +268,7 @@ pub(crate) const SPAN_BYTES: u64 = 1 << 20;
 pub(crate) const CHUNK: usize = 1000;
 
 /// Reads the whole input once: every line must be a change that fits the rules. Gives
-/// the input's identity (the FNV-1a fingerprint of its bytes and its line count) and
+/// the input's identity (the XXH3 fingerprint of its bytes and its line count) and
 /// how many changes it holds; or every problem (the first 20 named, all counted).
 pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, InputError> {
     let mut encoder = BatchEncoder::new(rules.mapping.clone());
