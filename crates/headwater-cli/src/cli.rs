@@ -181,7 +181,8 @@ pub(crate) struct SendArgs {
     /// JSON lines, one change per line: {"collection","key","op","value","headers"};
     /// `-` reads standard input.
     pub file: PathBuf,
-    /// Where the outbox is kept between runs (default: printed at start, one per input).
+    /// Where what Flume acknowledged is kept between runs, so that a rerun resumes
+    /// (default: printed at start, one per input).
     #[arg(long, value_name = "PATH")]
     pub state: Option<PathBuf>,
     /// Forget earlier runs of this input and start over (new ids for every line).
@@ -202,9 +203,9 @@ pub(crate) struct SendArgs {
     #[arg(long, default_value_t = 4)]
     pub max_in_flight: usize,
     /// Take in at most this many changes per second (default: as fast as Flume takes
-    /// them), for a run that must last, e.g. while agents are failed on purpose. It
-    /// paces the capture into the outbox, so new changes are sent no faster; resends
-    /// after a failure are not counted.
+    /// them), for a run that must last, e.g. while agents are failed on purpose. Lines
+    /// are released to delivery at this rate (from the first not yet acknowledged), so
+    /// new changes are sent no faster; resends after a failure are not counted.
     #[arg(long, value_name = "EVENTS_PER_S")]
     pub max_rate: Option<f64>,
     /// The largest event, encoded, in bytes; a line over it is refused before anything
