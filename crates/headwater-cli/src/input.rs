@@ -627,10 +627,8 @@ fn read_line(raw: &str) -> Result<LineRef<'_>, String> {
         }
     }
     let line: Line<'_> = serde_json::from_str(raw).map_err(|error| describe(&error))?;
-    let value = match line.value {
-        Some(value) if value.get() == "null" && line.op == OpKind::Delete => None,
-        value => value,
-    };
+    // A JSON null is no value: serde gives `None` for it, whatever the op.
+    let value = line.value;
     let invalid = match (line.op, value.is_some()) {
         (OpKind::Delete, true) => Some(InvalidChange::DeleteWithValue),
         (kind, false) if kind != OpKind::Delete => Some(InvalidChange::MissingValue(kind)),

@@ -235,14 +235,12 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
         }
     };
     let mut progress = Progress::new(total as u64);
-    let counts = match state.layout {
-        Layout::Outbox => Counts {
-            captured: Arc::clone(&captured),
-            captured_before: resumed as u64,
-        },
-        Layout::Lines(_) => Counts {
-            captured: Arc::clone(&captured),
-            captured_before: 0,
+    let counts = Counts {
+        captured: Arc::clone(&captured),
+        // In the lines layout `captured` counts every line pending, earlier runs' too.
+        captured_before: match state.layout {
+            Layout::Outbox => resumed as u64,
+            Layout::Lines(_) => 0,
         },
     };
     let ending = deliver(&headwater, capture, input_changed, &counts, &mut progress).await;

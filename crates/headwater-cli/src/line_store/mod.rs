@@ -227,6 +227,18 @@ impl Ledger {
         Ok(entries)
     }
 
+    /// Takes or renews the lease as `request` asks and, if granted, reads its changes.
+    fn claim(&mut self, request: &ClaimRequest, visible: u64) -> Result<Claim, StoreError> {
+        match request.grant(self.lease.as_ref()) {
+            Err(held) => Ok(Claim::Held(held)),
+            Ok(lease) => {
+                self.lease = Some(lease);
+                self.read(request.after, request.limit, visible)
+                    .map(Claim::Granted)
+            }
+        }
+    }
+
     /// Writes runs `first..=last` as acknowledged at `at` into `tx` and `acked`.
     fn ack_into(
         tx: &rusqlite::Transaction<'_>,
@@ -252,7 +264,7 @@ impl Ledger {
         outcome: &Outcome,
     ) -> Result<Recorded, StoreError> {
         let holds = self.holds(owner);
-        let total = self.total().max(self.dead.last().copied().unwrap_or(0));
+        let total = self.total();
         let mut acked = self.acked.clone();
         let mut cleared = Vec::new();
         let tx = self.connection.transaction().map_err(sql)?;
@@ -544,20 +556,8 @@ impl ChangeStore for LineStore {
 
     async fn claim(&self, request: &ClaimRequest) -> Result<Claim, StoreError> {
         let request = request.clone();
-        self.run(
-            move |ledger, visible| match request.grant(ledger.lease.as_ref()) {
-                Err(held) => Ok(Claim::Held(held)),
-                Ok(lease) => {
-                    ledger.lease = Some(lease);
-                    Ok(Claim::Granted(ledger.read(
-                        request.after,
-                        request.limit,
-                        visible,
-                    )?))
-                }
-            },
-        )
-        .await
+        self.run(move |ledger, visible| ledger.claim(&request, visible))
+            .await
     }
 
     async fn record(
@@ -581,16 +581,7 @@ impl ChangeStore for LineStore {
         let (owner, outcome, request) = (owner.to_owned(), outcome.clone(), request.clone());
         self.run(move |ledger, visible| {
             let recorded = ledger.record(&owner, now, &outcome)?;
-            let claim = match request.grant(ledger.lease.as_ref()) {
-                Err(held) => Ok(Claim::Held(held)),
-                Ok(lease) => {
-                    ledger.lease = Some(lease);
-                    ledger
-                        .read(request.after, request.limit, visible)
-                        .map(Claim::Granted)
-                }
-            };
-            Ok((recorded, claim))
+            Ok((recorded, ledger.claim(&request, visible)))
         })
         .await
     }
