@@ -184,9 +184,9 @@ impl Headwater {
         #[cfg(feature = "metrics")]
         {
             let source = syncer.config().mapping.source.clone();
-            let delivered_source = source.clone();
+            let latency_key = crate::metrics::latency_key(&source);
             syncer.on_delivered(Box::new(move |latency| {
-                crate::metrics::delivered(&delivered_source, latency);
+                crate::metrics::delivered(&latency_key, latency);
             }));
             runtime::spawn(crate::metrics::report(
                 outbox.clone(),

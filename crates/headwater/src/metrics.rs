@@ -14,9 +14,24 @@ use crate::runtime;
 /// Delivery latency, capture to acknowledgement, in seconds (a histogram).
 pub(crate) const LATENCY: &str = "headwater_delivery_latency_seconds";
 
-/// Records one delivered change's latency.
-pub(crate) fn delivered(source: &str, latency: Duration) {
-    metrics::histogram!(LATENCY, "source" => source.to_owned()).record(latency.as_secs_f64());
+/// Where the latency histogram says it comes from (what `histogram!` would say here).
+static LATENCY_METADATA: metrics::Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The latency histogram's key for `source`, made once per syncer: `histogram!` would
+/// allocate its label twice for every change delivered, a tenth of `send`'s allocations.
+pub(crate) fn latency_key(source: &str) -> metrics::Key {
+    metrics::Key::from_parts(
+        LATENCY,
+        vec![metrics::Label::new("source", source.to_owned())],
+    )
+}
+
+/// Records one delivered change's latency, with whatever recorder is installed now (one
+/// installed after the syncer started is seen too).
+pub(crate) fn delivered(key: &metrics::Key, latency: Duration) {
+    metrics::with_recorder(|recorder| recorder.register_histogram(key, &LATENCY_METADATA))
+        .record(latency.as_secs_f64());
 }
 
 /// Sets every gauge and counter from `status`.
