@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[cfg(test)]
 use headwater_core::flume::BodyShape;
@@ -680,7 +681,8 @@ impl LineRef<'_> {
         let op = Op::from_parts(self.op, self.value.map(JsonText::from_raw))
             .map_err(|error| error.to_string())?;
         let mut change =
-            ChangeData::new(self.collection, self.key, op).map_err(|error| error.to_string())?;
+            ChangeData::from_shared(Arc::from(&*self.collection), Arc::from(&*self.key), op)
+                .map_err(|error| error.to_string())?;
         for (name, value) in self.headers {
             change = change
                 .with_header(name, value)

@@ -216,8 +216,26 @@ impl ChangeData {
         key: impl Into<String>,
         op: Op,
     ) -> Result<Self, InvalidChange> {
-        let collection = collection.into();
-        let key = key.into();
+        let collection: String = collection.into();
+        let key: String = key.into();
+        Self::from_shared(collection.into(), key.into(), op)
+    }
+
+    /// A change to `collection`/`key` whose names are already shared text: they are
+    /// kept as they are, where [`new`](Self::new) copies them once more. For readers
+    /// that build many changes (a store decoding its rows, `headwater send` reading its
+    /// input).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use headwater_core::model::{ChangeData, Op};
+    /// let collection: Arc<str> = Arc::from("todos");
+    /// let change = ChangeData::from_shared(Arc::clone(&collection), Arc::from("1"), Op::Delete)?;
+    /// assert_eq!(change.collection(), "todos");
+    /// assert!(ChangeData::from_shared(collection, Arc::from(""), Op::Delete).is_err());
+    /// # Ok::<(), headwater_core::model::InvalidChange>(())
+    /// ```
+    pub fn from_shared(collection: Arc<str>, key: Arc<str>, op: Op) -> Result<Self, InvalidChange> {
         if collection.is_empty() {
             return Err(InvalidChange::EmptyCollection);
         }
@@ -225,8 +243,8 @@ impl ChangeData {
             return Err(InvalidChange::EmptyKey);
         }
         Ok(Self {
-            collection: collection.into(),
-            key: key.into(),
+            collection,
+            key,
             op,
             headers: None,
         })
