@@ -114,7 +114,15 @@ pub(crate) async fn run(args: SendArgs) -> Result<ExitCode, Box<dyn std::error::
             eprintln!("Prometheus metrics at http://{addr}/metrics");
         }
     }
-    let (input, mut checked) = open_checked(&args)?;
+    // Off the runtime's one thread, so that the metrics endpoint answers during a long
+    // check.
+    let (input, mut checked) = {
+        let (file, source, max_event_bytes) =
+            (args.file.clone(), args.source.clone(), args.max_event_bytes);
+        tokio::task::spawn_blocking(move || open_checked(&file, source, max_event_bytes))
+            .await
+            .map_err(|error| format!("the check of the input stopped: {error}"))??
+    };
     let total = checked.changes;
 
     let state_path = args
@@ -459,14 +467,18 @@ enum CaptureStop {
 
 /// The input, opened and read once to check every line as `send` sends it (with the
 /// mapping's own headers and the event size limit).
-fn open_checked(args: &SendArgs) -> Result<(Input, Checked), InputError> {
-    let input = Input::open(&args.file)?;
-    let mapping = EventMapping::with_source(args.source.clone());
+fn open_checked(
+    file: &std::path::Path,
+    source: String,
+    max_event_bytes: usize,
+) -> Result<(Input, Checked), InputError> {
+    let input = Input::open(file)?;
+    let mapping = EventMapping::with_source(source);
     let checked = check(
         &input,
         &LineRules {
             mapping: &mapping,
-            max_event_bytes: args.max_event_bytes,
+            max_event_bytes,
         },
     )?;
     Ok((input, checked))
@@ -474,7 +486,7 @@ fn open_checked(args: &SendArgs) -> Result<(Input, Checked), InputError> {
 
 /// `send --check`: reads the input as `send` would and sends nothing.
 fn check_only(args: &SendArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let (_, checked) = open_checked(args)?;
+    let (_, checked) = open_checked(&args.file, args.source.clone(), args.max_event_bytes)?;
     let name = if args.file.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
