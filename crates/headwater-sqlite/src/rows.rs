@@ -267,18 +267,26 @@ pub(crate) fn record(
     let mut removed_count = 0i64;
     let mut removed_bytes = 0i64;
     {
-        let mut delete = connection
+        // What a run removes is summed first and then deleted, in the same transaction:
+        // `DELETE … RETURNING` buffers its rows in a temporary table it opens for every
+        // run, which cost more than the delete itself (a fifth of an acknowledgement).
+        let mut weigh = connection
             .prepare_cached(
-                "DELETE FROM headwater_outbox WHERE seq BETWEEN ?1 AND ?2 RETURNING weight",
+                "SELECT COUNT(*), COALESCE(SUM(weight), 0) FROM headwater_outbox WHERE seq BETWEEN ?1 AND ?2",
             )
             .map_err(sql_error)?;
+        let mut delete = connection
+            .prepare_cached("DELETE FROM headwater_outbox WHERE seq BETWEEN ?1 AND ?2")
+            .map_err(sql_error)?;
         for run in outcome.acked_runs() {
-            let mut weights = delete
-                .query(params![run.start().get() as i64, run.end().get() as i64])
+            let range = params![run.start().get() as i64, run.end().get() as i64];
+            let (count, bytes): (i64, i64) = weigh
+                .query_row(range, |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(sql_error)?;
-            while let Some(row) = weights.next().map_err(sql_error)? {
-                removed_count += 1;
-                removed_bytes += row.get::<_, i64>(0).map_err(sql_error)?;
+            if count > 0 {
+                delete.execute(range).map_err(sql_error)?;
+                removed_count += count;
+                removed_bytes += bytes;
             }
         }
     }
