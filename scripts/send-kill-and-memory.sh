@@ -61,6 +61,11 @@ print(f"fresh send: {wall:.1f} s wall, {lines / wall:,.0f} lines/s, CPU {(user +
 EOF
 
 sink="$scratch/sink.jsonl"
+# kill_send PID: SIGKILL, and the process reaped, without bash's "Killed" line (the shell
+# reports the signal on its own stderr after the next command, which a redirection of
+# `wait` alone does not always catch).
+kill_send() { exec 3>&2 2>/dev/null; kill -9 "$1" || true; wait "$1" || true; exec 2>&3 3>&-; }
+
 # start_send NAME: a `send` in the background, its pid in $pid (headwater's own, so that
 # SIGKILL reaches it).
 start_send() {
@@ -83,8 +88,7 @@ for try in 1 2 3 4 5; do
     if ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$input"; then break; fi
     sleep 0.002
   done
-  kill -9 "$pid" 2>/dev/null || true
-  { wait "$pid"; } 2>/dev/null || true
+  kill_send "$pid"
   if [ ! -e "$scratch/killed.db" ]; then killed_in_check=yes; break; fi
   echo "try $try: the check was over before the kill; trying again"
   kill "${pids[-1]}" 2>/dev/null || true
@@ -103,8 +107,7 @@ while kill -0 "$pid" 2>/dev/null; do
   [ "$arrived" -ge "$threshold" ] && break
   sleep 0.2
 done
-kill -9 "$pid" 2>/dev/null || true
-{ wait "$pid"; } 2>/dev/null || true
+kill_send "$pid"
 echo "killed during delivery: $(wc -l <"$sink") events at the sink"
 
 start_send to-the-end
