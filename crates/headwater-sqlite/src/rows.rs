@@ -268,8 +268,8 @@ pub(crate) fn record(
     let mut removed_bytes = 0i64;
     {
         // What a run removes is summed first and then deleted, in the same transaction:
-        // `DELETE … RETURNING` buffers its rows in a temporary table it opens for every
-        // run, which cost more than the delete itself (a fifth of an acknowledgement).
+        // `DELETE … RETURNING` buffers its rows in a temporary b-tree it opens for every
+        // run (an in-memory store delivered about a tenth faster without it).
         let mut weigh = connection
             .prepare_cached(
                 "SELECT COUNT(*), COALESCE(SUM(weight), 0) FROM headwater_outbox WHERE seq BETWEEN ?1 AND ?2",
