@@ -88,6 +88,12 @@ for try in 1 2 3 4 5; do
     if ls -l "/proc/$pid/fd" 2>/dev/null | grep -qF "$input"; then break; fi
     sleep 0.002
   done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    # Gone before the kill: an error, or a run over in less time than one look.
+    echo "FAILED: send ended on its own before it could be killed in the check (more LINES?):" \
+      "$(tail -n 5 "$scratch/during-check.err")" >&2
+    exit 1
+  fi
   kill_send "$pid"
   if [ ! -e "$scratch/killed.db" ]; then killed_in_check=yes; break; fi
   echo "try $try: the check was over before the kill; trying again"
