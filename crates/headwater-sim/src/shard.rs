@@ -309,12 +309,14 @@ impl<C: FleetClient> Shard<C> {
             self.tally.dead += 1;
         }
         self.effects = effects;
+        // As the syncer does, the timer is set again whenever the time to wake moves,
+        // later as well as earlier: a time it moved away from never wakes it.
         let slot = self.slot_mut(client);
-        if let Some(at) = slot.client.next_wake(now) {
-            let at = at.max(now + 1);
-            if slot.wake.is_none_or(|wake| at < wake) {
-                slot.generation = slot.generation.wrapping_add(1);
-                slot.wake = Some(at);
+        let next = slot.client.next_wake(now).map(|at| at.max(now + 1));
+        if next != slot.wake {
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.wake = next;
+            if let Some(at) = next {
                 let generation = slot.generation;
                 self.push(client, at, Event::Wake { generation });
             }
