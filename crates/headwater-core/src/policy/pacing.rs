@@ -13,7 +13,10 @@
 //! sends rarely), and a sign cuts it by `decrease` (once per `gather`: the answers of one
 //! crowded moment are one sign). A sign is an answer that pushes back (503, 429, 408, 504, a timeout) or an
 //! acceptance whose round trip grew well past the fastest one seen (a Flume channel
-//! that is full makes commits wait before it refuses them). The pacer lets go once the
+//! that is full makes commits wait before it refuses them). A wait shorter than the one
+//! that made the last cut is no new sign: once a fleet is below the tier's rate, the
+//! queue of commits drains slowly and every answer still waits, and cutting again for
+//! each took fleets far below the capacity, all at once. The pacer lets go once the
 //! backlog is gone.
 //!
 //! A paced client gathers its allowance into batches of up to `gather` seconds of its
@@ -65,7 +68,7 @@ impl Default for Pacing {
             increase: 1.03,
             decrease: 0.9,
             gather: Duration::from_secs(10),
-            congested_delay: Duration::from_secs(1),
+            congested_delay: Duration::from_millis(500),
             engage_after: Duration::from_secs(30),
             min_batch: 5,
             old_backlog: true,
@@ -105,6 +108,9 @@ struct Paced {
     /// across a fleet that is the load it captures anyway (and a brownout's 503s, which
     /// say nothing of load, would otherwise leave it crawling).
     floor: f64,
+    /// The commit wait that made the last cut, while waits stay long: a wait shorter
+    /// than it says the tier's queue is draining, so the cut is already working.
+    cut_at_delay: Option<Duration>,
 }
 
 /// The pacer of one client.
@@ -290,6 +296,7 @@ impl Pacer {
                         adjusted_at: now,
                         calm_since: now,
                         floor: rate / 2.0,
+                        cut_at_delay: None,
                     });
                 }
             }
@@ -367,8 +374,32 @@ impl Pacer {
         let delay = rtt.saturating_sub(fastest);
         let over = rtt > fastest * 4;
         if over && delay > self.config.congested_delay {
-            self.slow_down(now);
+            // A queue of commits drains slowly once a fleet has cut its rate below the
+            // tier's, and every answer meanwhile still waits long: cutting again for
+            // each of them took a fleet far below the capacity. A wait shorter than the
+            // one that made the last cut says the queue is draining, and the rate holds.
+            let draining = self
+                .paced
+                .as_ref()
+                .and_then(|paced| paced.cut_at_delay)
+                .is_some_and(|cut| delay < cut);
+            if draining {
+                if let Some(paced) = self.paced.as_mut() {
+                    paced.adjusted_at = now;
+                }
+            } else {
+                let before = self.paced.as_ref().map(|paced| paced.rate);
+                self.slow_down(now);
+                if let Some(paced) = self.paced.as_mut()
+                    && before != Some(paced.rate)
+                {
+                    paced.cut_at_delay = Some(delay);
+                }
+            }
             return;
+        }
+        if let Some(paced) = self.paced.as_mut() {
+            paced.cut_at_delay = None;
         }
         if over && delay > self.config.congested_delay / 10 {
             if let Some(paced) = self.paced.as_mut() {
@@ -466,6 +497,31 @@ mod tests {
         assert_eq!(pacer.rate(), Some(held));
         pacer.release();
         assert!(!pacer.is_engaged());
+    }
+
+    #[test]
+    fn a_queue_that_drains_after_a_cut_cuts_no_more() {
+        let mut pacer = Pacer::new(Pacing::default());
+        pacer.on_accepted(at(0), Duration::from_millis(20));
+        failing(&mut pacer, 10, 700);
+        pacer.quota(at(700), 100, 100, Some(at(100)));
+        let start = pacer.rate().unwrap();
+        // A commit that waited 3 s cuts the rate.
+        pacer.on_accepted(at(701), Duration::from_millis(3_020));
+        let cut = pacer.rate().unwrap();
+        assert!((cut - start * 0.9).abs() < 1e-9, "{cut}");
+        // A gather later commits still wait, but less: the queue drains, the rate holds.
+        pacer.on_accepted(at(715), Duration::from_millis(2_020));
+        pacer.on_accepted(at(730), Duration::from_millis(1_020));
+        assert_eq!(pacer.rate(), Some(cut));
+        // A wait as long as the one that cut, or longer, says the cut was not enough.
+        pacer.on_accepted(at(745), Duration::from_millis(3_520));
+        let again = pacer.rate().unwrap();
+        assert!((again - cut * 0.9).abs() < 1e-9, "{again}");
+        // Once commits stop waiting, a long wait cuts again, whatever the last one was.
+        pacer.on_accepted(at(760), Duration::from_millis(20));
+        pacer.on_accepted(at(775), Duration::from_millis(1_020));
+        assert!(pacer.rate().unwrap() < again);
     }
 
     #[test]
