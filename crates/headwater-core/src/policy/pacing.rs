@@ -181,19 +181,23 @@ impl Pacer {
         }
     }
 
-    fn slow_down(&mut self, now: DateTime<Utc>) {
+    /// Cuts the rate at a sign of congestion, once per `gather`; returns whether the
+    /// rate went down.
+    fn slow_down(&mut self, now: DateTime<Utc>) -> bool {
         let (decrease, gather) = (self.config.decrease, self.config.gather);
         let Some(paced) = self.paced.as_mut() else {
-            return;
+            return false;
         };
         if paced.calm_until.is_some_and(|until| now < until) {
-            return;
+            return false;
         }
+        let before = paced.rate;
         paced.rate = (paced.rate * decrease).max(paced.floor).max(MIN_RATE);
         paced.adjusted_at = now;
         paced.calm_since = now;
         paced.calm_until =
             Some(now + TimeDelta::from_std(gather).unwrap_or(TimeDelta::seconds(10)));
+        paced.rate < before
     }
 
     /// The syncer's first look at its store, at `now`, found changes, the oldest captured
@@ -387,14 +391,10 @@ impl Pacer {
                 if let Some(paced) = self.paced.as_mut() {
                     paced.adjusted_at = now;
                 }
-            } else {
-                let before = self.paced.as_ref().map(|paced| paced.rate);
-                self.slow_down(now);
-                if let Some(paced) = self.paced.as_mut()
-                    && before != Some(paced.rate)
-                {
-                    paced.cut_at_delay = Some(delay);
-                }
+            } else if self.slow_down(now)
+                && let Some(paced) = self.paced.as_mut()
+            {
+                paced.cut_at_delay = Some(delay);
             }
             return;
         }
@@ -438,6 +438,15 @@ mod tests {
         }
     }
 
+    /// A pacer engaged at 700 s by failures from 10 s on, 100 changes waiting since 100 s.
+    fn paced_after_an_outage() -> Pacer {
+        let mut pacer = Pacer::new(Pacing::default());
+        pacer.on_accepted(at(0), Duration::from_millis(20));
+        failing(&mut pacer, 10, 700);
+        pacer.quota(at(700), 100, 100, Some(at(100)));
+        pacer
+    }
+
     #[test]
     fn a_passing_failure_paces_nothing() {
         let mut pacer = Pacer::new(Pacing::default());
@@ -473,10 +482,7 @@ mod tests {
 
     #[test]
     fn answers_move_the_rate_and_an_empty_backlog_lets_go() {
-        let mut pacer = Pacer::new(Pacing::default());
-        pacer.on_accepted(at(0), Duration::from_millis(20));
-        failing(&mut pacer, 10, 700);
-        pacer.quota(at(700), 100, 100, Some(at(100)));
+        let mut pacer = paced_after_an_outage();
         let start = pacer.rate().unwrap();
         // Calm answers raise it, with time.
         pacer.on_accepted(at(710), Duration::from_millis(20));
@@ -501,10 +507,7 @@ mod tests {
 
     #[test]
     fn a_queue_that_drains_after_a_cut_cuts_no_more() {
-        let mut pacer = Pacer::new(Pacing::default());
-        pacer.on_accepted(at(0), Duration::from_millis(20));
-        failing(&mut pacer, 10, 700);
-        pacer.quota(at(700), 100, 100, Some(at(100)));
+        let mut pacer = paced_after_an_outage();
         let start = pacer.rate().unwrap();
         // A commit that waited 3 s cuts the rate.
         pacer.on_accepted(at(701), Duration::from_millis(3_020));
