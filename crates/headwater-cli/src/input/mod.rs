@@ -1,7 +1,8 @@
 //! Reading changes from JSON lines, all or nothing, in bounded memory.
 //!
-//! The input is read twice: [`check`] reads it whole, a line at a time, naming every
-//! bad line, and gives its identity (a fingerprint of its bytes and its line count),
+//! The input is read twice: [`check`] reads it whole, a block of lines at a time whose
+//! lines are checked on every core ([`check`'s module](check)), naming every bad line,
+//! and gives its identity (a fingerprint of its bytes and its line count),
 //! how many changes it holds and the [`Span`]s it cuts into; only if every line is good
 //! does `send` open its state. Then delivery reads it again: a span at a time through
 //! [`Input::read_span`] (a state in the lines layout), or, for a state that copies the
@@ -25,6 +26,10 @@ use headwater_core::model::{
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+mod check;
+
+pub(crate) use check::check;
 
 /// How many bad lines are shown; all are counted.
 const SHOWN: usize = 20;
@@ -268,144 +273,6 @@ pub(crate) const SPAN_BYTES: u64 = 1 << 20;
 /// The changes between two [`Checked::boundaries`]: `send`'s capture chunk.
 pub(crate) const CHUNK: usize = 1000;
 
-/// Reads the whole input once: every line must be a change that fits the rules. Gives
-/// the input's identity (the XXH3 fingerprint of its bytes and its line count) and
-/// how many changes it holds; or every problem (the first 20 named, all counted).
-pub(crate) fn check(input: &Input, rules: &LineRules<'_>) -> Result<Checked, InputError> {
-    let mut encoder = BatchEncoder::new(rules.mapping.clone());
-    let mut ids = ChangeIdGenerator::from_seed(0);
-    let mut smallest_event = None;
-    let mut lines = input.lines()?;
-    let mut fingerprint = Fingerprint::new();
-    // The fingerprint up to the last change, taken at the first blank line after a
-    // change (the last boundary needs it), so that no line pays for a digest.
-    let mut at_last_change = None;
-    let mut line_count = 0usize;
-    let mut changes = 0usize;
-    let mut problems = Vec::new();
-    let mut invalid = 0usize;
-    let mut boundaries = Vec::new();
-    let mut spans = SpanCutter::default();
-    let mut weight = 0u64;
-    let read =
-        |error: std::io::Error| InputError::Read(format!("cannot read {}: {error}", input.name));
-    while let Some((number, raw)) = lines.next_line().map_err(read)? {
-        line_count = number;
-        let result = text_of(raw).and_then(|text| {
-            if text.trim().is_empty() {
-                return Ok(false);
-            }
-            let line = read_line(text)?;
-            line.check_headers(rules.mapping)?;
-            weight += line.weight() as u64;
-            let smallest =
-                *smallest_event.get_or_insert_with(|| smallest_event_len(&mut encoder, &mut ids));
-            if smallest.saturating_add(EXPANSION.saturating_mul(text.len())) > rules.max_event_bytes
-            {
-                check_size(
-                    &mut encoder,
-                    &mut ids,
-                    &line.into_change()?,
-                    rules.max_event_bytes,
-                )?;
-            }
-            Ok(true)
-        });
-        if matches!(result, Ok(false)) {
-            at_last_change.get_or_insert_with(|| fingerprint.value());
-        } else {
-            at_last_change = None;
-        }
-        fingerprint.update(raw);
-        spans.line(raw, matches!(result, Ok(true)));
-        match result {
-            Ok(true) => {
-                changes += 1;
-                if changes.is_multiple_of(CHUNK) {
-                    boundaries.push(fingerprint.value());
-                }
-            }
-            Ok(false) => {}
-            Err(problem) => {
-                invalid += 1;
-                if problems.len() < SHOWN {
-                    problems.push(format!("line {number}: {problem}"));
-                }
-            }
-        }
-    }
-    if invalid > 0 {
-        return Err(InvalidInput { problems, invalid }.into());
-    }
-    if !changes.is_multiple_of(CHUNK) {
-        boundaries.push(at_last_change.unwrap_or_else(|| fingerprint.value()));
-    }
-    Ok(Checked {
-        boundaries,
-        spans: spans.finish(),
-        weight,
-        changes,
-        identity: format!(
-            "{IDENTITY_PREFIX}{:016x} ({line_count} lines)",
-            fingerprint.value()
-        ),
-    })
-}
-
-/// Cuts the checked input into [`Span`]s, a line at a time.
-#[derive(Default)]
-struct SpanCutter {
-    spans: Vec<Span>,
-    hash: xxhash_rust::xxh3::Xxh3Default,
-    /// Bytes read so far, and the offset where the open span starts.
-    offset: u64,
-    start: u64,
-    /// Changes so far, and in the open span.
-    changes: u64,
-    open: u32,
-}
-
-impl SpanCutter {
-    /// Takes the next line; `change` says whether it is one (else it is blank). A span
-    /// closes just before the change that would overfill it, so blank lines go with
-    /// the change before them, and the last span runs to the end of the input.
-    fn line(&mut self, raw: &[u8], change: bool) {
-        if change {
-            if self.open as usize == CHUNK
-                || (self.open > 0 && self.offset - self.start >= SPAN_BYTES)
-            {
-                self.close();
-            }
-            self.changes += 1;
-            self.open += 1;
-        }
-        self.hash.update(raw);
-        self.offset += raw.len() as u64;
-    }
-
-    fn close(&mut self) {
-        self.spans.push(Span {
-            first: self.changes + 1 - u64::from(self.open),
-            changes: self.open,
-            offset: self.start,
-            len: self.offset - self.start,
-            hash: self.hash.digest(),
-        });
-        self.hash.reset();
-        self.start = self.offset;
-        self.open = 0;
-    }
-
-    /// The spans: every byte of the input from the start to its end is in one, unless
-    /// it holds no change at all.
-    fn finish(mut self) -> Vec<Span> {
-        if self.open > 0 {
-            self.close();
-        }
-        self.spans
-    }
-}
-
 /// What starts an identity written since the fingerprint is XXH3; identities without
 /// it are FNV-1a's (see [`legacy_identities`]).
 pub(crate) const IDENTITY_PREFIX: &str = "xxh3 ";
@@ -515,6 +382,7 @@ impl Changes {
 
 /// A stable 64-bit fingerprint (XXH3), fed a piece at a time: the same bytes give the
 /// same value on every platform and version, unlike `std`'s hashers.
+#[derive(Default)]
 pub(crate) struct Fingerprint(Box<xxhash_rust::xxh3::Xxh3Default>);
 
 impl Fingerprint {
