@@ -4,8 +4,10 @@
 //! Time advances in windows no longer than the network's shortest one-way trip. In a
 //! window, the tier takes the requests that reach it (answers leave it at least a
 //! one-way trip later: after the window), then every shard of clients, on its own
-//! thread, handles its events (requests it sends reach the tier at least a one-way trip
-//! later: after the window too). Every event is ordered by time, client and that
+//! thread, takes the tier's replies to its requests (counting what was committed and
+//! drawing each answer's way back) and handles its events (requests it sends reach the
+//! tier at least a one-way trip later: after the window too). The tier reads no
+//! shard's state, so its part, the only one on one thread, is small. Every event is ordered by time, client and that
 //! client's own count, and every random draw belongs to a client or to the tier, so a
 //! run is the same on any number of threads.
 
@@ -17,18 +19,17 @@ use std::time::Instant;
 use headwater_core::engine::SyncConfig;
 use headwater_core::model::ChangeData;
 use headwater_core::policy::{Endpoints, Jitter, Selection};
-use headwater_core::transport::SendOutcome;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::calendar::{Calendar, Key};
 use crate::client::{FleetClient, MachineClient, SeedLoopClient};
 use crate::error::SimError;
-use crate::ledger::{Commit, RECORDS};
+use crate::ledger::RECORDS;
 use crate::metrics::{Latencies, Outcome, Series, Summary, summarize};
 use crate::scenario::{Scenario, Spreading};
-use crate::shard::{Arrival, Shard, Slot, unit};
-use crate::tier::{Reply, Tier};
+use crate::shard::{Arrival, Reply, Shard, Slot, unit};
+use crate::tier::{Reply as TierReply, Tier};
 use crate::time::{Micros, SECOND, from_seconds, seconds};
 
 /// How a fleet's clients deliver.
@@ -325,9 +326,6 @@ struct Sim<'a, C> {
     arrivals: Calendar<Arrival>,
     /// Accepted load and samples (the offered load is counted by the shards).
     series: Series,
-    duplicates: u64,
-    reordered: u64,
-    unknown_commits: u64,
     /// Threads that run the shards, this one included.
     threads: usize,
 }
@@ -345,9 +343,6 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
             tier,
             arrivals: Calendar::default(),
             series: Series::default(),
-            duplicates: 0,
-            reordered: 0,
-            unknown_commits: 0,
             threads,
         }
     }
@@ -363,68 +358,27 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
             .max(1)
     }
 
-    /// A request reaches the tier.
-    fn arrive(&mut self, shards: &[Mutex<Shard<C>>], key: Key, arrival: Arrival) {
+    /// A request reaches the tier; what the tier does with it goes to its shard, to be
+    /// taken there (on that shard's thread) before its next window.
+    fn arrive(&mut self, replies: &mut [Vec<Reply>], key: Key, arrival: Arrival) {
         let now = key.at;
-        let mut shard = lock(&shards[arrival.shard as usize]);
-        let Some((client, agent, sent_at, events)) =
-            shard.flights[arrival.flight as usize].as_ref().map(|f| {
-                let agent = f.order.get(f.attempt).copied().unwrap_or(0);
-                (f.client, agent, f.sent_at, f.seqs.len())
-            })
-        else {
-            return;
-        };
-        let reply = self.tier.offer(agent, now, events);
-        let timeout = from_seconds(self.scenario.request_timeout_s);
-        let mut refused = false;
-        let (answer_at, outcome) = match reply {
-            Reply::Refused => {
-                refused = true;
-                let message = format!("agent {agent}: connection refused");
-                (
-                    now + shard.one_way(client),
-                    SendOutcome::ConnectionFailed { message },
-                )
-            }
-            Reply::Answer {
-                at,
-                response,
-                committed,
-            } => {
-                let answered = at.max(now);
-                if committed {
-                    self.series.accepted(answered, events);
-                    let shard = &mut *shard;
-                    let seqs = shard.flights[arrival.flight as usize]
-                        .as_ref()
-                        .map(|f| f.seqs.clone())
-                        .unwrap_or_default();
-                    let ledger = &mut shard.slot_mut(client).ledger;
-                    for seq in seqs {
-                        match ledger.committed(seq.get()) {
-                            Commit::First => {}
-                            Commit::Reordered => self.reordered += 1,
-                            Commit::Duplicate => self.duplicates += 1,
-                            Commit::Unknown => self.unknown_commits += 1,
-                        }
-                    }
-                }
-                let lost = committed && shard.answer_lost(client);
-                let back = answered + shard.one_way(client);
-                if lost || back > sent_at + timeout {
-                    let message = "no answer within the request timeout".into();
-                    (sent_at + timeout, SendOutcome::TimedOut { message })
-                } else {
-                    (back, SendOutcome::Response(response))
-                }
-            }
-        };
-        if let Some(flight) = shard.flights[arrival.flight as usize].as_mut() {
-            flight.outcome = Some(outcome);
-            flight.refused = refused;
+        let reply = self
+            .tier
+            .offer(arrival.agent as usize, now, arrival.events as usize);
+        if let TierReply::Answer {
+            at,
+            committed: true,
+            ..
+        } = &reply
+        {
+            self.series
+                .accepted((*at).max(now), arrival.events as usize);
         }
-        shard.answer_at(arrival.flight, answer_at.max(now + 1));
+        replies[arrival.shard as usize].push(Reply {
+            flight: arrival.flight,
+            arrived: now,
+            reply,
+        });
     }
 
     fn run(
@@ -453,6 +407,7 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
         let mut now: Micros = 0;
         let mut next_tick: Micros = 0;
         let gate = Gate::new(shards.len());
+        let mut replies: Vec<Vec<Reply>> = shards.iter().map(|_| Vec::new()).collect();
         let failure: Mutex<Option<SimError>> = Mutex::new(None);
         let result = std::thread::scope(|scope| -> Result<(), SimError> {
             let threads = self.threads;
@@ -517,8 +472,16 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
                         next_tick += SECOND;
                     }
                     let until = (now + window).min(next_tick).min(end + 1);
+                    // The tier takes the requests that reach it in the window (sent in
+                    // earlier ones); its answers reach the clients a one-way trip later,
+                    // after the window, and the shards take its replies first thing.
                     while let Some((key, arrival)) = self.arrivals.pop_before(until) {
-                        self.arrive(&shards, key, arrival);
+                        self.arrive(&mut replies, key, arrival);
+                    }
+                    for (shard, replies) in shards.iter().zip(&mut replies) {
+                        if !replies.is_empty() {
+                            lock(shard).replies.append(replies);
+                        }
                     }
                     gate.end.store(until, Ordering::Release);
                     gate.done.store(0, Ordering::Release);
@@ -554,6 +517,7 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
         let mut offered = Series::default();
         let mut fresh = Latencies::default();
         let (mut captured, mut dead) = (0, 0);
+        let (mut duplicates, mut reordered, mut unknown_commits) = (0, 0, 0);
         for shard in &shards {
             let shard = lock(shard);
             for (index, slot) in shard.slots.iter().enumerate() {
@@ -577,11 +541,14 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
             fresh.merge(&shard.tally.fresh);
             captured += shard.tally.captured;
             dead += shard.tally.dead;
+            duplicates += shard.tally.duplicates;
+            reordered += shard.tally.reordered;
+            unknown_commits += shard.tally.unknown_commits;
         }
-        if self.unknown_commits > 0 {
+        if unknown_commits > 0 {
             return Err(SimError::Inconsistent(format!(
                 "the tier committed {} changes that no client captured",
-                self.unknown_commits
+                unknown_commits
             )));
         }
         self.series.offered_events = offered.offered_events;
@@ -604,8 +571,8 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
         );
         summary.fresh_p99_s = fresh.percentile(0.99);
         summary.lost = lost;
-        summary.duplicates = self.duplicates;
-        summary.reordered = self.reordered;
+        summary.duplicates = duplicates;
+        summary.reordered = reordered;
         summary.dead_lettered = dead;
         summary.captured = captured;
         summary.wall_seconds = started.elapsed().as_secs_f64();

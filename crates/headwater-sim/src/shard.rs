@@ -14,9 +14,10 @@ use rand_core::RngCore;
 use crate::calendar::{Calendar, Key};
 use crate::client::{Effects, FleetClient, RequestKey};
 use crate::error::SimError;
-use crate::ledger::{Ledger, RECORDS};
+use crate::ledger::{Commit, Ledger, RECORDS};
 use crate::metrics::{Latencies, Series};
 use crate::scenario::Scenario;
+use crate::tier::Reply as TierReply;
 use crate::time::{Micros, from_seconds, seconds, wall};
 
 /// What happens to a client.
@@ -30,13 +31,29 @@ pub(crate) enum Event {
     Answer { flight: u32 },
 }
 
-/// A request on its way to the tier.
+/// A request on its way to the tier, with what the tier needs of it: the tier reads no
+/// shard's state, so that the shards can take its answers on their own threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Arrival {
     /// The shard that sent it.
     pub(crate) shard: u32,
     /// Its flight in that shard.
     pub(crate) flight: u32,
+    /// The agent it goes to.
+    pub(crate) agent: u32,
+    /// How many events it carries.
+    pub(crate) events: u32,
+}
+
+/// What the tier did with a request, for the shard that sent it to turn into the
+/// client's answer.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The request's flight in its shard.
+    pub(crate) flight: u32,
+    /// When it reached the tier.
+    pub(crate) arrived: Micros,
+    pub(crate) reply: TierReply,
 }
 
 /// One client and what the simulation keeps beside it.
@@ -110,6 +127,12 @@ pub(crate) struct Tally {
     pub(crate) pending: u64,
     pub(crate) captured: u64,
     pub(crate) dead: u64,
+    /// Changes the tier committed more than once.
+    pub(crate) duplicates: u64,
+    /// Changes of one record the tier committed out of capture order.
+    pub(crate) reordered: u64,
+    /// Commits of changes no client captured (a bug of the simulator, if ever).
+    pub(crate) unknown_commits: u64,
 }
 
 /// A share of the fleet.
@@ -123,6 +146,9 @@ pub(crate) struct Shard<C> {
     free_flights: Vec<u32>,
     /// Requests sent in this window, for the tier.
     pub(crate) outgoing: Vec<(Key, Arrival)>,
+    /// What the tier did with this shard's requests that reached it, in the order they
+    /// did: taken at the start of the next window run.
+    pub(crate) replies: Vec<Reply>,
     effects: Effects,
     pub(crate) tally: Tally,
     templates: Arc<[ChangeData]>,
@@ -159,6 +185,7 @@ impl<C: FleetClient> Shard<C> {
             flights: Vec::new(),
             free_flights: Vec::new(),
             outgoing: Vec::new(),
+            replies: Vec::new(),
             effects: Effects::default(),
             tally: Tally::default(),
             templates,
@@ -327,13 +354,79 @@ impl<C: FleetClient> Shard<C> {
     fn dispatch(&mut self, client: u32, flight: u32, now: Micros) {
         let arrive = now + self.one_way(client);
         let key = self.slot_mut(client).key(client, arrive);
+        let (agent, events) = self.flights[flight as usize].as_ref().map_or((0, 0), |f| {
+            let agent = f.order.get(f.attempt).copied().unwrap_or(0);
+            (agent as u32, f.seqs.len() as u32)
+        });
         self.outgoing.push((
             key,
             Arrival {
                 shard: self.index,
                 flight,
+                agent,
+                events,
             },
         ));
+    }
+
+    /// Turns what the tier did with a request into the answer its client gets: counts
+    /// what it committed, and draws the way back (and whether the answer is lost).
+    fn take_reply(&mut self, reply: Reply) {
+        let Reply {
+            flight,
+            arrived: now,
+            reply,
+        } = reply;
+        let Some((client, agent, sent_at)) = self.flights[flight as usize].as_ref().map(|f| {
+            let agent = f.order.get(f.attempt).copied().unwrap_or(0);
+            (f.client, agent, f.sent_at)
+        }) else {
+            return;
+        };
+        let timeout = from_seconds(self.scenario.request_timeout_s);
+        let mut refused = false;
+        let (answer_at, outcome) = match reply {
+            TierReply::Refused => {
+                refused = true;
+                let message = format!("agent {agent}: connection refused");
+                (
+                    now + self.one_way(client),
+                    SendOutcome::ConnectionFailed { message },
+                )
+            }
+            TierReply::Answer {
+                at,
+                response,
+                committed,
+            } => {
+                let answered = at.max(now);
+                if committed && let Some(f) = self.flights[flight as usize].as_ref() {
+                    let ledger = &mut self.slots[(client - self.first) as usize].ledger;
+                    let tally = &mut self.tally;
+                    for seq in &f.seqs {
+                        match ledger.committed(seq.get()) {
+                            Commit::First => {}
+                            Commit::Reordered => tally.reordered += 1,
+                            Commit::Duplicate => tally.duplicates += 1,
+                            Commit::Unknown => tally.unknown_commits += 1,
+                        }
+                    }
+                }
+                let lost = committed && self.answer_lost(client);
+                let back = answered + self.one_way(client);
+                if lost || back > sent_at + timeout {
+                    let message = "no answer within the request timeout".into();
+                    (sent_at + timeout, SendOutcome::TimedOut { message })
+                } else {
+                    (back, SendOutcome::Response(response))
+                }
+            }
+        };
+        if let Some(f) = self.flights[flight as usize].as_mut() {
+            f.outcome = Some(outcome);
+            f.refused = refused;
+        }
+        self.answer_at(flight, answer_at.max(now + 1));
     }
 
     fn capture(&mut self, client: u32, now: Micros, count: usize) -> Result<(), SimError> {
@@ -413,8 +506,14 @@ impl<C: FleetClient> Shard<C> {
         Ok(())
     }
 
-    /// Everything that happens to this shard's clients before `end`.
+    /// Everything that happens to this shard's clients before `end`, once the tier's
+    /// replies that came in are taken.
     pub(crate) fn run_until(&mut self, end: Micros) -> Result<(), SimError> {
+        let mut replies = std::mem::take(&mut self.replies);
+        for reply in replies.drain(..) {
+            self.take_reply(reply);
+        }
+        self.replies = replies;
         while let Some((key, event)) = self.queue.pop_before(end) {
             let now = key.at;
             let client = key.client;
