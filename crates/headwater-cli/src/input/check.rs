@@ -236,6 +236,21 @@ fn check_line(
     Ok(weight)
 }
 
+/// Whether a line (with its line end) is a change rather than blank, as the check
+/// counts it: not only whitespace as `str::trim` sees it (a line that is not UTF-8 is a
+/// change, a bad one). Most lines start with `{`, which settles it without validating
+/// the line's UTF-8 again: the checking threads do that.
+fn is_change(raw: &[u8]) -> bool {
+    match raw
+        .iter()
+        .find(|byte| !(byte.is_ascii() && char::from(**byte).is_whitespace()))
+    {
+        None => false,
+        Some(byte) if byte.is_ascii() => true,
+        Some(_) => text_of(raw).map_or(true, |text| !text.trim().is_empty()),
+    }
+}
+
 /// The input's identity, taken a line at a time: its fingerprint, the boundaries of
 /// its chunks and its spans. A line that is not blank counts as a change (if it is not
 /// one, the check fails and none of this is used).
@@ -254,7 +269,7 @@ struct Identity {
 impl Identity {
     fn line(&mut self, raw: &[u8]) {
         self.line_count += 1;
-        let change = text_of(raw).map_or(true, |text| !text.trim().is_empty());
+        let change = is_change(raw);
         if change {
             self.at_last_change = None;
         } else {
@@ -401,6 +416,25 @@ mod tests {
         }
         text.push_str(r#"{"collection":"c","key":"last","op":"delete"}"#);
         text
+    }
+
+    #[test]
+    fn a_line_is_blank_exactly_when_trim_leaves_nothing() {
+        for (line, change) in [
+            ("", false),
+            ("\n", false),
+            ("  \t\r\n", false),
+            ("\u{b}\u{c}\n", false),
+            ("\u{3000}\u{a0}\n", false),
+            ("{}\n", true),
+            ("  x", true),
+            ("\u{3000}\u{e9}\n", true),
+        ] {
+            assert_eq!(is_change(line.as_bytes()), change, "{line:?}");
+            assert_eq!(change, !line.trim().is_empty(), "{line:?}");
+        }
+        assert!(is_change(b"\xff\n"), "not UTF-8: a change, a bad one");
+        assert!(is_change(b" \xc3\n"), "cut UTF-8: a change, a bad one");
     }
 
     #[test]
