@@ -7,9 +7,9 @@
 //! thread, takes the tier's replies to its requests (counting what was committed and
 //! drawing each answer's way back) and handles its events (requests it sends reach the
 //! tier at least a one-way trip later: after the window too). The tier reads no
-//! shard's state, so its part, the only one on one thread, is small. Every event is ordered by time, client and that
-//! client's own count, and every random draw belongs to a client or to the tier, so a
-//! run is the same on any number of threads.
+//! shard's state, so its part, the only one on one thread, is small. Every event is
+//! ordered by time, client and that client's own count, and every random draw belongs
+//! to a client or to the tier, so a run is the same on any number of threads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -376,6 +376,7 @@ impl<'a, C: FleetClient + Send> Sim<'a, C> {
         }
         replies[arrival.shard as usize].push(Reply {
             flight: arrival.flight,
+            agent: arrival.agent,
             arrived: now,
             reply,
         });

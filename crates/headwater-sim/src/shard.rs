@@ -51,6 +51,8 @@ pub(crate) struct Arrival {
 pub(crate) struct Reply {
     /// The request's flight in its shard.
     pub(crate) flight: u32,
+    /// The agent it reached.
+    pub(crate) agent: u32,
     /// When it reached the tier.
     pub(crate) arrived: Micros,
     pub(crate) reply: TierReply,
@@ -374,13 +376,14 @@ impl<C: FleetClient> Shard<C> {
     fn take_reply(&mut self, reply: Reply) {
         let Reply {
             flight,
+            agent,
             arrived: now,
             reply,
         } = reply;
-        let Some((client, agent, sent_at)) = self.flights[flight as usize].as_ref().map(|f| {
-            let agent = f.order.get(f.attempt).copied().unwrap_or(0);
-            (f.client, agent, f.sent_at)
-        }) else {
+        let Some((client, sent_at)) = self.flights[flight as usize]
+            .as_ref()
+            .map(|f| (f.client, f.sent_at))
+        else {
             return;
         };
         let timeout = from_seconds(self.scenario.request_timeout_s);
